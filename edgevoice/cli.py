@@ -26,8 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     # Imported here so `edgevoice --help` stays fast and a broken room names itself.
     from edgevoice.service import commands as service_commands
+    from edgevoice.sim import simulate
 
     service_commands.register(subparsers)
+    simulate.register(subparsers)
     return parser
 
 

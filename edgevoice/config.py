@@ -96,9 +96,11 @@ class LiveSettings(_Section):
     base_url: str | None = None
     api_version: str | None = None
     context_window_compression: bool = True
-    # Keep an utterance spoken while offline for at most this long / this much audio.
+    # An utterance spoken while offline is sent when the link returns if it is not older
+    # than this; otherwise it is dropped with the "offline" earcon.
     offline_max_age_s: float = Field(30.0, ge=0, le=600)
-    offline_max_utterance_s: float = Field(30.0, ge=1, le=300)
+    # A press held longer than this ends the utterance (a stuck button must not record forever).
+    max_utterance_s: float = Field(60.0, ge=1, le=600)
     # Reply owed but nothing heard for this long: treat the connection as dead.
     reply_timeout_s: float = Field(15.0, gt=0, le=300)
     reconnect_initial_s: float = Field(0.25, gt=0, le=60)
@@ -213,7 +215,7 @@ def load_settings(
     key_lines: dict[tuple[str, ...], int] = {}
     if path is not None:
         file_data, key_lines = _read_toml(path, require_file=require_file)
-    data = _deep_merge(file_data, dict(overrides or {}))
+    data = deep_merge(file_data, dict(overrides or {}))
     secrets = _read_secrets(environ)
     env_keys = _env_keys(environ)
 
@@ -324,7 +326,10 @@ def _key_lines(text: str) -> dict[tuple[str, ...], int]:
 
 def _read_secrets(environ: Mapping[str, str]) -> dict[str, str]:
     if environ.get(API_KEY_ENV):
-        return {"gemini_api_key": environ[API_KEY_ENV].strip(), "_source": f"environment variable {API_KEY_ENV}"}
+        return {
+            "gemini_api_key": environ[API_KEY_ENV].strip(),
+            "_source": f"environment variable {API_KEY_ENV}",
+        }
     directory = environ.get("CREDENTIALS_DIRECTORY")
     if directory:
         path = Path(directory) / API_KEY_CREDENTIAL
@@ -383,11 +388,11 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in top.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
+            merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = value
     return merged

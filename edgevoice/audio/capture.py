@@ -1,0 +1,143 @@
+"""The microphone: a thread blocked in ALSA ``read()``, handing periods to the event loop.
+
+Each period is delivered with its sample position (16 kHz mono samples since the
+microphone opened) and the monotonic time it was read. The same numbers make the capture
+clock: :meth:`Microphone.position_now` turns "now" into a sample position, which is how a
+button press on another thread is stamped with the sample it happened at.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from edgevoice.audio.alsa import SAMPLE_BYTES, AudioDeviceError, CaptureDevice
+
+log = logging.getLogger(__name__)
+
+FrameSink = Callable[[int, bytes, float], None]
+
+
+class Microphone:
+    """Runs ``open_device()`` and reads it in a thread until :meth:`stop`.
+
+    ``on_frame(position, pcm, t)`` is called on the capture thread; the daemon hands it to
+    the loop with ``call_soon_threadsafe``. ``on_problem(text | None)`` reports a device
+    problem (and its end) for the status line.
+    """
+
+    def __init__(
+        self,
+        open_device: Callable[[], CaptureDevice],
+        *,
+        rate: int,
+        period_frames: int,
+        on_frame: FrameSink,
+        on_problem: Callable[[str | None], None] | None = None,
+        heartbeat: Callable[[], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        retry_initial_s: float = 0.5,
+        retry_max_s: float = 5.0,
+    ) -> None:
+        self._open_device = open_device
+        self.rate = rate
+        self.period_frames = period_frames
+        self._on_frame = on_frame
+        self._on_problem = on_problem or (lambda _text: None)
+        self._heartbeat = heartbeat or (lambda: None)
+        self._clock = clock
+        self._retry_initial_s = retry_initial_s
+        self._retry_max_s = retry_max_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        # (end position, time it was read): one tuple so another thread reads a consistent pair.
+        self._clock_point: tuple[int, float] = (0, clock())
+        # Held while a period is handed over, and while a button event is stamped and
+        # handed over, so the loop receives them in sample order.
+        self._handover = threading.Lock()
+        self.overruns = 0
+        self.reopens = 0
+        self.frames_delivered = 0
+
+    def start(self, device: CaptureDevice | None = None) -> None:
+        """Start the thread. ``device`` is an already opened device (so that opening errors
+        surface before the daemon reports ready); otherwise the thread opens it."""
+        self._thread = threading.Thread(
+            target=self._run, args=(device,), name="edgevoice-capture", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def position_now(self) -> int:
+        """The sample position of this instant by the capture clock: past the newest
+        delivered sample by the time elapsed since, at most one period (the period being
+        filled now)."""
+        end, read_t = self._clock_point
+        elapsed = int((self._clock() - read_t) * self.rate)
+        return end + min(max(elapsed, 0), self.period_frames)
+
+    def stamp_and_post(self, post: Callable[[int], None]) -> None:
+        """Call ``post(position_now())`` so that no period ending after that position can
+        reach the loop before what ``post`` sends (both go through call_soon_threadsafe)."""
+        with self._handover:
+            post(self.position_now())
+
+    def _run(self, device: CaptureDevice | None) -> None:
+        position = 0
+        delay = self._retry_initial_s
+        while not self._stop.is_set():
+            if device is None:
+                try:
+                    device = self._open_device()
+                except AudioDeviceError as exc:
+                    self._on_problem(str(exc))
+                    log.warning("%s; retrying in %.1f s", exc, delay)
+                    self._stop.wait(delay)
+                    self._heartbeat()
+                    delay = min(delay * 2, self._retry_max_s)
+                    continue
+                self.reopens += 1
+                self._on_problem(None)
+                delay = self._retry_initial_s
+            try:
+                length, data = device.read()
+            except Exception as exc:  # the device went away (ENODEV, EBADFD, EIO...)
+                log.warning("microphone read failed: %s; reopening", exc)
+                self._on_problem(f"microphone failed: {exc}")
+                _close_quietly(device)
+                device = None
+                continue
+            if length < 0:
+                # -EPIPE: an overrun. pyalsaaudio has already re-prepared the PCM; audio
+                # was lost but the stream goes on.
+                self.overruns += 1
+                log.debug("capture overrun (%d)", length)
+                continue
+            if not data:
+                continue
+            t = self._clock()
+            with self._handover:
+                self._on_frame(position, data, t)
+                position += len(data) // SAMPLE_BYTES
+                self._clock_point = (position, t)
+            self.frames_delivered += 1
+            self._heartbeat()
+        if device is not None:
+            _close_quietly(device)
+
+
+def _close_quietly(device: CaptureDevice) -> None:
+    try:
+        device.close()
+    except Exception:  # closing a dead device must not mask why it died
+        log.debug("closing the capture device failed", exc_info=True)

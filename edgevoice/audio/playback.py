@@ -1,0 +1,261 @@
+"""The speaker: a thread that feeds ALSA from a jitter buffer, and stops at once on barge-in.
+
+The event loop hands reply audio over with :meth:`Speaker.play` and never waits: the
+thread is the only one that blocks (in ALSA ``write()``). On :meth:`Speaker.interrupt`
+the thread drops what the sound card still holds and plays a few milliseconds of fade-out
+starting from the sample the card was playing, so playback stops within one period and
+without a click.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+import numpy as np
+
+from edgevoice.audio.alsa import SAMPLE_BYTES, AudioDeviceError, PlaybackDevice
+from edgevoice.audio.jitter import JitterBuffer
+from edgevoice.bench.probe import NullProbe, Probe
+
+log = logging.getLogger(__name__)
+
+
+class Speaker:
+    def __init__(
+        self,
+        open_device: Callable[[], PlaybackDevice],
+        *,
+        rate: int,
+        period_frames: int,
+        buffer_frames: int,
+        jitter: JitterBuffer,
+        paced: bool = True,
+        fade_ms: float = 5.0,
+        on_idle: Callable[[], None] | None = None,
+        on_problem: Callable[[str | None], None] | None = None,
+        heartbeat: Callable[[], None] | None = None,
+        probe: Probe | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._open_device = open_device
+        self.rate = rate
+        self.period_frames = period_frames
+        self.buffer_frames = buffer_frames
+        self._jitter = jitter
+        # A clock-paced device runs dry if not fed; an unpaced one (a simulated file sink
+        # run as fast as possible) never does, so it must not be fed invented silence.
+        self._paced = paced
+        self._fade_frames = max(1, int(rate * fade_ms / 1000))
+        self._on_idle = on_idle or (lambda: None)
+        self._on_problem = on_problem or (lambda _text: None)
+        self._heartbeat = heartbeat or (lambda: None)
+        self._probe = probe or NullProbe()
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._stop = False
+        self._interrupt_requested = False
+        self._interrupt_pressed_t: float | None = None
+        self._earcons: deque[bytes] = deque()
+        self._thread: threading.Thread | None = None
+        # What the card may still hold, to fade out from the sample it is playing.
+        self._recent = bytearray()
+        # Reply bytes queued so far and (stream offset, received time) of each chunk, for
+        # the reply-to-speaker latency.
+        self._reply_bytes_in = 0
+        self._reply_bytes_out = 0
+        self._chunk_marks: deque[tuple[int, float]] = deque()
+        self._active = False
+        self.interrupts = 0
+        self.write_errors = 0
+
+    # -- loop thread ----------------------------------------------------------------------
+
+    def play(self, pcm: bytes, received_t: float) -> None:
+        with self._cond:
+            if self._probe.enabled:
+                self._chunk_marks.append((self._reply_bytes_in, received_t))
+            self._reply_bytes_in += len(pcm)
+            self._jitter.push(pcm)
+            self._cond.notify()
+
+    def end_of_reply(self) -> None:
+        with self._cond:
+            self._jitter.end_of_reply()
+            self._cond.notify()
+
+    def interrupt(self, pressed_t: float | None = None) -> None:
+        """Stop at once. ``pressed_t``: when the user pressed, for the barge-in figure."""
+        with self._cond:
+            self._interrupt_requested = True
+            self._interrupt_pressed_t = pressed_t
+            self._cond.notify()
+
+    def earcon(self, pcm: bytes) -> None:
+        with self._cond:
+            self._earcons.append(pcm)
+            self._cond.notify()
+
+    @property
+    def jitter(self) -> JitterBuffer:
+        return self._jitter
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self, device: PlaybackDevice | None = None) -> None:
+        self._thread = threading.Thread(
+            target=self._run, args=(device,), name="edgevoice-playback", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    # -- playback thread ----------------------------------------------------------------------
+
+    def _run(self, device: PlaybackDevice | None) -> None:
+        delay = 0.5
+        ready_since: float | None = None
+        while True:
+            if device is None:
+                try:
+                    device = self._open_device()
+                except AudioDeviceError as exc:
+                    self._on_problem(str(exc))
+                    log.warning("%s; retrying in %.1f s", exc, delay)
+                    with self._cond:
+                        if self._stop:
+                            return
+                        self._cond.wait(delay)
+                    self._heartbeat()
+                    delay = min(delay * 2, 5.0)
+                    continue
+                self._on_problem(None)
+                delay = 0.5
+            with self._cond:
+                if self._stop:
+                    break
+                if self._interrupt_requested:
+                    self._interrupt_requested = False
+                    fade = self._cut(device)
+                    pressed_t, self._interrupt_pressed_t = self._interrupt_pressed_t, None
+                    if pressed_t is not None and self._probe.enabled:
+                        self._probe.add("barge_in_ms", (self._clock() - pressed_t) * 1000)
+                else:
+                    fade = b""
+                pull_t = self._clock() if ready_since is None else ready_since
+                ready_since = None
+                pulled = self._jitter.pull(
+                    self.period_frames, device_starving=self._paced and self._jitter.playing
+                )
+                earcon = self._take_earcon(len(pulled.pcm) or self.period_frames * SAMPLE_BYTES)
+                if pulled.kind == "idle" and not earcon and not fade:
+                    if self._active:
+                        self._active = False
+                        self._on_idle()
+                    ready_since = self._clock()
+                    self._cond.wait(0.2)
+                    self._heartbeat()
+                    continue
+                marks = self._take_marks(pulled.kind, len(pulled.pcm))
+            if pulled.kind == "audio":
+                self._active = True
+            data = fade + _mix(pulled.pcm, earcon)
+            try:
+                written_t = self._clock()
+                device.write(data)
+            except Exception as exc:
+                log.warning("speaker write failed: %s; reopening", exc)
+                self._on_problem(f"speaker failed: {exc}")
+                self.write_errors += 1
+                _close_quietly(device)
+                device = None
+                continue
+            for received_t in marks:
+                self._probe.add("reply_to_speaker_ms", (written_t - max(received_t, pull_t)) * 1000)
+            self._remember(data)
+            self._heartbeat()
+        if device is not None:
+            _close_quietly(device)
+
+    def _cut(self, device: PlaybackDevice) -> bytes:
+        """Stop what the card holds and return a fade-out from the sample it is playing."""
+        self.interrupts += 1
+        try:
+            queued = max(0, self.buffer_frames - device.avail())
+        except Exception:
+            queued = 0
+        held = bytes(self._recent[len(self._recent) - queued * SAMPLE_BYTES :]) if queued else b""
+        if queued:
+            try:
+                device.drop()
+            except Exception:
+                log.debug("drop failed", exc_info=True)
+        # The card held audio: fade from what it was playing, not from the queue's head.
+        self._jitter.interrupt(fade=not held)
+        self._reply_bytes_out = self._reply_bytes_in
+        self._chunk_marks.clear()
+        self._recent.clear()
+        source = held[: self._fade_frames * SAMPLE_BYTES]
+        if not source:
+            return b""
+        samples = np.frombuffer(source, dtype="<i2").astype(np.float32)
+        ramp = 0.5 * (1.0 + np.cos(np.linspace(0.0, np.pi, len(samples))))
+        return (samples * ramp).astype("<i2").tobytes()
+
+    def _take_earcon(self, nbytes: int) -> bytes:
+        if not self._earcons:
+            return b""
+        head = self._earcons[0]
+        if len(head) <= nbytes:
+            return self._earcons.popleft()
+        self._earcons[0] = head[nbytes:]
+        return head[:nbytes]
+
+    def _take_marks(self, kind: str, nbytes: int) -> list[float]:
+        if kind != "audio":
+            return []
+        start = self._reply_bytes_out
+        self._reply_bytes_out += nbytes
+        marks = []
+        while self._chunk_marks and self._chunk_marks[0][0] < self._reply_bytes_out:
+            offset, received_t = self._chunk_marks.popleft()
+            if offset >= start:
+                marks.append(received_t)
+        return marks
+
+    def _remember(self, data: bytes) -> None:
+        self._recent += data
+        excess = len(self._recent) - self.buffer_frames * SAMPLE_BYTES
+        if excess > 0:
+            del self._recent[:excess]
+
+
+def _mix(a: bytes, b: bytes) -> bytes:
+    if not b:
+        return a
+    if not a:
+        return b
+    n = max(len(a), len(b)) // SAMPLE_BYTES
+    out = np.zeros(n, dtype=np.int32)
+    out[: len(a) // SAMPLE_BYTES] += np.frombuffer(a, dtype="<i2")
+    out[: len(b) // SAMPLE_BYTES] += np.frombuffer(b, dtype="<i2")
+    return np.clip(out, -32768, 32767).astype("<i2").tobytes()
+
+
+def _close_quietly(device: PlaybackDevice) -> None:
+    try:
+        device.close()
+    except Exception:
+        log.debug("closing the playback device failed", exc_info=True)

@@ -1,0 +1,108 @@
+"""Server messages (google-genai ``LiveServerMessage``) into core events.
+
+One frame can carry several things at once (audio and a transcription, turnComplete and
+usage): every field present becomes an event, in the order the protocol implies. Odd input
+(audio at another rate, an odd byte count, a tool call without an id) is repaired where
+that is safe and reported as a :class:`ServerProblem` otherwise; nothing here raises.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+import soxr
+from google.genai import types
+
+from edgevoice.core.events import (
+    Event,
+    GenerationComplete,
+    GoAway,
+    Interrupted,
+    ResumptionUpdate,
+    ServerAudio,
+    ServerProblem,
+    ToolCall,
+    ToolCallsCancelled,
+    ToolCallsReceived,
+    Transcript,
+    TurnComplete,
+)
+
+OUTPUT_RATE = 24000
+_RATE_RE = re.compile(r"rate=(\d+)")
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
+
+
+def events_from_message(message: types.LiveServerMessage, link: int, t: float) -> list[Event]:
+    events: list[Event] = []
+    content = message.server_content
+    if content is not None:
+        if content.input_transcription is not None and content.input_transcription.text:
+            events.append(Transcript(link, "user", content.input_transcription.text, t))
+        if content.interrupted:
+            events.append(Interrupted(link, t))
+        if content.model_turn is not None:
+            for part in content.model_turn.parts or ():
+                events.extend(_audio_events(part, link, t))
+        if content.output_transcription is not None and content.output_transcription.text:
+            events.append(Transcript(link, "model", content.output_transcription.text, t))
+        if content.generation_complete:
+            events.append(GenerationComplete(link, t))
+        if content.turn_complete:
+            events.append(TurnComplete(link, t))
+    if message.tool_call is not None:
+        calls = []
+        for call in message.tool_call.function_calls or ():
+            if not call.id:
+                events.append(ServerProblem(link, f"tool call {call.name!r} without an id: ignored", t))
+                continue
+            args: Any = call.args
+            calls.append(
+                ToolCall(id=call.id, name=call.name or "", args=args if isinstance(args, dict) else {})
+            )
+        if calls:
+            events.append(ToolCallsReceived(link, tuple(calls), t))
+    if message.tool_call_cancellation is not None:
+        ids = tuple(i for i in (message.tool_call_cancellation.ids or ()) if i)
+        if ids:
+            events.append(ToolCallsCancelled(link, ids, t))
+    if message.session_resumption_update is not None:
+        update = message.session_resumption_update
+        events.append(ResumptionUpdate(link, update.new_handle or None, bool(update.resumable), t))
+    if message.go_away is not None:
+        events.append(GoAway(link, parse_duration(message.go_away.time_left), t))
+    return events
+
+
+def parse_duration(value: object, default: float = 10.0) -> float:
+    """A protobuf Duration as JSON ("12.5s"); a missing or odd value gives ``default``."""
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str) and (match := _DURATION_RE.match(value)):
+        return float(match.group(1))
+    return default
+
+
+def _audio_events(part: types.Part, link: int, t: float) -> list[Event]:
+    blob = part.inline_data
+    if blob is None or not blob.data:
+        return []
+    mime = blob.mime_type or ""
+    if mime and not mime.startswith("audio/pcm"):
+        return [ServerProblem(link, f"model sent {mime!r}, not PCM audio: ignored", t)]
+    data = blob.data
+    problems: list[Event] = []
+    if len(data) % 2:
+        problems.append(ServerProblem(link, f"audio chunk of {len(data)} bytes (odd): last byte dropped", t))
+        data = data[:-1]
+    match = _RATE_RE.search(mime)
+    rate = int(match.group(1)) if match else OUTPUT_RATE
+    if rate != OUTPUT_RATE:
+        if not 4000 <= rate <= 192000:
+            return [*problems, ServerProblem(link, f"audio at {rate} Hz cannot be played: ignored", t)]
+        samples = np.frombuffer(data, dtype="<i2")
+        data = soxr.resample(samples, rate, OUTPUT_RATE).astype("<i2").tobytes()
+        problems.append(ServerProblem(link, f"audio at {rate} Hz resampled to {OUTPUT_RATE} Hz", t))
+    return [*problems, ServerAudio(link, data, t)] if data else problems

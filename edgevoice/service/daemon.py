@@ -1,0 +1,428 @@
+"""The daemon's wiring: devices, button, Live link and tools around the conversation core.
+
+Read :meth:`Daemon.run` as the wiring diagram of the device. Every happening becomes an
+event handed to the core on the event loop; every decision comes back as an action that an
+adapter carries out without waiting. Threads exist only at the blocking ALSA calls (capture
+and playback) and in gpiozero's callback thread; they reach the loop with
+``call_soon_threadsafe``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from google.genai import types
+
+from edgevoice.audio.alsa import AudioDeviceError, CaptureDevice, PlaybackDevice, open_pcm
+from edgevoice.audio.capture import Microphone
+from edgevoice.audio.jitter import JitterBuffer
+from edgevoice.audio.playback import Speaker
+from edgevoice.bench.probe import NullProbe, Probe
+from edgevoice.config import Settings
+from edgevoice.core.backoff import Backoff
+from edgevoice.core.conversation import Conversation, ConversationConfig
+from edgevoice.core.events import (
+    Action,
+    CancelTools,
+    Captured,
+    CloseLink,
+    Connect,
+    EndOfReply,
+    Event,
+    GenerationComplete,
+    Interrupted,
+    Log,
+    PersistHandle,
+    PlayAudio,
+    PlaybackIdle,
+    PlayEarcon,
+    Pressed,
+    Released,
+    RunTool,
+    SendActivityEnd,
+    SendActivityStart,
+    SendAudio,
+    SendContext,
+    SendToolResponses,
+    Status,
+    StopPlayback,
+    Tick,
+    ToolCall,
+    ToolResult,
+    Transcript,
+    TurnComplete,
+)
+from edgevoice.errors import UserError
+from edgevoice.hardware.button import PushToTalkButton, Stamper
+from edgevoice.live.handle_store import HandleStore
+from edgevoice.live.link import CredentialSource, LiveLink
+
+log = logging.getLogger("edgevoice")
+transcript_log = logging.getLogger("edgevoice.transcript")
+
+CAPTURE_RATE = 16000
+PLAYBACK_RATE = 24000
+
+
+class Notifier(Protocol):
+    def ready(self, status: str | None = None) -> None: ...
+    def status(self, text: str) -> None: ...
+    def stopping(self) -> None: ...
+
+
+class _SilentNotifier:
+    def ready(self, status: str | None = None) -> None:
+        pass
+
+    def status(self, text: str) -> None:
+        pass
+
+    def stopping(self) -> None:
+        pass
+
+
+class Toolbox(Protocol):
+    """What the daemon needs from the tools room (see ``edgevoice.tools``)."""
+
+    def declarations(self) -> list[types.FunctionDeclaration]: ...
+    def start(self, call: types.FunctionCall, on_done: Callable[[Any], None]) -> None: ...
+    def cancel(self, ids: Iterable[str]) -> list[str]: ...
+    async def __aenter__(self) -> Any: ...
+    async def __aexit__(self, *exc_info: Any) -> Any: ...
+
+
+@dataclass
+class Hardware:
+    """How the daemon reaches its devices: ALSA and GPIO, or the simulator's stand-ins."""
+
+    open_capture: Callable[[], CaptureDevice]
+    open_playback: Callable[[], PlaybackDevice]
+    playback_buffer_frames: int
+    # False for a simulated sink that plays instantly: never feed it invented silence.
+    paced_playback: bool = True
+    pin_factory: object | None = None
+    # The simulator stamps button edges with exact sample positions; None: the capture clock.
+    stamp_and_post: Stamper | None = None
+
+
+def alsa_hardware(settings: Settings) -> Hardware:
+    audio = settings.audio
+    capture_period = CAPTURE_RATE * audio.period_ms // 1000
+    playback_period = PLAYBACK_RATE * audio.period_ms // 1000
+
+    def open_capture() -> CaptureDevice:
+        pcm, _format = open_pcm(
+            "capture", audio.capture_device, rate=CAPTURE_RATE, channels=1, period_frames=capture_period
+        )
+        return pcm
+
+    def open_playback() -> PlaybackDevice:
+        pcm, _format = open_pcm(
+            "playback",
+            audio.playback_device,
+            rate=PLAYBACK_RATE,
+            channels=1,
+            period_frames=playback_period,
+            periods=2,
+        )
+        return pcm
+
+    # Two periods in the card: enough to ride scheduling jitter, little enough that a
+    # barge-in has almost nothing to cut.
+    return Hardware(open_capture, open_playback, playback_buffer_frames=playback_period * 2)
+
+
+class Daemon:
+    def __init__(
+        self,
+        settings: Settings,
+        hardware: Hardware,
+        *,
+        credentials: CredentialSource,
+        ssl_context: ssl.SSLContext | None = None,
+        toolbox: Toolbox | None = None,
+        notifier: Notifier | None = None,
+        probe: Probe | None = None,
+        earcons: Callable[[str], bytes | None] | None = None,
+        observers: Iterable[Callable[[Event], None]] = (),
+        handle_store: HandleStore | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.hardware = hardware
+        self._credentials = credentials
+        self._ssl_context = ssl_context
+        self._toolbox = toolbox
+        self._notifier = notifier or _SilentNotifier()
+        self.probe = probe or NullProbe()
+        self._earcons = earcons
+        self._observers = list(observers)
+        self.handle_store = handle_store or HandleStore(settings.paths.state_dir)
+        self._clock = clock
+        audio = settings.audio
+        self.capture_period = CAPTURE_RATE * audio.period_ms // 1000
+        self.playback_period = PLAYBACK_RATE * audio.period_ms // 1000
+        live = settings.live
+        self.conversation = Conversation(
+            ConversationConfig(
+                rate=CAPTURE_RATE,
+                period_samples=self.capture_period,
+                preroll_samples=CAPTURE_RATE * audio.preroll_ms // 1000,
+                max_utterance_samples=int(CAPTURE_RATE * live.max_utterance_s),
+                offline_max_age_s=live.offline_max_age_s,
+                reply_timeout_s=live.reply_timeout_s,
+            ),
+            Backoff(live.reconnect_initial_s, live.reconnect_max_s),
+        )
+        # Set whenever nothing is in flight (the simulator waits on it between turns).
+        self.quiet = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_deadline: float | None = None
+        self.microphone: Microphone | None = None
+        self.speaker: Speaker | None = None
+        self.link: LiveLink | None = None
+        self.button: PushToTalkButton | None = None
+        self.ready = threading.Event()
+        # Called after every event the core has handled (the simulator's end-of-run check).
+        self.after_dispatch: list[Callable[[], None]] = []
+        self._model_words: list[str] = []
+
+    # -- thread-safe entry points -------------------------------------------------------------
+
+    def post(self, event: Event) -> None:
+        """Hand an event to the loop from any thread."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._dispatch, event)
+
+    def request_stop(self) -> None:
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(stop.set)
+
+    # -- the wiring -----------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        audio = self.settings.audio
+        capture_device, playback_device = self._open_devices()
+
+        self.microphone = Microphone(
+            self.hardware.open_capture,
+            rate=CAPTURE_RATE,
+            period_frames=self.capture_period,
+            on_frame=lambda position, pcm, t: self.post(Captured(position, pcm, t)),
+        )
+        self.speaker = Speaker(
+            self.hardware.open_playback,
+            rate=PLAYBACK_RATE,
+            period_frames=self.playback_period,
+            buffer_frames=self.hardware.playback_buffer_frames,
+            jitter=JitterBuffer(PLAYBACK_RATE, audio.prebuffer_ms, audio.fade_ms, audio.volume),
+            paced=self.hardware.paced_playback,
+            fade_ms=audio.fade_ms,
+            on_idle=lambda: self.post(PlaybackIdle(self._clock())),
+            probe=self.probe,
+        )
+        declarations = self._toolbox.declarations() if self._toolbox is not None else []
+        self.link = LiveLink(
+            self.settings.live,
+            credentials=self._credentials,
+            post=self._post_from_loop,
+            function_declarations=declarations,
+            ssl_context=self._ssl_context,
+            probe=self.probe,
+            clock=self._clock,
+        )
+        try:
+            self.button = PushToTalkButton(
+                self.settings.button.pin,
+                pull_up=self.settings.button.pull_up,
+                bounce_time_s=(self.settings.button.bounce_time_ms or 0) / 1000 or None,
+                stamp_and_post=self.hardware.stamp_and_post or self.microphone.stamp_and_post,
+                on_edge=self._on_button_edge,
+                pin_factory=self.hardware.pin_factory,
+            )
+        except UserError:
+            _close_quietly(capture_device)
+            _close_quietly(playback_device)
+            raise
+
+        self.conversation.resume_handle = self.handle_store.load()
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                if self._toolbox is not None:
+                    await self._toolbox.__aenter__()
+                tasks.create_task(self.link.run(), name="live-link")
+                self.microphone.start(capture_device)
+                self.speaker.start(playback_device)
+                self._execute(self.conversation.start(self._clock()))
+                status = self.conversation.status
+                self._notifier.ready(status.text() if status else None)
+                self.ready.set()
+                log.info("ready: push the button to talk")
+                await self._stop.wait()
+                await self._shutdown()
+        finally:
+            if self._toolbox is not None:
+                await self._toolbox.__aexit__(None, None, None)
+            if self._timer is not None:
+                self._timer.cancel()
+            self.button.close()
+            await asyncio.to_thread(self.microphone.stop)
+            await asyncio.to_thread(self.speaker.stop)
+            self._loop = None
+        return 0
+
+    def _open_devices(self) -> tuple[CaptureDevice, PlaybackDevice]:
+        """Open both devices before reporting ready, so a wrong name fails loudly at start."""
+        try:
+            capture = self.hardware.open_capture()
+        except AudioDeviceError as exc:
+            raise UserError(str(exc)) from None
+        try:
+            playback = self.hardware.open_playback()
+        except AudioDeviceError as exc:
+            _close_quietly(capture)
+            raise UserError(str(exc)) from None
+        return capture, playback
+
+    async def _shutdown(self) -> None:
+        self._notifier.stopping()
+        log.info("stopping")
+        self._execute(self.conversation.stop(self._clock()))
+        assert self.link is not None
+        await self.link.shutdown()
+        try:
+            self.handle_store.touch()
+        except OSError as exc:
+            log.warning("could not record the session's last activity: %s", exc)
+
+    # -- events in, actions out -------------------------------------------------------------
+
+    def _post_from_loop(self, event: Event) -> None:
+        # Deferred, so an adapter never re-enters the core from inside an action.
+        loop = self._loop
+        if loop is not None:
+            loop.call_soon(self._dispatch, event)
+
+    def _on_button_edge(self, pressed: bool, position: int, t: float) -> None:
+        self.post(Pressed(position, t) if pressed else Released(position, t))
+
+    def _dispatch(self, event: Event) -> None:
+        if isinstance(event, Transcript | TurnComplete | GenerationComplete | Interrupted):
+            self._log_transcript(event)
+        for observer in self._observers:
+            observer(event)
+        self._execute(self.conversation.handle(event))
+        if self.conversation.idle and self.conversation.link_up:
+            self.quiet.set()
+        else:
+            self.quiet.clear()
+        self._arm_timer()
+        for callback in self.after_dispatch:
+            callback()
+
+    def _log_transcript(self, event: Event) -> None:
+        # The model's words arrive in fragments: one log line per answer reads better.
+        if isinstance(event, Transcript):
+            if event.role == "user":
+                transcript_log.info("you: %s", event.text)
+            else:
+                self._model_words.append(event.text)
+        elif self._model_words:
+            transcript_log.info("assistant: %s", "".join(self._model_words).strip())
+            self._model_words.clear()
+
+    def _arm_timer(self) -> None:
+        deadline = self.conversation.next_deadline()
+        if deadline == self._timer_deadline:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_deadline = deadline
+        if deadline is not None and self._loop is not None:
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_deadline = None
+        self._dispatch(Tick(self._clock()))
+
+    def _execute(self, actions: list[Action]) -> None:
+        link, speaker = self.link, self.speaker
+        assert link is not None and speaker is not None
+        for action in actions:
+            if isinstance(
+                action, SendAudio | SendActivityStart | SendActivityEnd | SendToolResponses | SendContext
+            ):
+                link.send(action)
+            elif isinstance(action, PlayAudio):
+                speaker.play(action.pcm, action.received_t)
+            elif isinstance(action, EndOfReply):
+                speaker.end_of_reply()
+            elif isinstance(action, StopPlayback):
+                speaker.interrupt(action.pressed_t)
+            elif isinstance(action, Connect):
+                link.connect(action)
+            elif isinstance(action, CloseLink):
+                link.close(action)
+            elif isinstance(action, PlayEarcon):
+                pcm = self._earcons(action.earcon.value) if self._earcons else None
+                if pcm:
+                    speaker.earcon(pcm)
+            elif isinstance(action, RunTool):
+                self._run_tool(action.call)
+            elif isinstance(action, CancelTools):
+                if self._toolbox is not None:
+                    self._toolbox.cancel(action.ids)
+            elif isinstance(action, PersistHandle):
+                try:
+                    self.handle_store.save(action.handle)
+                except OSError as exc:
+                    log.warning("could not save the session handle: %s", exc)
+            elif isinstance(action, Status):
+                self._show_status(action)
+            elif isinstance(action, Log):
+                log.log(action.level, action.message)
+
+    def _show_status(self, status: Status) -> None:
+        log.info("status: %s", status.text())
+        self._notifier.status(status.text())
+
+    def _run_tool(self, call: ToolCall) -> None:
+        def done(outcome: Any) -> None:
+            self._post_from_loop(
+                ToolResult(outcome.id, outcome.name, outcome.response, outcome.scheduling, self._clock())
+            )
+
+        if self._toolbox is None:
+            self._post_from_loop(
+                ToolResult(
+                    call.id,
+                    call.name,
+                    {"ok": False, "error": "this device has no smart-home functions configured"},
+                    "INTERRUPT",
+                    self._clock(),
+                )
+            )
+            return
+        self._toolbox.start(types.FunctionCall(id=call.id, name=call.name, args=call.args), done)
+
+
+def _close_quietly(device: Any) -> None:
+    try:
+        device.close()
+    except Exception:
+        log.debug("closing a device failed", exc_info=True)
