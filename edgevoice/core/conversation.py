@@ -141,17 +141,21 @@ class Conversation:
 
         self.link = 0
         self.link_up = False
+        self._connecting = False
         self._link_resumed = False
         self._link_up_t = 0.0
         self._connect_handle: str | None = None
         self._failures = 0
+        self._young_deaths = 0
         self._retry_at: float | None = None
         self._ever_up = False
         self._offline_announced = False
 
         self._next_utterance = 1
         self._pending: deque[Utterance] = deque()
-        self._recording: Utterance | None = None
+        # Utterances still taking audio: the one whose button is down, and one released
+        # whose last capture period has not arrived yet.
+        self._receiving: list[Utterance] = []
         self._last_utterance_end = 0
         self._release_deadline: float | None = None
 
@@ -204,9 +208,10 @@ class Conversation:
         self._stopping = True
         self._now = t
         actions: list[Action] = []
-        if self._recording is not None:
-            self._recording.end = self._recording.recorded_end
-            self._finish_recording(actions)
+        for utterance in list(self._receiving):
+            utterance.end = utterance.recorded_end
+            utterance.released_t = utterance.released_t or t
+            self._finish_recording(utterance, actions)
         self._pump(actions)
         self._retry_at = None
         return actions
@@ -225,6 +230,11 @@ class Conversation:
         return min(present) if present else None
 
     @property
+    def reconnect_at(self) -> float | None:
+        """When the next connection attempt is due (None: none is waiting)."""
+        return self._retry_at
+
+    @property
     def status(self) -> Status | None:
         return self._status
 
@@ -232,7 +242,7 @@ class Conversation:
     def idle(self) -> bool:
         """Nothing in flight: no utterance, no reply being generated or played, no tool."""
         return (
-            self._recording is None
+            not self._receiving
             and not self._pending
             and not self._generating
             and not self._turn_open
@@ -247,8 +257,15 @@ class Conversation:
 
     # -- hardware events ----------------------------------------------------------------
 
+    @property
+    def _held(self) -> Utterance | None:
+        """The utterance whose button is down."""
+        if self._receiving and self._receiving[-1].end is None:
+            return self._receiving[-1]
+        return None
+
     def _on_pressed(self, event: Pressed, actions: list[Action]) -> None:
-        if self._recording is not None or self._stopping:
+        if self._held is not None or self._stopping:
             return
         if self._generating or self._playing:
             self._barge_in(event.t, actions)
@@ -261,45 +278,47 @@ class Conversation:
         utterance = Utterance(number=self._next_utterance, start=start, pressed_t=event.t)
         self._next_utterance += 1
         utterance.audio += self._history.slice(start, self._history.end)
-        self._recording = utterance
+        self._receiving.append(utterance)
         self._pending.append(utterance)
         actions.append(PlayEarcon(Earcon.LISTENING))
         self._pump(actions)
 
     def _on_released(self, event: Released, actions: list[Action]) -> None:
-        utterance = self._recording
-        if utterance is None or utterance.end is not None:
+        utterance = self._held
+        if utterance is None:
             return
         # A release is stamped at or after the newest captured sample, so nothing past it
         # has been sent; clamp anyway so a bad stamp cannot make a negative utterance.
         utterance.end = max(event.position, utterance.start)
         utterance.released_t = event.t
+        self._last_utterance_end = utterance.end
         if utterance.complete:
-            self._finish_recording(actions)
+            self._finish_recording(utterance, actions)
         else:
             self._release_deadline = event.t + self.config.release_grace_s
         self._pump(actions)
 
     def _on_captured(self, event: Captured, actions: list[Action]) -> None:
         self._history.append(event.position, event.pcm)
-        utterance = self._recording
-        if utterance is None:
+        if not self._receiving:
             return
         end = event.position + len(event.pcm) // BYTES_PER_SAMPLE
-        take_from = max(utterance.recorded_end, event.position)
-        take_to = end if utterance.end is None else min(end, utterance.end)
-        limit = utterance.start + self.config.max_utterance_samples
-        if take_to > limit:
-            take_to = limit
-            if utterance.end is None:
-                actions.append(Log(logging.WARNING, "utterance reached the maximum length; ending it"))
-                utterance.end = limit
-                utterance.released_t = event.t
-        if take_to > take_from:
-            offset = (take_from - event.position) * BYTES_PER_SAMPLE
-            utterance.audio += event.pcm[offset : offset + (take_to - take_from) * BYTES_PER_SAMPLE]
-        if utterance.complete:
-            self._finish_recording(actions)
+        for utterance in list(self._receiving):
+            take_from = max(utterance.recorded_end, event.position)
+            take_to = end if utterance.end is None else min(end, utterance.end)
+            limit = utterance.start + self.config.max_utterance_samples
+            if take_to > limit:
+                take_to = limit
+                if utterance.end is None:
+                    actions.append(Log(logging.WARNING, "utterance reached the maximum length; ending it"))
+                    utterance.end = limit
+                    utterance.released_t = event.t
+                    self._last_utterance_end = limit
+            if take_to > take_from:
+                offset = (take_from - event.position) * BYTES_PER_SAMPLE
+                utterance.audio += event.pcm[offset : offset + (take_to - take_from) * BYTES_PER_SAMPLE]
+            if utterance.complete:
+                self._finish_recording(utterance, actions)
         self._pump(actions, captured_t=event.t)
 
     def _on_playback_idle(self, event: PlaybackIdle, actions: list[Action]) -> None:
@@ -308,14 +327,14 @@ class Conversation:
     def _on_tick(self, event: Tick, actions: list[Action]) -> None:
         t = event.t
         if self._release_deadline is not None and t >= self._release_deadline:
-            utterance = self._recording
-            if utterance is not None and utterance.end is not None:
-                # The capture period holding the release never came (device stalled):
-                # end with what we have rather than keep the server waiting.
-                utterance.end = utterance.recorded_end
-                self._finish_recording(actions)
-                self._pump(actions)
             self._release_deadline = None
+            for utterance in list(self._receiving):
+                if utterance.end is not None:
+                    # The capture period holding the release never came (device stalled):
+                    # end with what we have rather than keep the server waiting.
+                    utterance.end = utterance.recorded_end
+                    self._finish_recording(utterance, actions)
+            self._pump(actions)
         if self._retry_at is not None and t >= self._retry_at:
             self._retry_at = None
             self._connect(actions, t)
@@ -328,8 +347,9 @@ class Conversation:
     # -- connection events --------------------------------------------------------------
 
     def _on_link_up(self, event: LinkUp, actions: list[Action]) -> None:
-        if event.link != self.link:
+        if event.link != self.link or not self._connecting:
             return
+        self._connecting = False
         self.link_up = True
         self._link_resumed = event.resumed
         self._link_up_t = event.t
@@ -346,7 +366,7 @@ class Conversation:
             utterance.link = None
             utterance.sent_samples = 0
             utterance.end_sent = False
-            if utterance.sends >= MAX_SENDS and utterance is not self._recording:
+            if utterance.sends >= MAX_SENDS and utterance not in self._receiving:
                 self._pending.remove(utterance)
                 actions.append(PlayEarcon(Earcon.ERROR))
                 actions.append(
@@ -370,8 +390,9 @@ class Conversation:
         self._link_lost(actions, event.t, event.code, event.reason)
 
     def _on_link_failed(self, event: LinkFailed, actions: list[Action]) -> None:
-        if event.link != self.link:
+        if event.link != self.link or not self._connecting:
             return
+        self._connecting = False
         self.link_up = False
         if self._connect_handle is not None and event.code == CLOSE_INVALID_RESUME:
             self._forget_handle(actions, f"the server refused to resume ({event.code}: {event.reason})")
@@ -502,6 +523,7 @@ class Conversation:
             return
         self.link += 1
         self.link_up = False
+        self._connecting = True
         self._connect_handle = self.resume_handle
         actions.append(Connect(self.link, self.resume_handle))
 
@@ -514,9 +536,10 @@ class Conversation:
         self.link_up = False
         self._goaway_switch_at = None
         if t - self._link_up_t < STABLE_LINK_S:
-            self._failures += 1
+            self._young_deaths += 1
         else:
-            self._failures = 0
+            self._young_deaths = 0
+        self._failures = 0
         actions.append(Log(logging.WARNING, f"connection lost: {reason}", {"code": code}))
         if self._generating:
             # The reply was cut off; the utterance stays in the ledger and is asked again,
@@ -526,7 +549,8 @@ class Conversation:
         self._reset_turn()
         self._user_text.clear()
         self._model_text.clear()
-        delay = self._backoff.delay(self._failures)
+        # First retry at once; a connection that keeps dying young is retried ever later.
+        delay = self._backoff.delay(self._young_deaths - 1)
         if delay > 0 and not self._stopping:
             self._retry_at = t + delay
         else:
@@ -588,21 +612,18 @@ class Conversation:
                 )
                 utterance.sent_samples = upto
                 actions.append(SendAudio(self.link, blob, captured_t if upto == recorded else None))
-            if not utterance.complete or utterance is self._recording:
+            if utterance in self._receiving:
                 return
             utterance.end_sent = True
             # The reply is owed from now: the silence before it is not the server's fault.
             self._last_server_t = max(self._last_server_t, self._now)
             actions.append(SendActivityEnd(self.link, utterance.number, utterance.released_t))
 
-    def _finish_recording(self, actions: list[Action]) -> None:
-        utterance = self._recording
-        if utterance is None:
-            return
+    def _finish_recording(self, utterance: Utterance, actions: list[Action]) -> None:
         self._trim_to_end(utterance)
-        self._recording = None
-        self._release_deadline = None
-        self._last_utterance_end = utterance.recorded_end
+        self._receiving.remove(utterance)
+        if not any(u.end is not None for u in self._receiving):
+            self._release_deadline = None
         if not utterance.audio and utterance.link is None:
             # A press too short to hold a sample, never announced to the server: nothing to ask.
             self._pending.remove(utterance)
@@ -681,7 +702,7 @@ class Conversation:
         # Quiet: nothing asked or being answered, and the newest handle covers everything
         # said (so the new connection resumes with the whole conversation).
         quiet = (
-            self._recording is None and not self._pending and not self._turn_open and not self._uncommitted
+            not self._receiving and not self._pending and not self._turn_open and not self._uncommitted
         )
         if quiet or t >= self._goaway_switch_at:
             actions.append(CloseLink(self.link, "switching connection before the server's GoAway deadline"))
@@ -706,7 +727,7 @@ class Conversation:
                 offline_detail = f"offline, retrying (attempt {self._failures + 1})"
             else:
                 offline_detail = "connecting" if not self._ever_up else "reconnecting"
-        if self._recording is not None:
+        if self._held is not None:
             return Status(DeviceState.LISTENING, offline_detail)
         if self._failures and not self.link_up:
             return Status(DeviceState.OFFLINE, offline_detail)
