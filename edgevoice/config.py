@@ -95,6 +95,8 @@ class LiveSettings(_Section):
     # Leave unset for Google's endpoint. Tests and `simulate` point it at the emulator.
     base_url: str | None = None
     api_version: str | None = None
+    # A CA certificate (PEM) to trust for base_url, e.g. the one `edgevoice emulator` writes.
+    ca_file: Path | None = None
     context_window_compression: bool = True
     # An utterance spoken while offline is sent when the link returns if it is not older
     # than this; otherwise it is dropped with the "offline" earcon.

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import signal
+import ssl
 
 from edgevoice.config import LoadedConfig, load_settings, redacted_dump, resolve_config_path
 from edgevoice.errors import UserError
@@ -55,7 +56,13 @@ async def _run(loaded: LoadedConfig) -> int:
             raise CredentialError("the Gemini API key is empty")
         return value
 
-    daemon = Daemon(settings, alsa_hardware(settings), credentials=credentials)
+    ssl_context = None
+    if settings.live.ca_file is not None:
+        try:
+            ssl_context = ssl.create_default_context(cafile=str(settings.live.ca_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise UserError(f"live.ca_file {settings.live.ca_file} cannot be used: {exc}") from None
+    daemon = Daemon(settings, alsa_hardware(settings), credentials=credentials, ssl_context=ssl_context)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, daemon.request_stop)

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Install what EdgeVoice needs on a fresh Debian 12 / Raspberry Pi OS Bookworm machine:
+# the Debian packages its Python libraries build against, and a virtual environment in
+# .venv with EdgeVoice and its test tools. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+sudo_cmd=()
+if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
+
+packages=(
+  python3 python3-venv python3-dev gcc pkg-config
+  libasound2-dev          # pyalsaaudio
+  libsystemd-dev          # systemd-python
+  espeak-ng               # the emulator's spoken replies (a tone without it)
+  mosquitto               # MQTT backend tests
+  systemd                 # systemd-analyze for the unit checks
+  shellcheck              # install script lint
+)
+if [ "${EDGEVOICE_SKIP_APT:-0}" != 1 ]; then
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${packages[@]}"
+fi
+
+python=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$python" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e ".[test]"

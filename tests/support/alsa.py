@@ -1,0 +1,22 @@
+"""Simulated ALSA devices for tests that run the CLI in a subprocess."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from edgevoice.sim.fussy import asoundrc_for
+
+
+def simulated_alsa_env(tmp_path: Path, mic_pcm: bytes = b"") -> dict[str, str]:
+    """An environment whose libasound knows edgevoice_mic/edgevoice_speaker (file plugin)."""
+    mic = tmp_path / "mic.raw"
+    mic.write_bytes(mic_pcm)
+    speaker = tmp_path / "speaker.raw"
+    speaker.touch()
+    asoundrc = tmp_path / "asoundrc"
+    asoundrc.write_text(asoundrc_for(mic, speaker))
+    env = dict(os.environ)
+    env["ALSA_CONFIG_PATH"] = f"/usr/share/alsa/alsa.conf:{asoundrc}"
+    env["GPIOZERO_PIN_FACTORY"] = "mock"
+    return env

@@ -1,0 +1,155 @@
+"""Bad input at the command line: one clear sentence and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.alsa import simulated_alsa_env
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def edgevoice(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    environment = dict(env if env is not None else os.environ)
+    environment["PYTHONPATH"] = str(ROOT)
+    if env is None:
+        environment.pop("GEMINI_API_KEY", None)
+    return subprocess.run(
+        [sys.executable, "-m", "edgevoice", *args],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=cwd or ROOT,
+        timeout=120,
+    )
+
+
+def assert_one_clear_line(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("edgevoice:")]
+    assert lines, result.stderr
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    result = edgevoice("check-config", "--config", str(tmp_path / "nope.toml"))
+    assert result.returncode == 78
+    assert_one_clear_line(result, "nope.toml does not exist")
+
+
+def test_config_that_is_a_directory(tmp_path: Path) -> None:
+    result = edgevoice("check-config", "--config", str(tmp_path))
+    assert result.returncode == 78
+    assert_one_clear_line(result, "is a directory")
+
+
+def test_config_that_is_not_toml(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("[audio\nperiod_ms = 20\n")
+    result = edgevoice("check-config", "--config", str(path))
+    assert result.returncode == 78
+    assert_one_clear_line(result, "is not valid TOML")
+
+
+def test_wrong_type_and_unknown_key_name_key_value_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "edgevoice.toml"
+    path.write_text('[audio]\nperiod_ms = "twenty"\n\n[button]\npin = 17\ncolour = "red"\n')
+    result = edgevoice("check-config", "--config", str(path))
+    assert result.returncode == 78
+    assert f"audio.period_ms = 'twenty' ({path}, line 2)" in result.stderr
+    assert f"unknown key button.colour ({path}, line 6)" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_environment_variable_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "edgevoice.toml"
+    path.write_text("[button]\npin = 17\n")
+    env = dict(os.environ, EDGEVOICE_BUTTON__PIN="99")
+    result = edgevoice("check-config", "--config", str(path), env=env)
+    assert result.returncode == 78
+    assert "button.pin = '99' (environment variable EDGEVOICE_BUTTON__PIN)" in result.stderr
+
+
+def test_check_config_redacts_the_api_key(tmp_path: Path) -> None:
+    path = tmp_path / "edgevoice.toml"
+    path.write_text("[button]\npin = 22\n")
+    secret = "AIzaSyTEST-not-a-real-key-0123456789"
+    result = edgevoice("check-config", "--config", str(path), env=dict(os.environ, GEMINI_API_KEY=secret))
+    assert result.returncode == 0
+    assert "pin = 22" in result.stdout
+    assert "set (redacted)" in result.stdout
+    assert secret not in result.stdout + result.stderr
+
+
+def test_example_config_is_valid_and_complete() -> None:
+    result = edgevoice("check-config", "--config", str(ROOT / "config" / "edgevoice.toml"))
+    assert result.returncode == 0, result.stderr
+    # Every key of every section the daemon reads is in the example, so users see them all.
+    for line in result.stdout.splitlines():
+        if " = " in line and not line.startswith("#"):
+            assert "# default" not in line or line.split(" = ")[0] in {"enabled"}, line
+
+
+def test_credential_file_readable_by_others_is_refused(tmp_path: Path) -> None:
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    key = credentials / "gemini-api-key"
+    key.write_text("secret-value\n")
+    key.chmod(0o644)
+    env = dict(os.environ, CREDENTIALS_DIRECTORY=str(credentials))
+    env.pop("GEMINI_API_KEY", None)
+    config = tmp_path / "edgevoice.toml"
+    config.write_text("")
+    result = edgevoice("check-config", "--config", str(config), env=env)
+    assert result.returncode == 78
+    assert_one_clear_line(result, "readable by other users", "chmod 600")
+    assert "secret-value" not in result.stderr
+    key.chmod(0o600)
+    assert edgevoice("check-config", "--config", str(config), env=env).returncode == 0
+
+
+def test_live_without_an_api_key(tmp_path: Path) -> None:
+    env = simulated_alsa_env(tmp_path)
+    env.pop("GEMINI_API_KEY", None)
+    env.pop("CREDENTIALS_DIRECTORY", None)
+    result = edgevoice("simulate", "--live", "--out", str(tmp_path / "o.wav"), env=env)
+    assert_one_clear_line(result, "--live needs a Gemini API key")
+
+
+def test_mic_file_that_is_not_audio(tmp_path: Path) -> None:
+    bogus = tmp_path / "notes.wav"
+    bogus.write_text("these are my shopping notes, not audio")
+    result = edgevoice("simulate", "--mic", str(bogus), "--out", str(tmp_path / "o.wav"))
+    assert_one_clear_line(result, "is not a PCM WAV file")
+
+
+def test_missing_mic_file(tmp_path: Path) -> None:
+    result = edgevoice("simulate", "--mic", str(tmp_path / "none.wav"), "--out", str(tmp_path / "o.wav"))
+    assert_one_clear_line(result, "does not exist")
+
+
+@pytest.mark.parametrize("spec", ["2:1", "abc", "1"])
+def test_bad_press_schedule(tmp_path: Path, spec: str) -> None:
+    result = edgevoice("simulate", "--press", spec, "--out", str(tmp_path / "o.wav"))
+    assert_one_clear_line(result, "--press")
+
+
+def test_capture_device_that_does_not_exist(tmp_path: Path) -> None:
+    env = simulated_alsa_env(tmp_path)
+    env["GEMINI_API_KEY"] = "test-key"
+    config = tmp_path / "edgevoice.toml"
+    config.write_text(
+        '[audio]\ncapture_device = "no_such_microphone"\nplayback_device = "edgevoice_speaker"\n'
+        f'[paths]\nstate_dir = "{tmp_path / "state"}"\n'
+    )
+    result = edgevoice("run", "--config", str(config), env=env)
+    assert_one_clear_line(result, "the capture device 'no_such_microphone' does not exist")
