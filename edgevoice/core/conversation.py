@@ -216,6 +216,24 @@ class Conversation:
         self._retry_at = None
         return actions
 
+    def new_session(self, t: float, why: str) -> list[Action]:
+        """Leave this session for a fresh one (the session's settings changed); the recent
+        exchanges are told to the new session so the conversation carries on."""
+        self._now = t
+        actions: list[Action] = []
+        if self.link_up or self._connecting:
+            actions.append(CloseLink(self.link, why))
+        self._forget_handle(actions, why)
+        if self._generating:
+            actions.append(StopPlayback())
+            self._playing = False
+        self.link_up = False
+        self._reset_turn()
+        self._retry_at = None
+        self._connect(actions, t)
+        self._update_status(actions)
+        return actions
+
     def next_deadline(self) -> float | None:
         deadlines = [self._retry_at, self._release_deadline, self._goaway_switch_at]
         if self.link_up and self._reply_owed():

@@ -98,6 +98,12 @@ class LiveLink:
 
     # -- called by the daemon on the loop thread; never block ---------------------------------
 
+    def update_settings(self, live: LiveSettings) -> None:
+        """Use these settings from the next connection on."""
+        if live.base_url != self._live.base_url or live.api_version != self._live.api_version:
+            self._clients.clear()
+        self._live = live
+
     def connect(self, action: Connect) -> None:
         self._commands.put_nowait(action)
 

@@ -8,11 +8,21 @@ import logging
 import os
 import signal
 import ssl
+from pathlib import Path
 
-from edgevoice.config import LoadedConfig, load_settings, redacted_dump, resolve_config_path
+from edgevoice.config import (
+    ConfigError,
+    LoadedConfig,
+    Settings,
+    load_settings,
+    redacted_dump,
+    resolve_config_path,
+)
 from edgevoice.errors import UserError
 from edgevoice.live.link import CredentialError
 from edgevoice.service.daemon import Daemon, alsa_hardware
+
+log = logging.getLogger("edgevoice")
 
 CONFIG_HELP = "configuration file (default: $EDGEVOICE_CONFIG or /etc/edgevoice/edgevoice.toml)"
 
@@ -36,34 +46,65 @@ def check_config(args: argparse.Namespace) -> int:
 
 
 def run_daemon(args: argparse.Namespace) -> int:
-    loaded = load_settings(resolve_config_path(args.config, os.environ))
+    path = resolve_config_path(args.config, os.environ)
+    loaded = load_settings(path)
     logging.basicConfig(level=loaded.settings.logging.level, format="%(levelname)s %(name)s: %(message)s")
-    return asyncio.run(_run(loaded))
+    return asyncio.run(_run(path, loaded))
 
 
-async def _run(loaded: LoadedConfig) -> int:
+async def _run(path: Path, loaded: LoadedConfig) -> int:
     settings = loaded.settings
     if settings.gemini_api_key is None:
         raise UserError(
             "no Gemini API key: set GEMINI_API_KEY or install the credential "
             "(LoadCredential=gemini-api-key in the systemd unit)"
         )
-    api_key = settings.gemini_api_key
+    daemon: Daemon
 
     async def credentials() -> str:
-        value = api_key.get_secret_value()
-        if not value:
+        # Read at every connection: a reload may have brought a new key.
+        key = daemon.settings.gemini_api_key
+        if key is None or not key.get_secret_value():
             raise CredentialError("the Gemini API key is empty")
-        return value
+        return key.get_secret_value()
 
-    ssl_context = None
-    if settings.live.ca_file is not None:
-        try:
-            ssl_context = ssl.create_default_context(cafile=str(settings.live.ca_file))
-        except (OSError, ssl.SSLError) as exc:
-            raise UserError(f"live.ca_file {settings.live.ca_file} cannot be used: {exc}") from None
-    daemon = Daemon(settings, alsa_hardware(settings), credentials=credentials, ssl_context=ssl_context)
+    daemon = Daemon(
+        settings, alsa_hardware(settings), credentials=credentials, ssl_context=_ssl_context(settings)
+    )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, daemon.request_stop)
+    reloads: set[asyncio.Task[None]] = set()
+
+    def on_sighup() -> None:
+        task = loop.create_task(_reload(daemon, path))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_sighup)
     return await daemon.run()
+
+
+async def _reload(daemon: Daemon, path: Path) -> None:
+    """SIGHUP: re-read the configuration; a bad one is refused and the old one stays."""
+    daemon.notifier.reloading()
+    try:
+        settings = load_settings(path).settings
+        _ssl_context(settings)
+    except (ConfigError, UserError) as exc:
+        problems = exc.problems if isinstance(exc, ConfigError) else [str(exc)]
+        log.error("configuration reload refused, keeping the running one: %s", "; ".join(problems))
+    else:
+        changed = await daemon.reload(settings, alsa_hardware(settings))
+        log.info("configuration reloaded; changed: %s", ", ".join(changed) or "nothing")
+    status = daemon.conversation.status
+    daemon.notifier.ready(status.text() if status else None)
+
+
+def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    if settings.live.ca_file is None:
+        return None
+    try:
+        return ssl.create_default_context(cafile=str(settings.live.ca_file))
+    except (OSError, ssl.SSLError) as exc:
+        raise UserError(f"live.ca_file {settings.live.ca_file} cannot be used: {exc}") from None

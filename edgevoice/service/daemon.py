@@ -74,6 +74,7 @@ PLAYBACK_RATE = 24000
 class Notifier(Protocol):
     def ready(self, status: str | None = None) -> None: ...
     def status(self, text: str) -> None: ...
+    def reloading(self) -> None: ...
     def stopping(self) -> None: ...
 
 
@@ -82,6 +83,9 @@ class _SilentNotifier:
         pass
 
     def status(self, text: str) -> None:
+        pass
+
+    def reloading(self) -> None:
         pass
 
     def stopping(self) -> None:
@@ -150,7 +154,7 @@ class Daemon:
         toolbox: Toolbox | None = None,
         notifier: Notifier | None = None,
         probe: Probe | None = None,
-        earcons: Callable[[str], bytes | None] | None = None,
+        earcons_factory: Callable[[Settings], Callable[[str], bytes | None] | None] | None = None,
         observers: Iterable[Callable[[Event], None]] = (),
         handle_store: HandleStore | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -160,9 +164,10 @@ class Daemon:
         self._credentials = credentials
         self._ssl_context = ssl_context
         self._toolbox = toolbox
-        self._notifier = notifier or _SilentNotifier()
+        self.notifier = notifier or _SilentNotifier()
         self.probe = probe or NullProbe()
-        self._earcons = earcons
+        self._earcons_factory = earcons_factory
+        self._earcons = earcons_factory(settings) if earcons_factory else None
         self._observers = list(observers)
         self.handle_store = handle_store or HandleStore(settings.paths.state_dir)
         self._clock = clock
@@ -214,26 +219,9 @@ class Daemon:
     async def run(self) -> int:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        audio = self.settings.audio
         capture_device, playback_device = self._open_devices()
 
-        self.microphone = Microphone(
-            self.hardware.open_capture,
-            rate=CAPTURE_RATE,
-            period_frames=self.capture_period,
-            on_frame=lambda position, pcm, t: self.post(Captured(position, pcm, t)),
-        )
-        self.speaker = Speaker(
-            self.hardware.open_playback,
-            rate=PLAYBACK_RATE,
-            period_frames=self.playback_period,
-            buffer_frames=self.hardware.playback_buffer_frames,
-            jitter=JitterBuffer(PLAYBACK_RATE, audio.prebuffer_ms, audio.fade_ms, audio.volume),
-            paced=self.hardware.paced_playback,
-            fade_ms=audio.fade_ms,
-            on_idle=lambda: self.post(PlaybackIdle(self._clock())),
-            probe=self.probe,
-        )
+        self.microphone, self.speaker = self._make_audio()
         declarations = self._toolbox.declarations() if self._toolbox is not None else []
         self.link = LiveLink(
             self.settings.live,
@@ -245,14 +233,7 @@ class Daemon:
             clock=self._clock,
         )
         try:
-            self.button = PushToTalkButton(
-                self.settings.button.pin,
-                pull_up=self.settings.button.pull_up,
-                bounce_time_s=(self.settings.button.bounce_time_ms or 0) / 1000 or None,
-                stamp_and_post=self.hardware.stamp_and_post or self.microphone.stamp_and_post,
-                on_edge=self._on_button_edge,
-                pin_factory=self.hardware.pin_factory,
-            )
+            self.button = self._make_button()
         except UserError:
             _close_quietly(capture_device)
             _close_quietly(playback_device)
@@ -268,7 +249,7 @@ class Daemon:
                 self.speaker.start(playback_device)
                 self._execute(self.conversation.start(self._clock()))
                 status = self.conversation.status
-                self._notifier.ready(status.text() if status else None)
+                self.notifier.ready(status.text() if status else None)
                 self.ready.set()
                 log.info("ready: push the button to talk")
                 await self._stop.wait()
@@ -284,6 +265,29 @@ class Daemon:
             self._loop = None
         return 0
 
+    def _make_audio(self) -> tuple[Microphone, Speaker]:
+        audio = self.settings.audio
+        self.capture_period = CAPTURE_RATE * audio.period_ms // 1000
+        self.playback_period = PLAYBACK_RATE * audio.period_ms // 1000
+        microphone = Microphone(
+            self.hardware.open_capture,
+            rate=CAPTURE_RATE,
+            period_frames=self.capture_period,
+            on_frame=lambda position, pcm, t: self.post(Captured(position, pcm, t)),
+        )
+        speaker = Speaker(
+            self.hardware.open_playback,
+            rate=PLAYBACK_RATE,
+            period_frames=self.playback_period,
+            buffer_frames=self.hardware.playback_buffer_frames,
+            jitter=JitterBuffer(PLAYBACK_RATE, audio.prebuffer_ms, audio.fade_ms, audio.volume),
+            paced=self.hardware.paced_playback,
+            fade_ms=audio.fade_ms,
+            on_idle=lambda: self.post(PlaybackIdle(self._clock())),
+            probe=self.probe,
+        )
+        return microphone, speaker
+
     def _open_devices(self) -> tuple[CaptureDevice, PlaybackDevice]:
         """Open both devices before reporting ready, so a wrong name fails loudly at start."""
         try:
@@ -297,8 +301,57 @@ class Daemon:
             raise UserError(str(exc)) from None
         return capture, playback
 
+    async def reload(self, settings: Settings, hardware: Hardware | None = None) -> list[str]:
+        """Apply a new configuration, keeping the conversation where the change allows.
+
+        A change of the Live settings starts a new session (told the recent exchanges);
+        anything else keeps it. ``hardware`` replaces the devices when their settings
+        changed. Returns the sections that changed.
+        """
+        old, self.settings = self.settings, settings
+        assert self.link is not None and self.speaker is not None and self.microphone is not None
+        changed = [name for name, _ in settings if getattr(settings, name) != getattr(old, name)]
+        if settings.live != old.live:
+            self.link.update_settings(settings.live)
+            self._execute(self.conversation.new_session(self._clock(), "the Live settings changed"))
+        if settings.audio.volume != old.audio.volume:
+            self.speaker.jitter.volume = settings.audio.volume
+        if (settings.audio.earcons, settings.audio.disabled_earcons) != (
+            old.audio.earcons,
+            old.audio.disabled_earcons,
+        ) and self._earcons_factory is not None:
+            self._earcons = self._earcons_factory(settings)
+        if hardware is not None and _device_settings(settings) != _device_settings(old):
+            await self._replace_audio(hardware)
+        if settings.button != old.button:
+            assert self.button is not None
+            self.button.close()
+            self.button = self._make_button()
+        return changed
+
+    def _make_button(self) -> PushToTalkButton:
+        assert self.microphone is not None
+        button = self.settings.button
+        return PushToTalkButton(
+            button.pin,
+            pull_up=button.pull_up,
+            bounce_time_s=(button.bounce_time_ms or 0) / 1000 or None,
+            stamp_and_post=self.hardware.stamp_and_post or self.microphone.stamp_and_post,
+            on_edge=self._on_button_edge,
+            pin_factory=self.hardware.pin_factory,
+        )
+
+    async def _replace_audio(self, hardware: Hardware) -> None:
+        assert self.microphone is not None and self.speaker is not None
+        await asyncio.to_thread(self.microphone.stop)
+        await asyncio.to_thread(self.speaker.stop)
+        self.hardware = hardware
+        self.microphone, self.speaker = self._make_audio()
+        self.microphone.start()
+        self.speaker.start()
+
     async def _shutdown(self) -> None:
-        self._notifier.stopping()
+        self.notifier.stopping()
         log.info("stopping")
         self._execute(self.conversation.stop(self._clock()))
         assert self.link is not None
@@ -399,7 +452,7 @@ class Daemon:
 
     def _show_status(self, status: Status) -> None:
         log.info("status: %s", status.text())
-        self._notifier.status(status.text())
+        self.notifier.status(status.text())
 
     def _run_tool(self, call: ToolCall) -> None:
         def done(outcome: Any) -> None:
@@ -419,6 +472,22 @@ class Daemon:
             )
             return
         self._toolbox.start(types.FunctionCall(id=call.id, name=call.name, args=call.args), done)
+
+
+def _device_settings(settings: Settings) -> tuple[object, ...]:
+    audio = settings.audio
+    return (
+        audio.capture_device,
+        audio.playback_device,
+        audio.period_ms,
+        audio.capture_device_rate,
+        audio.capture_device_channels,
+        audio.capture_channel,
+        audio.playback_device_rate,
+        audio.playback_device_channels,
+        audio.prebuffer_ms,
+        audio.fade_ms,
+    )
 
 
 def _close_quietly(device: Any) -> None:

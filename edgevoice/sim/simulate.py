@@ -287,7 +287,7 @@ class _SimulatedRun:
             hardware,
             credentials=credentials,
             ssl_context=ssl_context,
-            earcons=_earcons(settings),
+            earcons_factory=_earcons,
             observers=[self._observe],
         )
         daemon.after_dispatch.append(lambda: self._check_done(daemon))
