@@ -91,14 +91,18 @@ class EntityDirectory:
             if len(found) == 1:
                 return found[0]
             if len(found) > 1:
-                raise EntityNotFound(f"{spoken!r} could mean {_or(e.label() for e in found)}", allowed)
+                raise EntityNotFound(
+                    f"{spoken!r} could mean {_or(e.label() for e in found)}", allowed
+                )
 
         rooms = (key, singular(key), _strip_noun(key, domains))
         in_room = [e for e in usable if e.room and normalize_name(e.room) in rooms]
         if len(in_room) == 1:
             return in_room[0]
         if len(in_room) > 1:
-            raise EntityNotFound(f"{spoken!r} could mean {_or(e.label() for e in in_room)}", allowed)
+            raise EntityNotFound(
+                f"{spoken!r} could mean {_or(e.label() for e in in_room)}", allowed
+            )
 
         other = next(
             (e for match in (_exact, _plural_insensitive) for e in self._entities if match(e, key)),

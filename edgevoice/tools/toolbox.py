@@ -113,6 +113,11 @@ class ToolBox:
     async def __aenter__(self) -> ToolBox:
         await self._backend.open()
         self._open = True
+        if self._home.entities is None and self._home.enabled:
+            log.warning(
+                "no home.entities configured: the model controls the simulated demo home; "
+                "nothing real will be switched"
+            )
         log.info(
             "home control ready: %s backend, %d entities, functions: %s",
             self._backend.name,

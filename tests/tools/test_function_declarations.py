@@ -69,7 +69,16 @@ def test_every_schema_matches_its_pydantic_model(tmp_path):
     """What the model is told equals what is checked: names, required, ranges, choices."""
     box = toolbox(tmp_path, allow_locks=True, allow_alarms=True, entities=[*LOCK_AND_ALARM])
     registry: FunctionRegistry = box.registry
-    for name in ("set_light", "set_climate", "set_cover", "activate_scene", "control_media", "get_state", "set_lock", "set_alarm"):
+    for name in (
+        "set_light",
+        "set_climate",
+        "set_cover",
+        "activate_scene",
+        "control_media",
+        "get_state",
+        "set_lock",
+        "set_alarm",
+    ):
         model = registry.function(name).arguments
         json_schema = model.model_json_schema()
         schema = schema_from_model(model)
@@ -82,7 +91,11 @@ def test_every_schema_matches_its_pydantic_model(tmp_path):
                     assert wire.minimum == constraint.ge, (name, field)
                 if hasattr(constraint, "le"):
                     assert wire.maximum == constraint.le, (name, field)
-            literal = [arg for arg in typing.get_args(field_info.annotation) if typing.get_origin(arg) is typing.Literal]
+            literal = [
+                arg
+                for arg in typing.get_args(field_info.annotation)
+                if typing.get_origin(arg) is typing.Literal
+            ]
             if typing.get_origin(field_info.annotation) is typing.Literal:
                 literal = [field_info.annotation]
             if literal:
@@ -115,11 +128,18 @@ def test_descriptions_list_the_configured_entities_of_their_domain_with_rooms(tm
 
 
 def test_locks_and_alarms_are_declared_only_when_allowed(tmp_path):
-    assert set(by_name(toolbox(tmp_path, entities=LOCK_AND_ALARM).declarations())) == {"set_light", "get_state"}
+    assert set(by_name(toolbox(tmp_path, entities=LOCK_AND_ALARM).declarations())) == {
+        "set_light",
+        "get_state",
+    }
     allowed = by_name(toolbox(tmp_path, entities=LOCK_AND_ALARM, allow_locks=True).declarations())
     assert "set_lock" in allowed and "set_alarm" not in allowed
     assert "confirmation" in allowed["set_lock"].parameters.properties
-    both = by_name(toolbox(tmp_path, entities=LOCK_AND_ALARM, allow_locks=True, allow_alarms=True).declarations())
+    both = by_name(
+        toolbox(
+            tmp_path, entities=LOCK_AND_ALARM, allow_locks=True, allow_alarms=True
+        ).declarations()
+    )
     assert {"set_lock", "set_alarm"} <= set(both)
     # Allowed but nothing to control: not declared either.
     no_lock = toolbox(tmp_path, entities=LOCK_AND_ALARM[:1], allow_locks=True, allow_alarms=True)
@@ -131,7 +151,9 @@ def test_disabled_home_declares_nothing(tmp_path):
 
 
 def test_the_emulator_scenario_call_is_valid(tmp_path):
-    plan = toolbox(tmp_path).registry.prepare("set_light", {"entity": "kitchen light", "on": True}, now=0)
+    plan = toolbox(tmp_path).registry.prepare(
+        "set_light", {"entity": "kitchen light", "on": True}, now=0
+    )
     assert (plan.entity.id, plan.service) == ("light.kitchen", "turn_on")
 
 
@@ -210,7 +232,11 @@ async def test_declarations_and_responses_on_the_wire(tmp_path, live_server):
                 {
                     "id": "call-1",
                     "name": "set_light",
-                    "response": {"ok": True, "result": "Porch light is on.", "state": {"state": "on"}},
+                    "response": {
+                        "ok": True,
+                        "result": "Porch light is on.",
+                        "state": {"state": "on"},
+                    },
                     "scheduling": "WHEN_IDLE",
                 }
             ]

@@ -35,7 +35,7 @@ def test_defaults_give_the_demo_home_on_the_simulated_backend():
 def test_the_example_snippet_loads():
     loaded = load_settings(EXAMPLE, {})
     home = loaded.settings.home
-    assert [entity.id for entity in home.effective_entities][0] == "light.kitchen"
+    assert home.effective_entities[0].id == "light.kitchen"
     assert home.function_timeout_s == {"set_cover": 30.0}
     assert home.scheduling == {"get_state": "WHEN_IDLE"}
     assert loaded.sources[("home", "backend")].endswith("line 5")
@@ -45,11 +45,11 @@ def test_the_example_snippet_loads():
     ("text", "expected"),
     [
         ('[home]\nbackend = "zigbee"\n', "home.backend = 'zigbee'"),
-        ('[home]\ncall_timeout_s = 0\n', "home.call_timeout_s = 0"),
+        ("[home]\ncall_timeout_s = 0\n", "home.call_timeout_s = 0"),
         ('[home]\nscheduling = { set_light = "LOUD" }\n', "home.scheduling.set_light = 'LOUD'"),
         ('[home]\nscheduling = { dance = "SILENT" }\n', "home.scheduling.dance"),
-        ('[home.simulated]\nfailure_rate = 1.5\n', "home.simulated.failure_rate = 1.5"),
-        ('[home]\nlights = 3\n', "unknown key home.lights"),
+        ("[home.simulated]\nfailure_rate = 1.5\n", "home.simulated.failure_rate = 1.5"),
+        ("[home]\nlights = 3\n", "unknown key home.lights"),
         ('[home.mqtt]\nbase_topic = "home/#"\n', "home.mqtt.base_topic"),
         ('[home.homeassistant]\nurl = "homeassistant.local"\n', "home.homeassistant.url"),
     ],
@@ -71,24 +71,36 @@ def test_bad_entity_id_names_its_key(tmp_path):
 
 
 def test_real_backends_need_an_explicit_entity_list(tmp_path):
-    with pytest.raises(ConfigError, match="the homeassistant backend needs home.entities"):
+    with pytest.raises(ConfigError, match=r"the homeassistant backend needs home\.entities"):
         load(tmp_path, '[home]\nbackend = "homeassistant"\n')
 
 
 def test_environment_overrides_reach_the_home_section(tmp_path):
     loaded = load(tmp_path, "[home]\n", {"EDGEVOICE_HOME__CALL_TIMEOUT_S": "3.5"})
     assert loaded.settings.home.call_timeout_s == 3.5
-    assert loaded.sources[("home", "call_timeout_s")] == "environment variable EDGEVOICE_HOME__CALL_TIMEOUT_S"
+    assert (
+        loaded.sources[("home", "call_timeout_s")]
+        == "environment variable EDGEVOICE_HOME__CALL_TIMEOUT_S"
+    )
 
 
 @pytest.mark.parametrize(
     ("entities", "message"),
     [
         ([{"id": "light.a", "name": "A"}, {"id": "light.a", "name": "B"}], "repeated: light.a"),
-        ([{"id": "light.a", "name": "Lamp"}, {"id": "light.b", "name": "the lamp "}], "is used by both"),
-        ([{"id": "light.a", "name": "A", "aliases": ["b"]}, {"id": "light.b", "name": "B"}], "is used by both"),
+        (
+            [{"id": "light.a", "name": "Lamp"}, {"id": "light.b", "name": "the lamp "}],
+            "is used by both",
+        ),
+        (
+            [{"id": "light.a", "name": "A", "aliases": ["b"]}, {"id": "light.b", "name": "B"}],
+            "is used by both",
+        ),
         ([{"id": "light.a", "name": "A", "min_temperature": 5}], "only apply to climate"),
-        ([{"id": "climate.a", "name": "A", "min_temperature": 25, "max_temperature": 20}], "must be below"),
+        (
+            [{"id": "climate.a", "name": "A", "min_temperature": 25, "max_temperature": 20}],
+            "must be below",
+        ),
     ],
 )
 def test_entity_list_consistency(entities, message):
@@ -97,12 +109,19 @@ def test_entity_list_consistency(entities, message):
 
 
 def test_same_name_in_two_domains_is_fine():
-    home = HomeSettings(entities=[{"id": "light.kitchen", "name": "Kitchen"}, {"id": "climate.kitchen", "name": "Kitchen"}])
+    home = HomeSettings(
+        entities=[
+            {"id": "light.kitchen", "name": "Kitchen"},
+            {"id": "climate.kitchen", "name": "Kitchen"},
+        ]
+    )
     assert len(home.effective_entities) == 2
 
 
 def test_simulated_references_must_be_configured_entities():
-    with pytest.raises(ValidationError, match="always_fail names entities that are not configured: light.nope"):
+    with pytest.raises(
+        ValidationError, match=r"always_fail names entities that are not configured: light\.nope"
+    ):
         HomeSettings(simulated={"always_fail": ["light.nope"]})
     with pytest.raises(ValidationError, match="entity_latency_s names"):
         HomeSettings(simulated={"entity_latency_s": {"light.nope": 1}})

@@ -120,7 +120,12 @@ async def test_a_two_second_call_never_blocks_the_loop(tmp_path, outcomes):
         stop.set()
         await ticking
 
-    assert (outcome.id, outcome.name, outcome.scheduling, outcome.ok) == ("slow-1", "set_light", "WHEN_IDLE", True)
+    assert (outcome.id, outcome.name, outcome.scheduling, outcome.ok) == (
+        "slow-1",
+        "set_light",
+        "WHEN_IDLE",
+        True,
+    )
     assert outcome.response["result"] == "Kitchen light is on at 100% brightness, warm white."
     assert outcome.duration_s >= 2.0
     assert len(gaps) > 100  # the loop kept ticking through the whole call
@@ -132,7 +137,11 @@ async def test_calls_of_one_turn_run_concurrently(outcomes):
     home = HomeSettings(
         simulated={
             "persist": False,
-            "entity_latency_s": {"light.kitchen": 0.3, "light.living_room": 0.4, "cover.garage_door": 0.5},
+            "entity_latency_s": {
+                "light.kitchen": 0.3,
+                "light.living_room": 0.4,
+                "cover.garage_door": 0.5,
+            },
         }
     )
     backend = TimedHome(home)
@@ -142,11 +151,18 @@ async def test_calls_of_one_turn_run_concurrently(outcomes):
         started = loop.time()
         box.start(light_on("a", "kitchen light"), outcomes)
         box.start(light_on("b", "living room light"), outcomes)
-        box.start(types.FunctionCall(id="c", name="set_cover", args={"entity": "garage door", "action": "open"}), outcomes)
+        box.start(
+            types.FunctionCall(
+                id="c", name="set_cover", args={"entity": "garage door", "action": "open"}
+            ),
+            outcomes,
+        )
         await outcomes.count(3)
         elapsed = loop.time() - started
     # Every command started before any finished: they overlapped.
-    assert max(start for start, _ in backend.spans.values()) < min(end for _, end in backend.spans.values())
+    assert max(start for start, _ in backend.spans.values()) < min(
+        end for _, end in backend.spans.values()
+    )
     assert sorted(outcomes.ids()) == ["a", "b", "c"]
     assert all(outcome.ok for outcome in outcomes.items)
     assert elapsed < 1.0  # near the slowest (0.5 s), well below the sum (1.2 s)
@@ -188,7 +204,12 @@ async def test_per_function_timeout(tmp_path, outcomes, caplog):
     )
     box = ToolBox.from_settings(home, state_dir=tmp_path, environ={})
     async with box:
-        box.start(types.FunctionCall(id="t", name="set_cover", args={"entity": "garage door", "action": "open"}), outcomes)
+        box.start(
+            types.FunctionCall(
+                id="t", name="set_cover", args={"entity": "garage door", "action": "open"}
+            ),
+            outcomes,
+        )
         outcome = await outcomes.get("t")
         state = box.backend.known_states()["cover.garage_door"]
     assert outcome.kind is OutcomeKind.TIMEOUT
@@ -205,7 +226,8 @@ async def test_per_function_timeout(tmp_path, outcomes, caplog):
 async def test_every_call_is_answered_exactly_once_on_the_loop_thread(tmp_path, outcomes):
     box = simulated(tmp_path, latency_s=0.01)
     calls = [light_on(f"ok-{n}") for n in range(5)] + [
-        types.FunctionCall(id=f"bad-{n}", name="set_light", args={"entity": "moon"}) for n in range(5)
+        types.FunctionCall(id=f"bad-{n}", name="set_light", args={"entity": "moon"})
+        for n in range(5)
     ]
     async with box:
         for call in calls:
@@ -264,10 +286,16 @@ async def test_a_toolbox_that_is_not_open_answers_with_an_error(tmp_path, outcom
 async def test_a_crashing_backend_becomes_a_failure_outcome(outcomes, caplog):
     box = build(StuckHome())
     async with box:
-        box.start(types.FunctionCall(id="read", name="get_state", args={"entity": "garage door"}), outcomes)
+        box.start(
+            types.FunctionCall(id="read", name="get_state", args={"entity": "garage door"}),
+            outcomes,
+        )
         outcome = await outcomes.get("read")
     assert outcome.kind is OutcomeKind.BACKEND_FAILURE and outcome.scheduling == "INTERRUPT"
-    assert outcome.response == {"ok": False, "error": "something went wrong while talking to Garage door"}
+    assert outcome.response == {
+        "ok": False,
+        "error": "something went wrong while talking to Garage door",
+    }
     assert "a bug in the backend" in caplog.text  # the traceback is in the log, not the reply
 
 
@@ -293,10 +321,17 @@ async def test_scheduling_overrides_from_the_configuration(tmp_path, outcomes):
     )
     box = ToolBox.from_settings(home, state_dir=Path("/nonexistent"), environ={})
     async with box:
-        box.start(types.FunctionCall(id="s", name="get_state", args={"entity": "garage door"}), outcomes)
+        box.start(
+            types.FunctionCall(id="s", name="get_state", args={"entity": "garage door"}), outcomes
+        )
         box.start(light_on("l"), outcomes)
         box.start(light_on("f", "living room light"), outcomes)
-        box.start(types.FunctionCall(id="c", name="set_cover", args={"entity": "garage door", "action": "open"}), outcomes)
+        box.start(
+            types.FunctionCall(
+                id="c", name="set_cover", args={"entity": "garage door", "action": "open"}
+            ),
+            outcomes,
+        )
         await outcomes.count(4)
     scheduling = {outcome.id: outcome.scheduling for outcome in outcomes.items}
     assert scheduling == {"s": "WHEN_IDLE", "l": "SILENT", "f": "WHEN_IDLE", "c": "WHEN_IDLE"}
@@ -306,8 +341,13 @@ async def test_default_scheduling_of_a_state_read_is_silent(tmp_path, outcomes, 
     caplog.set_level(logging.INFO, logger="edgevoice.tools")
     box = simulated(tmp_path, latency_s=0)
     async with box:
-        box.start(types.FunctionCall(id="q", name="get_state", args={"entity": "is the garage door"}), outcomes)
-        box.start(types.FunctionCall(id="g", name="get_state", args={"entity": "garage door"}), outcomes)
+        box.start(
+            types.FunctionCall(id="q", name="get_state", args={"entity": "is the garage door"}),
+            outcomes,
+        )
+        box.start(
+            types.FunctionCall(id="g", name="get_state", args={"entity": "garage door"}), outcomes
+        )
         await outcomes.count(2)
     by_id = {outcome.id: outcome for outcome in outcomes.items}
     assert by_id["g"].kind is OutcomeKind.STATE_READ and by_id["g"].scheduling == "SILENT"

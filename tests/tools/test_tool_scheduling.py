@@ -3,7 +3,12 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edgevoice.core.tool_scheduling import DEFAULT_SCHEDULING, OutcomeKind, Scheduling, SchedulingPolicy
+from edgevoice.core.tool_scheduling import (
+    DEFAULT_SCHEDULING,
+    OutcomeKind,
+    Scheduling,
+    SchedulingPolicy,
+)
 from edgevoice.tools.settings import FUNCTION_NAMES
 
 
