@@ -11,6 +11,7 @@ Nothing here does I/O; the confirmation guard gets the time passed in.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -486,8 +487,10 @@ _SCHEMA_TYPES = {
     "boolean": types.Type.BOOLEAN,
     "object": types.Type.OBJECT,
 }
-# JSON-schema keys pydantic emits that carry nothing for the model.
-_IGNORED_KEYS = frozenset({"title", "default", "additionalProperties"})
+# JSON-schema keys pydantic emits that carry nothing for the model. String lengths are
+# checked here but not declared: they only guard against garbage, and every keyword on the
+# wire is one more the Live API must accept.
+_IGNORED_KEYS = frozenset({"title", "default", "additionalProperties", "minLength", "maxLength"})
 
 
 def schema_from_model(model: type[BaseModel]) -> types.Schema:
@@ -518,10 +521,6 @@ def _schema(node: Mapping[str, Any]) -> types.Schema:
                 fields["enum"] = [str(item) for item in value]
             case "minimum" | "maximum":
                 fields[key] = value
-            case "minLength":
-                fields["min_length"] = value
-            case "maxLength":
-                fields["max_length"] = value
             case "properties":
                 fields["properties"] = {name: _schema(sub) for name, sub in value.items()}
             case "required":
@@ -533,9 +532,15 @@ def _schema(node: Mapping[str, Any]) -> types.Schema:
     return types.Schema(**fields)
 
 
+@functools.lru_cache(maxsize=64)
+def _json_schema(model: type[BaseModel]) -> dict[str, Any]:
+    # Generating a schema takes milliseconds; error replies need it often.
+    return model.model_json_schema()
+
+
 def signature(function: ToolFunction) -> str:
     """``set_light(entity, on?, brightness 0-100?, color red|orange|...?)`` for error replies."""
-    schema = function.arguments.model_json_schema()
+    schema = _json_schema(function.arguments)
     required = set(schema.get("required", ()))
     parts = []
     for name, prop in schema["properties"].items():
@@ -553,7 +558,7 @@ def signature(function: ToolFunction) -> str:
 
 def explain_validation(exc: ValidationError, function: ToolFunction) -> str:
     """Plain-English wording of pydantic's errors, secrets never echoed."""
-    schema = function.arguments.model_json_schema()["properties"]
+    schema = _json_schema(function.arguments)["properties"]
     messages = []
     for error in exc.errors(include_url=False)[:3]:
         field = ".".join(str(part) for part in error["loc"]) or "arguments"

@@ -187,6 +187,12 @@ async def live_server() -> AsyncIterator[tuple[genai.Client, asyncio.Queue[dict]
         yield client, frames
 
 
+def collect_keys(schema: dict, into: set[str]) -> None:
+    into.update(schema)
+    for sub in schema.get("properties", {}).values():
+        collect_keys(sub, into)
+
+
 @pytest.mark.asyncio
 async def test_declarations_and_responses_on_the_wire(tmp_path, live_server):
     client, frames = live_server
@@ -213,6 +219,19 @@ async def test_declarations_and_responses_on_the_wire(tmp_path, live_server):
             "description": "Brightness in percent, 0 to 100.",
         }
         assert "Porch light (porch)" in light["description"]
+        # Only the plainest schema keywords go out, whatever pydantic generates.
+        used: set[str] = set()
+        for declaration in wire.values():
+            collect_keys(declaration["parameters"], used)
+        assert used <= {
+            "type",
+            "description",
+            "enum",
+            "minimum",
+            "maximum",
+            "properties",
+            "required",
+        }
         assert wire["set_lock"]["parameters"]["properties"]["locked"]["type"] == "BOOLEAN"
 
         outcome = ToolOutcome(
