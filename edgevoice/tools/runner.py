@@ -47,6 +47,14 @@ class ToolOutcome:
     duration_s: float
     kind: OutcomeKind = field(default=OutcomeKind.COMPLETED)
 
+    def as_text(self) -> str:
+        """One sentence for the model when the call's session is gone (a new session ignores
+        responses to ids it never issued): send it as text in ``client_content`` instead."""
+        if self.ok:
+            return f"Result of your earlier {self.name} call: {self.response.get('result', 'done')}"
+        error = self.response.get("error", "unknown error")
+        return f"Your earlier {self.name or 'function'} call failed: {error}"
+
     def to_function_response(self) -> types.FunctionResponse:
         return types.FunctionResponse(
             id=self.id,

@@ -128,6 +128,9 @@ async def test_a_two_second_call_never_blocks_the_loop(tmp_path, outcomes):
     )
     assert outcome.response["result"] == "Kitchen light is on at 100% brightness, warm white."
     assert outcome.duration_s >= 2.0
+    assert outcome.as_text() == (
+        "Result of your earlier set_light call: Kitchen light is on at 100% brightness, warm white."
+    )
     assert len(gaps) > 100  # the loop kept ticking through the whole call
     assert max(gaps) < 0.020, f"the loop stalled for {max(gaps) * 1000:.1f} ms"
     assert outcomes.threads == [threading.get_ident()]  # on_done ran on the loop's thread
@@ -218,6 +221,7 @@ async def test_per_function_timeout(tmp_path, outcomes, caplog):
         "ok": False,
         "error": "Garage door did not confirm within 0.2 seconds; it may or may not have changed",
     }
+    assert outcome.as_text().startswith("Your earlier set_cover call failed: Garage door did not")
     assert 0.2 <= outcome.duration_s < 5
     assert state["state"] == "closed"
     assert "did not confirm within 0.2 seconds" in caplog.text
