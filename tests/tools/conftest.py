@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from home_fakes import MOSQUITTO, FakeHomeAssistant, Mosquitto, Outcomes
+
+from tests.tools.home_fakes import MOSQUITTO, FakeHomeAssistant, Mosquitto, Outcomes
 
 
 @pytest.fixture

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 import trustme
 from google.genai import types
-from home_fakes import HA_TOKEN, FakeHomeAssistant, free_port
 
 from edgevoice.config import ConfigError
 from edgevoice.core.tool_scheduling import OutcomeKind
 from edgevoice.tools import ToolBox
 from edgevoice.tools.settings import HomeSettings
+from tests.tools.home_fakes import HA_TOKEN, FakeHomeAssistant, free_port
 
 ENTITIES = [
     {"id": "light.kitchen", "name": "Kitchen light", "room": "kitchen"},

@@ -14,13 +14,13 @@ from typing import Any
 import aiomqtt
 import pytest
 from google.genai import types
-from home_fakes import Mosquitto, MqttDevices, free_port
 
 from edgevoice.core.tool_scheduling import OutcomeKind
 from edgevoice.tools import ToolBox
 from edgevoice.tools.backends.mqtt import MqttBackend, mqtt_state
 from edgevoice.tools.model import Entity
 from edgevoice.tools.settings import HomeSettings
+from tests.tools.home_fakes import Mosquitto, MqttDevices, free_port
 
 ENTITIES = [
     {"id": "light.kitchen", "name": "Kitchen light", "room": "kitchen"},
