@@ -1,0 +1,5 @@
+"""Smart-home backends: simulated (in memory), Home Assistant (REST), MQTT."""
+
+from edgevoice.tools.backends.base import BackendError, HomeBackend
+
+__all__ = ["BackendError", "HomeBackend"]
