@@ -68,8 +68,14 @@ async def _run(path: Path, loaded: LoadedConfig) -> int:
             raise CredentialError("the Gemini API key is empty")
         return key.get_secret_value()
 
+    from edgevoice.tools import ToolBox
+
     daemon = Daemon(
-        settings, alsa_hardware(settings), credentials=credentials, ssl_context=_ssl_context(settings)
+        settings,
+        alsa_hardware(settings),
+        credentials=credentials,
+        ssl_context=_ssl_context(settings),
+        toolbox=ToolBox.from_settings(settings.home, settings.paths.state_dir),
     )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

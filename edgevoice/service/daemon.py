@@ -10,6 +10,7 @@ and playback) and in gpiozero's callback thread; they reach the loop with
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 import threading
@@ -93,11 +94,12 @@ class _SilentNotifier:
 
 
 class Toolbox(Protocol):
-    """What the daemon needs from the tools room (see ``edgevoice.tools``)."""
+    """What the daemon needs from the tools room (:class:`edgevoice.tools.ToolBox`)."""
 
     def declarations(self) -> list[types.FunctionDeclaration]: ...
     def start(self, call: types.FunctionCall, on_done: Callable[[Any], None]) -> None: ...
     def cancel(self, ids: Iterable[str]) -> list[str]: ...
+    def describe_state(self) -> str: ...
     async def __aenter__(self) -> Any: ...
     async def __aexit__(self, *exc_info: Any) -> Any: ...
 
@@ -163,7 +165,7 @@ class Daemon:
         self.hardware = hardware
         self._credentials = credentials
         self._ssl_context = ssl_context
-        self._toolbox = toolbox
+        self.toolbox = toolbox
         self.notifier = notifier or _SilentNotifier()
         self.probe = probe or NullProbe()
         self._earcons_factory = earcons_factory
@@ -222,7 +224,7 @@ class Daemon:
         capture_device, playback_device = self._open_devices()
 
         self.microphone, self.speaker = self._make_audio()
-        declarations = self._toolbox.declarations() if self._toolbox is not None else []
+        declarations = self.toolbox.declarations() if self.toolbox is not None else []
         self.link = LiveLink(
             self.settings.live,
             credentials=self._credentials,
@@ -241,9 +243,9 @@ class Daemon:
 
         self.conversation.resume_handle = self.handle_store.load()
         try:
-            async with asyncio.TaskGroup() as tasks:
-                if self._toolbox is not None:
-                    await self._toolbox.__aenter__()
+            async with contextlib.AsyncExitStack() as resources, asyncio.TaskGroup() as tasks:
+                if self.toolbox is not None:
+                    await resources.enter_async_context(self.toolbox)
                 tasks.create_task(self.link.run(), name="live-link")
                 self.microphone.start(capture_device)
                 self.speaker.start(playback_device)
@@ -255,8 +257,6 @@ class Daemon:
                 await self._stop.wait()
                 await self._shutdown()
         finally:
-            if self._toolbox is not None:
-                await self._toolbox.__aexit__(None, None, None)
             if self._timer is not None:
                 self._timer.cancel()
             self.button.close()
@@ -438,8 +438,8 @@ class Daemon:
             elif isinstance(action, RunTool):
                 self._run_tool(action.call)
             elif isinstance(action, CancelTools):
-                if self._toolbox is not None:
-                    self._toolbox.cancel(action.ids)
+                if self.toolbox is not None:
+                    self.toolbox.cancel(action.ids)
             elif isinstance(action, PersistHandle):
                 try:
                     self.handle_store.save(action.handle)
@@ -460,7 +460,7 @@ class Daemon:
                 ToolResult(outcome.id, outcome.name, outcome.response, outcome.scheduling, self._clock())
             )
 
-        if self._toolbox is None:
+        if self.toolbox is None:
             self._post_from_loop(
                 ToolResult(
                     call.id,
@@ -471,7 +471,7 @@ class Daemon:
                 )
             )
             return
-        self._toolbox.start(types.FunctionCall(id=call.id, name=call.name, args=call.args), done)
+        self.toolbox.start(types.FunctionCall(id=call.id, name=call.name, args=call.args), done)
 
 
 def _device_settings(settings: Settings) -> tuple[object, ...]:

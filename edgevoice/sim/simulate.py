@@ -26,7 +26,7 @@ import numpy as np
 
 from edgevoice.audio.alsa import AudioDeviceError, open_pcm
 from edgevoice.config import Settings, deep_merge, load_settings, resolve_config_path
-from edgevoice.core.events import Captured, Event, Pressed, Released, TurnComplete
+from edgevoice.core.events import Captured, Event, ToolCallsReceived, ToolResult, TurnComplete
 from edgevoice.core.events import Transcript as TranscriptEvent
 from edgevoice.errors import UserError
 from edgevoice.live import wire
@@ -193,6 +193,10 @@ async def _simulate_in(scratch: Path, options: SimulationOptions, stdout: TextIO
 
     out_pcm = speaker_raw.read_bytes()
     write_wav(options.out, out_pcm, PLAYBACK_RATE)
+    if daemon.toolbox is not None:
+        state = daemon.toolbox.describe_state()
+        if stdout is not None and state:
+            print("home state:\n" + state, file=stdout)
     return SimulationResult(run.transcript.lines, len(out_pcm) / 2 / PLAYBACK_RATE, daemon)
 
 
@@ -282,11 +286,14 @@ class _SimulatedRun:
             pin_factory=pin_factory,
             stamp_and_post=stamp_and_post,
         )
+        from edgevoice.tools import ToolBox
+
         daemon = Daemon(
             settings,
             hardware,
             credentials=credentials,
             ssl_context=ssl_context,
+            toolbox=ToolBox.from_settings(settings.home, settings.paths.state_dir),
             earcons_factory=_earcons,
             observers=[self._observe],
         )
@@ -328,10 +335,8 @@ class _SimulatedRun:
                 self.capture.frame_consumed()
             if event.position + len(event.pcm) // 2 > self._final_position:
                 self._final_frame_seen = True
-        elif isinstance(event, TranscriptEvent | TurnComplete):
+        elif isinstance(event, TranscriptEvent | TurnComplete | ToolCallsReceived | ToolResult):
             self.transcript.observe(event)
-        elif isinstance(event, Pressed | Released):
-            pass
 
     def _check_done(self, daemon: Daemon) -> None:
         if self._final_frame_seen and daemon.conversation.idle and daemon.conversation.link_up:
@@ -345,7 +350,16 @@ class _TranscriptPrinter:
         self._model: list[str] = []
 
     def observe(self, event: Event) -> None:
-        if isinstance(event, TranscriptEvent):
+        if isinstance(event, ToolCallsReceived):
+            for call in event.calls:
+                arguments = ", ".join(f"{k}={v!r}" for k, v in call.args.items())
+                self._emit(f"tool call: {call.name}({arguments})  [id {call.id}]")
+        elif isinstance(event, ToolResult):
+            self._emit(
+                f"tool result: {event.name} -> {json.dumps(event.response, sort_keys=True)}"
+                f"  [id {event.id}, scheduling {event.scheduling}]"
+            )
+        elif isinstance(event, TranscriptEvent):
             if event.role == "user":
                 self._emit(f"you: {event.text}")
             else:
