@@ -25,9 +25,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"edgevoice {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     # Imported here so `edgevoice --help` stays fast and a broken room names itself.
+    from edgevoice.emulator import cli as emulator_cli
     from edgevoice.service import commands as service_commands
 
     service_commands.register(subparsers)
+    emulator_cli.register(subparsers)
     return parser
 
 
