@@ -642,7 +642,7 @@ class Connection:
         if not isinstance(blob, dict) or not isinstance(blob.get("data"), str):
             raise ProtocolViolation(1007, f"{REASON_INVALID_JSON} An audio blob needs data.")
         try:
-            pcm = base64.b64decode(blob["data"], validate=True)
+            pcm = decode_base64(blob["data"])
         except (binascii.Error, ValueError):
             raise ProtocolViolation(1007, f"{REASON_INVALID_JSON} Audio data is not base64.") \
                 from None
@@ -1007,6 +1007,13 @@ class Connection:
         handle = self.core.store_handle(self.session, self.record.id, now)
         self._handle_signature = self.session.signature
         self._send({"sessionResumptionUpdate": {"newHandle": handle, "resumable": True}})
+
+
+def decode_base64(text: str) -> bytes:
+    """Proto3 JSON bytes: standard or URL-safe alphabet, padded or not (the SDK sends
+    URL-safe)."""
+    text = text.strip().replace("-", "+").replace("_", "/")
+    return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
 
 
 def _cancel_covers(turn: Turn, spec: ToolCallSpec, call_id: str) -> bool:
