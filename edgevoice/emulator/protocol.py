@@ -202,8 +202,12 @@ class EmulatorCore:
         scenario: Scenario,
         render: Callable[[str], bytes],
         authenticator: Authenticator | None = None,
+        record_audio_frames: bool = True,
     ):
         self.scenario = scenario
+        # Audio frames dominate the recordings (about 0.2 MB/s in a conversation); a long
+        # benchmark can leave them out of received/sent (utterances and replies keep the PCM).
+        self.record_audio_frames = record_audio_frames
         self.render = render
         self.authenticator: Authenticator = authenticator or ApiKeyAuthenticator()
         self.received: list[ReceivedFrame] = []
@@ -414,7 +418,8 @@ class Connection:
                 message = normalise(decoded)
         except (UnicodeDecodeError, ValueError):
             pass
-        self.core.received.append(ReceivedFrame(now, self.record.id, message, data))
+        if self.core.record_audio_frames or not _is_audio_input(message):
+            self.core.received.append(ReceivedFrame(now, self.record.id, message, data))
         if self.finished or self.closing or self.stalled:
             return
         try:
@@ -519,7 +524,8 @@ class Connection:
             return
         text = encode_frame(message)
         self._out.append(SendFrame(message, text))
-        self.core.sent.append(SentFrame(self._now, self.record.id, message, text))
+        if self.core.record_audio_frames or "modelTurn" not in message.get("serverContent", {}):
+            self.core.sent.append(SentFrame(self._now, self.record.id, message, text))
 
     def _send_raw(self, data: str | bytes) -> None:
         if self.closing or self.finished or self.stalled:
@@ -1007,6 +1013,11 @@ class Connection:
         handle = self.core.store_handle(self.session, self.record.id, now)
         self._handle_signature = self.session.signature
         self._send({"sessionResumptionUpdate": {"newHandle": handle, "resumable": True}})
+
+
+def _is_audio_input(message: dict[str, Any] | None) -> bool:
+    realtime = (message or {}).get("realtimeInput")
+    return isinstance(realtime, dict) and ("audio" in realtime or "mediaChunks" in realtime)
 
 
 def decode_base64(text: str) -> bytes:

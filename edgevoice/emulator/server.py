@@ -133,6 +133,7 @@ class Emulator(_RecordViews):
         authenticator: Authenticator | None = None,
         ping_interval: float | None = 20.0,
         close_timeout: float = 2.0,
+        record_audio_frames: bool = True,
     ):
         self.scenario = scenario if scenario is not None else Scenario()
         self.host = host
@@ -141,6 +142,7 @@ class Emulator(_RecordViews):
         self._authenticator = authenticator
         self._ping_interval = ping_interval
         self._close_timeout = close_timeout
+        self._record_audio_frames = record_audio_frames
         self._ca = trustme.CA()
         self._cert = self._ca.issue_cert("127.0.0.1", "localhost", "::1")
         self._core: EmulatorCore | None = None
@@ -171,7 +173,8 @@ class Emulator(_RecordViews):
         self._voice = make_voice(self.scenario.voice, self.scenario.espeak_voice)
         # Render every scripted text before serving, off the loop (espeak is a subprocess).
         await asyncio.to_thread(self._voice.prerender, sorted(self.scenario.spoken_texts()))
-        self._core = EmulatorCore(self.scenario, self._voice.render, self._authenticator)
+        self._core = EmulatorCore(self.scenario, self._voice.render, self._authenticator,
+                                  self._record_audio_frames)
         server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self._cert.configure_cert(server_context)
         self._server = await serve(

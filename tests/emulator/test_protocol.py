@@ -349,6 +349,19 @@ def test_audio_outside_an_utterance_is_recorded_but_discarded():
     assert harness.core.utterances == [] and len(harness.core.received) == 2
 
 
+def test_audio_frames_can_be_left_out_of_the_frame_recordings():
+    harness = Harness(make_scenario(default={"reply": REPLY}))
+    harness.core.record_audio_frames = False
+    client = harness.connect()
+    client.setup()
+    client.utterance(frames=4)
+    client.run()
+    assert len(harness.core.received) == 3  # setup, activityStart, activityEnd
+    assert not any("modelTurn" in f.message.get("serverContent", {}) for f in harness.core.sent)
+    assert harness.core.utterances[0].audio == bytes(640 * 4)
+    assert harness.core.replies[0].audio == ToneVoice().render(REPLY)
+
+
 def test_legacy_media_chunks_and_other_rates_are_accepted():
     harness = Harness()
     client = harness.connect()

@@ -7,6 +7,7 @@ raises); the fault tests double as the table of SDK exceptions per fault.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import shutil
@@ -77,6 +78,20 @@ async def test_sdk_connects_over_tls_and_its_setup_is_recorded(api_version):
         assert len(handles_of(messages)) == 1
         await emu.wait_for(lambda e: e.connections[0].closed_t is not None)
         assert (record.closed_by, record.close_code) == ("client", 1000)
+
+
+@pytest.mark.filterwarnings("ignore::google.genai.errors.ExperimentalWarning")
+async def test_an_ephemeral_token_uses_the_constrained_method():
+    async with asyncio.timeout(TEST_TIMEOUT), Emulator(scenario()) as emu:
+        client = genai.Client(api_key="auth_tokens/ephemeral-1", http_options=types.HttpOptions(
+            base_url=emu.base_url, api_version="v1alpha",
+            async_client_args={"ssl": emu.client_ssl_context()}))
+        async with client.aio.live.connect(model=MODEL, config=live_config()) as session:
+            await receive_until(session, is_handle)
+        record = emu.connections[0]
+        assert (record.method, record.auth_scheme, record.accepted) == (
+            "BidiGenerateContentConstrained", "token", True)
+        assert "ephemeral-1" not in repr(record)
 
 
 async def test_an_utterance_is_answered_like_the_live_api():
@@ -156,6 +171,24 @@ async def test_a_camel_case_client_is_understood_and_answered_in_camel_case():
                         "usageMetadata"}
         assert emu.tool_responses[0].known and emu.tool_responses[0].scheduling == "SILENT"
         assert [r.kind for r in emu.replies] == ["reply", "client"]
+
+
+async def test_client_content_is_remembered_and_a_complete_turn_answered():
+    sc = scenario(default={"input_transcript": "?", "reply": "the default reply"})
+    async with asyncio.timeout(TEST_TIMEOUT), Emulator(sc) as emu:
+        client = client_for(emu)
+        async with client.aio.live.connect(model=MODEL, config=live_config()) as session:
+            note = types.Content(role="user", parts=[types.Part(text="set_light said: done")])
+            await session.send_client_content(turns=note, turn_complete=False)
+            await session.send_client_content(
+                turns=types.Content(role="user", parts=[types.Part(text="Is it on?")]),
+                turn_complete=True)
+            reply = await receive_turn(session)
+        assert audio_of(reply) == ToneVoice().render("the default reply")
+        assert [e.kind for e in emu.history] == ["client_content", "client_content", "model"]
+        assert emu.history[0].data == [{"parts": [{"text": "set_light said: done"}],
+                                        "role": "user"}]
+        assert emu.utterances == [] and emu.replies[0].kind == "client"
 
 
 # --- tools ---------------------------------------------------------------------------------------
@@ -248,6 +281,32 @@ async def test_resuming_restores_history_and_an_older_handle_restores_older_stat
         assert len({c.session_id for c in emu.connections}) == 1
 
 
+async def test_an_utterance_cut_by_a_drop_is_answered_once_after_resuming():
+    turns = [{"reply": "one"}, {"reply": "two"}, {"reply": "three"}]
+    sc = scenario(turns=turns, faults=["drop@utterance:2:frame:2"])
+    async with asyncio.timeout(TEST_TIMEOUT), Emulator(sc) as emu:
+        client = client_for(emu)
+        async with client.aio.live.connect(model=MODEL, config=live_config()) as session:
+            await speak(session)
+            await receive_turn(session)
+            handle = handles_of(await receive_until(session, is_handle))[-1]
+            with contextlib.suppress(websockets.exceptions.ConnectionClosed):
+                await speak(session)  # dropped after its second frame
+            with pytest.raises(errors.APIError) as raised:
+                await receive_forever(session)
+            assert raised.value.code == 1006
+            # Sending on the dead session raises websockets' exception, not the SDK's.
+            with pytest.raises(websockets.exceptions.ConnectionClosedError):
+                await speak(session)
+        async with client.aio.live.connect(model=MODEL,
+                                           config=live_config(handle=handle)) as session:
+            await speak(session)  # the client re-sends utterance 2
+            assert audio_of(await receive_turn(session)) == ToneVoice().render("two")
+        assert [(u.turn, u.complete) for u in emu.utterances] == [(1, True), (2, False),
+                                                                 (2, True)]
+        assert len(emu.fired_faults) == 1
+
+
 async def test_unknown_handle_makes_connect_raise_1007():
     async with asyncio.timeout(TEST_TIMEOUT), Emulator(scenario()) as emu:
         client = client_for(emu)
@@ -310,7 +369,8 @@ async def test_receive_raises_api_error_with_the_close_code(fault, code, details
     async with asyncio.timeout(TEST_TIMEOUT), Emulator(scenario(faults=[fault])) as emu:
         client = client_for(emu)
         async with client.aio.live.connect(model=MODEL, config=live_config()) as session:
-            await speak(session)
+            with contextlib.suppress(websockets.exceptions.ConnectionClosed):
+                await speak(session)
             with pytest.raises(errors.APIError) as raised:
                 await receive_forever(session)
         assert (raised.value.code, raised.value.details) == (code, details)
@@ -339,7 +399,8 @@ async def test_refuse_drops_then_rejects_handshakes_until_the_window_ends():
     async with asyncio.timeout(TEST_TIMEOUT), Emulator(sc, clock=clock) as emu:
         client = client_for(emu)
         async with client.aio.live.connect(model=MODEL, config=live_config()) as session:
-            await speak(session)
+            with contextlib.suppress(websockets.exceptions.ConnectionClosed):
+                await speak(session)
             with pytest.raises(errors.APIError) as raised:
                 await receive_forever(session)
             assert raised.value.code == 1006
