@@ -242,7 +242,8 @@ class EmulatorCore:
             status, body = 404, "Not Found"
         if status is None:
             return None
-        self.rejected_handshakes.append((now, path, status))
+        # The query is dropped: a client may carry its key there (?key=...).
+        self.rejected_handshakes.append((now, urlsplit(path).path, status))
         return HandshakeReject(status, body)
 
     def open_connection(self, path: str, headers: Mapping[str, str], now: float) -> Connection:

@@ -257,6 +257,16 @@ def test_the_api_key_is_fingerprinted_never_stored():
     assert "secret-value-42" not in repr(harness.core.connections) + repr(harness.core.received)
 
 
+def test_a_key_in_the_query_is_accepted_but_never_recorded():
+    harness = Harness()
+    client = harness.connect(headers={}, path=PATH + "?key=query-secret")
+    assert kinds(client.setup()) == ["setupComplete", "handle"]
+    harness.core.refuse_until = harness.t + 1
+    harness.core.check_handshake(PATH + "?key=query-secret", harness.t)
+    recorded = repr(harness.core.connections) + repr(harness.core.rejected_handshakes)
+    assert "query-secret" not in recorded and harness.core.connections[0].api_key_present
+
+
 def test_constrained_method_takes_an_ephemeral_token():
     harness = Harness()
     constrained = PATH.replace("BidiGenerateContent", "BidiGenerateContentConstrained")
