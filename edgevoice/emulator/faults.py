@@ -1,0 +1,160 @@
+"""Fault specifications: what goes wrong on the emulated server, and when.
+
+A fault is written ``KIND[@WHEN]``::
+
+    drop@utterance:2:frame:10     abort the TCP connection after frame 10 of utterance 2
+    close:1011@reply:1:chunk:3    close with code 1011 after chunk 3 of the reply to utterance 1
+    goaway:5                      send goAway {timeLeft: "5s"} now, close 5 s later
+    refuse:3@utterance:1:frame:1  drop, then refuse every new connection for 3 s
+    stall@reply:2:chunk:1         stop sending anything on that connection
+    delay:1500                    delay the next reply by 1.5 s
+    restart@utterance:3:frame:5   (for ``edgevoice simulate``; the emulator ignores it)
+
+The same parser serves the emulator and the ``simulate`` command.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+FaultKind = Literal["drop", "close", "goaway", "refuse", "stall", "delay", "restart"]
+TriggerKind = Literal["utterance", "reply"]
+
+FAULT_KINDS: tuple[str, ...] = ("drop", "close", "goaway", "refuse", "stall", "delay", "restart")
+_KIND_SYNTAX = "drop, close:CODE, goaway:SECONDS, refuse:SECONDS, stall, delay:MS or restart"
+_WHEN_SYNTAX = "utterance:N:frame:K or reply:N:chunk:K (N, K counted from 1)"
+_NEEDS_VALUE = {"close": "CODE", "goaway": "SECONDS", "refuse": "SECONDS", "delay": "MS"}
+
+# Codes a server may put in a close frame (RFC 6455 7.4; 1005, 1006 and 1015 are
+# reserved for reporting and never sent).
+_SENDABLE_CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011,
+                                   1012, 1013, 1014})
+
+_WHEN_RE = re.compile(r"^(utterance):(\d+):frame:(\d+)$|^(reply):(\d+):chunk:(\d+)$")
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """The moment a fault fires: after frame K of utterance N, or after chunk K of reply N."""
+
+    kind: TriggerKind
+    utterance: int
+    index: int
+
+    def __str__(self) -> str:
+        unit = "frame" if self.kind == "utterance" else "chunk"
+        return f"{self.kind}:{self.utterance}:{unit}:{self.index}"
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One fault. ``value`` is the close code, the seconds or the milliseconds of the kind."""
+
+    kind: FaultKind
+    value: float | None = None
+    when: Trigger | None = None
+    reason: str | None = None
+
+    @property
+    def code(self) -> int:
+        """Close code of a ``close`` fault."""
+        return int(self.value or 0)
+
+    @property
+    def seconds(self) -> float:
+        """Duration of a ``goaway`` or ``refuse`` fault, or of a ``delay`` in seconds."""
+        value = float(self.value or 0.0)
+        return value / 1000.0 if self.kind == "delay" else value
+
+    def __str__(self) -> str:
+        text = self.kind
+        if self.value is not None:
+            text += f":{_format_number(self.value)}"
+        if self.when is not None:
+            text += f"@{self.when}"
+        return text
+
+
+def _format_number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def parse_trigger(text: str) -> Trigger:
+    """Parse ``utterance:N:frame:K`` or ``reply:N:chunk:K``; ValueError names the problem."""
+    match = _WHEN_RE.match(text.strip())
+    if not match:
+        raise ValueError(f"bad fault time {text!r}: expected {_WHEN_SYNTAX}")
+    if match.group(1):
+        kind, n, k = "utterance", int(match.group(2)), int(match.group(3))
+    else:
+        kind, n, k = "reply", int(match.group(5)), int(match.group(6))
+    if n < 1 or k < 1:
+        raise ValueError(f"bad fault time {text!r}: N and K count from 1")
+    return Trigger(kind, n, k)  # type: ignore[arg-type]
+
+
+def parse_fault(spec: str) -> Fault:
+    """Parse ``KIND[:VALUE][@WHEN]`` into a :class:`Fault`.
+
+    Raises ValueError with a message that quotes the spec and says what was expected.
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"bad fault {spec!r}: empty (expected {_KIND_SYNTAX}, optionally @WHEN)")
+    text = spec.strip()
+    head, sep, when_text = text.partition("@")
+    if sep and not when_text:
+        raise ValueError(f"bad fault {spec!r}: nothing after '@' (expected {_WHEN_SYNTAX})")
+    kind, colon, value_text = head.partition(":")
+    kind = kind.strip().lower()
+    if kind not in FAULT_KINDS:
+        raise ValueError(f"bad fault {spec!r}: unknown kind {kind!r} (expected {_KIND_SYNTAX})")
+    value: float | None = None
+    if kind in _NEEDS_VALUE:
+        if not colon or not value_text.strip():
+            raise ValueError(
+                f"bad fault {spec!r}: {kind} needs a value ({kind}:{_NEEDS_VALUE[kind]})")
+        try:
+            value = float(value_text)
+        except ValueError:
+            raise ValueError(
+                f"bad fault {spec!r}: {_NEEDS_VALUE[kind]} of {kind} must be a number, "
+                f"got {value_text!r}"
+            ) from None
+        _check_value(spec, kind, value)
+    elif colon:
+        raise ValueError(f"bad fault {spec!r}: {kind} takes no value")
+    when = None
+    if sep:
+        try:
+            when = parse_trigger(when_text)
+        except ValueError as exc:
+            raise ValueError(f"bad fault {spec!r}: {exc}") from None
+    return Fault(kind, value, when)  # type: ignore[arg-type]
+
+
+def make_fault(
+    kind: str, value: float | None = None, when: str | Trigger | None = None,
+    reason: str | None = None,
+) -> Fault:
+    """Build a fault from parts (the object form of a scenario's ``faults`` entries)."""
+    spec = kind if value is None else f"{kind}:{_format_number(value)}"
+    fault = parse_fault(spec)
+    trigger = parse_trigger(when) if isinstance(when, str) else when
+    if reason is not None and fault.kind != "close" and fault.kind != "goaway":
+        raise ValueError(f"bad fault {spec!r}: only close and goaway take a reason")
+    return Fault(fault.kind, fault.value, trigger, reason)
+
+
+def _check_value(spec: str, kind: str, value: float) -> None:
+    if kind == "close":
+        if not value.is_integer() or not (
+            int(value) in _SENDABLE_CLOSE_CODES or 3000 <= value <= 4999
+        ):
+            raise ValueError(
+                f"bad fault {spec!r}: {_format_number(value)} is not a close code a server can "
+                "send (1000-1003, 1007-1014 or 3000-4999)"
+            )
+    elif value < 0 or value != value or value == float("inf"):
+        raise ValueError(f"bad fault {spec!r}: {kind} value must be a finite number >= 0")

@@ -1,0 +1,1050 @@
+"""The emulated Live API, sans I/O: client frames in, server actions out, time passed in.
+
+:class:`EmulatorCore` holds what outlives a connection (recordings, resumption handles,
+faults, the refusal window). :class:`Connection` is one websocket's conversation: the
+server adapter feeds it frames (:meth:`Connection.receive`), asks it what to send
+(:meth:`Connection.poll`) and when to ask again (:meth:`Connection.next_deadline`), and
+reports the end of the socket (:meth:`Connection.connection_lost`). Nothing here touches
+sockets, tasks or clocks, so every protocol decision can be tested in microseconds.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import copy
+import heapq
+import itertools
+import json
+import logging
+import re
+import secrets
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+from urllib.parse import urlsplit
+
+from edgevoice.emulator.auth import ApiKeyAuthenticator, AuthDecision, Authenticator
+from edgevoice.emulator.faults import Fault
+from edgevoice.emulator.records import (
+    ConnectionRecord,
+    FaultRecord,
+    HistoryEntry,
+    ReceivedFrame,
+    ReplyRecord,
+    SentFrame,
+    ToolCallRecord,
+    ToolResponseRecord,
+    UtteranceRecord,
+)
+from edgevoice.emulator.scenario import Scenario, ToolCallSpec, Turn, placement_chunk
+from edgevoice.emulator.voice import OUTPUT_RATE, SAMPLE_WIDTH
+from edgevoice.emulator.wire import duration_string, encode_frame, normalise, rate_from_mime
+
+log = logging.getLogger(__name__)
+
+PATH_RE = re.compile(
+    r"^/ws/google\.ai\.generativelanguage\.(v1|v1beta|v1alpha)\.GenerativeService\."
+    r"(BidiGenerateContent|BidiGenerateContentConstrained)$"
+)
+OUTPUT_MIME = f"audio/pcm;rate={OUTPUT_RATE}"
+CLIENT_MESSAGE_KEYS = ("setup", "clientContent", "realtimeInput", "toolResponse")
+SCHEDULINGS = ("INTERRUPT", "WHEN_IDLE", "SILENT")
+DEFAULT_SCHEDULING = "WHEN_IDLE"
+AUDIO_TOKENS_PER_SECOND = 32  # the Gemini API's documented audio token rate
+
+# Close reasons in the words the real service uses where they are known.
+REASON_INVALID_JSON = "Invalid JSON payload received."
+REASON_INVALID_HANDLE = "invalid session resumption handle"
+REASON_SESSION_ACTIVE = (
+    "Session resumption failed: the session is still open on another connection."
+)
+REASON_EXPLICIT_VAD = (
+    "Explicit activity control is not supported when automatic activity detection is enabled."
+)
+DEFAULT_CLOSE_REASONS = {
+    1000: "",
+    1001: "The server is going away.",
+    1007: "Request contains an invalid argument.",
+    1008: "Operation is not permitted.",
+    1011: "Internal error encountered.",
+    1013: "The service is currently unavailable.",
+}
+GOAWAY_CLOSE_REASON = "The connection was aborted after GoAway."
+
+
+# ---------------------------------------------------------------------------------------
+# Actions the adapter carries out, in order.
+
+
+@dataclass(frozen=True)
+class SendFrame:
+    """Send ``text`` (the JSON of ``message``) as a text frame."""
+
+    message: dict[str, Any]
+    text: str
+
+
+@dataclass(frozen=True)
+class SendRaw:
+    """Send these exact bytes (binary frame) or text (text frame): injected, maybe malformed."""
+
+    data: str | bytes
+
+
+@dataclass(frozen=True)
+class Close:
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Abort:
+    """Drop the TCP connection without a close frame."""
+
+
+Action = SendFrame | SendRaw | Close | Abort
+
+
+@dataclass(frozen=True)
+class HandshakeReject:
+    status: int
+    body: str
+
+
+# ---------------------------------------------------------------------------------------
+# Session state: what a resumption handle names.
+
+
+@dataclass
+class PendingCall:
+    id: str
+    name: str
+    turn: int | None
+    follow_up: str | None
+    group: int | None
+    cancel_on_barge_in: bool
+
+
+@dataclass
+class FollowUpGroup:
+    """A turn's ``follow_up``: spoken once every call of the turn is settled."""
+
+    text: str
+    remaining: set[str]
+    responded: bool = False
+    scheduling: str = DEFAULT_SCHEDULING
+
+
+@dataclass
+class SessionState:
+    id: int
+    history: list[HistoryEntry] = field(default_factory=list)
+    turns: int = 0
+    """Utterances the conversation has opened (utterance N is the N-th)."""
+    pending_calls: dict[str, PendingCall] = field(default_factory=dict)
+    groups: dict[int, FollowUpGroup] = field(default_factory=dict)
+
+    def copy(self) -> SessionState:
+        return copy.deepcopy(self)
+
+    @property
+    def signature(self) -> tuple[int, int, int]:
+        return len(self.history), self.turns, len(self.pending_calls)
+
+
+@dataclass
+class _Handle:
+    snapshot: SessionState
+    connection_id: int
+    issued_t: float
+
+
+@dataclass
+class _ArmedFault:
+    fault: Fault
+    fired: bool = False
+
+
+@dataclass
+class _SpeechRequest:
+    kind: str  # reply | follow_up | client
+    text: str
+    transcript: str
+    utterance: int | None = None
+    turn: Turn | None = None
+    delay: float = 0.0
+
+
+@dataclass
+class _Speech:
+    request: _SpeechRequest
+    record: ReplyRecord
+    steps: deque[tuple[float, Callable[[float], None]]]
+    chunks: list[bytes | str]
+    transcript_pieces: list[str]
+    call_ids: dict[int, str]
+    """Index in the turn's tool_calls -> the id assigned at start."""
+    issued: set[str] = field(default_factory=set)
+    group: int | None = None
+
+
+# ---------------------------------------------------------------------------------------
+
+
+class EmulatorCore:
+    """Server-wide state and recordings; creates a :class:`Connection` per websocket."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        render: Callable[[str], bytes],
+        authenticator: Authenticator | None = None,
+        record_audio_frames: bool = True,
+    ):
+        self.scenario = scenario
+        # Audio frames dominate the recordings (about 0.2 MB/s in a conversation); a long
+        # benchmark can leave them out of received/sent (utterances and replies keep the PCM).
+        self.record_audio_frames = record_audio_frames
+        self.render = render
+        self.authenticator: Authenticator = authenticator or ApiKeyAuthenticator()
+        self.received: list[ReceivedFrame] = []
+        self.sent: list[SentFrame] = []
+        self.connections: list[ConnectionRecord] = []
+        self.utterances: list[UtteranceRecord] = []
+        self.replies: list[ReplyRecord] = []
+        self.tool_calls: list[ToolCallRecord] = []
+        self.tool_responses: list[ToolResponseRecord] = []
+        self.fired_faults: list[FaultRecord] = []
+        self.rejected_handshakes: list[tuple[float, str, int]] = []
+        self.errors: list[str] = []
+        self.refuse_until = float("-inf")
+        self.current_session: SessionState | None = None
+        self._armed = [_ArmedFault(fault) for fault in scenario.faults]
+        self._next_setup_faults: list[Fault] = []
+        self._pending_delay = 0.0
+        self._handles: dict[str, _Handle] = {}
+        self._open_sessions: dict[int, int] = {}
+        self._live: dict[int, Connection] = {}
+        self._session_ids = itertools.count(1)
+        self._call_ids = itertools.count(1)
+
+    # Handshake and connections -------------------------------------------------------
+
+    def check_handshake(self, path: str, now: float) -> HandshakeReject | None:
+        """None to accept the websocket upgrade, or the HTTP answer that refuses it."""
+        status = None
+        if now < self.refuse_until:
+            status, body = 503, "The service is currently unavailable."
+        elif not PATH_RE.match(urlsplit(path).path):
+            status, body = 404, "Not Found"
+        if status is None:
+            return None
+        # The query is dropped: a client may carry its key there (?key=...).
+        self.rejected_handshakes.append((now, urlsplit(path).path, status))
+        return HandshakeReject(status, body)
+
+    def open_connection(self, path: str, headers: Mapping[str, str], now: float) -> Connection:
+        match = PATH_RE.match(urlsplit(path).path)
+        record = ConnectionRecord(
+            id=len(self.connections) + 1, path=urlsplit(path).path, opened_t=now,
+            api_version=match.group(1) if match else None,
+            method=match.group(2) if match else None,
+        )
+        decision = self.authenticator.check(path, headers, now)
+        record.api_key_present = decision.key_present
+        record.api_key_fingerprint = decision.key_fingerprint
+        record.auth_scheme = decision.scheme
+        self.connections.append(record)
+        connection = Connection(self, record, decision)
+        self._live[record.id] = connection
+        return connection
+
+    def live_connections(self) -> list[Connection]:
+        return list(self._live.values())
+
+    # Faults ---------------------------------------------------------------------------
+
+    def inject_fault(self, fault: Fault, now: float) -> None:
+        """Arm ``fault`` for its trigger, or fire it now when it has none."""
+        if fault.when is not None:
+            self._armed.append(_ArmedFault(fault))
+            return
+        if fault.kind == "restart":
+            log.info("fault %s is for the simulate command; the emulator ignores it", fault)
+            return
+        if fault.kind == "delay":
+            self.note_fault(fault, None, now)
+            self.add_delay(fault.seconds)
+            return
+        target = self._latest_accepted()
+        if fault.kind == "refuse":
+            self.note_fault(fault, target.id if target else None, now)
+            self.refuse_until = max(self.refuse_until, now + fault.seconds)
+            if target is not None:
+                target.terminate(Abort())
+            return
+        if target is None:
+            self._next_setup_faults.append(fault)
+            return
+        target.fire_fault(fault, now)
+
+    def take_faults(self, kind: str, utterance: int, index: int) -> list[Fault]:
+        """Faults due at this trigger; each fires once."""
+        due = []
+        for armed in self._armed:
+            when = armed.fault.when
+            if (not armed.fired and when is not None and when.kind == kind
+                    and when.utterance == utterance and when.index == index):
+                armed.fired = True
+                due.append(armed.fault)
+        return due
+
+    def take_next_setup_faults(self) -> list[Fault]:
+        faults, self._next_setup_faults = self._next_setup_faults, []
+        return faults
+
+    def note_fault(self, fault: Fault, connection_id: int | None, now: float) -> None:
+        log.info("fault %s fires on connection %s", fault, connection_id)
+        self.fired_faults.append(FaultRecord(now, connection_id, str(fault)))
+
+    def add_delay(self, seconds: float) -> None:
+        self._pending_delay += seconds
+
+    def take_delay(self) -> float:
+        delay, self._pending_delay = self._pending_delay, 0.0
+        return delay
+
+    def _latest_accepted(self) -> Connection | None:
+        for connection in reversed(list(self._live.values())):
+            if connection.record.accepted and not connection.closing:
+                return connection
+        return None
+
+    # Sessions and handles ---------------------------------------------------------------
+
+    def new_session(self) -> SessionState:
+        return SessionState(id=next(self._session_ids))
+
+    def new_call_id(self) -> str:
+        return f"function-call-{next(self._call_ids)}"
+
+    def store_handle(self, session: SessionState, connection_id: int, now: float) -> str:
+        handle = "emu-" + secrets.token_urlsafe(16)
+        self._handles[handle] = _Handle(session.copy(), connection_id, now)
+        return handle
+
+    def resolve_handle(self, handle: str, now: float) -> SessionState | None:
+        """The snapshot a handle names, or None if unknown or expired."""
+        entry = self._handles.get(handle)
+        if entry is None:
+            return None
+        source = self.connections[entry.connection_id - 1]
+        if source.closed_t is not None and now - source.closed_t > self.scenario.handle_ttl_s:
+            return None
+        return entry.snapshot.copy()
+
+    def session_open_elsewhere(self, session_id: int, connection_id: int) -> bool:
+        other = self._open_sessions.get(session_id)
+        return other is not None and other != connection_id and other in self._live
+
+    def attach_session(self, session: SessionState, connection_id: int) -> None:
+        self._open_sessions[session.id] = connection_id
+        self.current_session = session
+
+    def connection_ended(self, connection: Connection) -> None:
+        self._live.pop(connection.record.id, None)
+        session = connection.session
+        if session is not None and self._open_sessions.get(session.id) == connection.record.id:
+            del self._open_sessions[session.id]
+
+    @property
+    def history(self) -> list[HistoryEntry]:
+        session = self.current_session
+        return list(session.history) if session is not None else []
+
+
+# ---------------------------------------------------------------------------------------
+
+
+class ProtocolViolation(Exception):
+    """The client broke the protocol: the connection closes with ``code``."""
+
+    def __init__(self, code: int, reason: str):
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class Connection:
+    """One websocket's conversation with the emulated model."""
+
+    def __init__(self, core: EmulatorCore, record: ConnectionRecord, auth: AuthDecision):
+        self.core = core
+        self.record = record
+        self.auth = auth
+        self.scenario = core.scenario
+        self.session: SessionState | None = None
+        self.finished = False
+        self.closing = False
+        self.stalled = False
+        self._now = record.opened_t
+        self._out: list[Action] = []
+        self._timers: list[tuple[float, int, Callable[[float], None]]] = []
+        self._timer_seq = itertools.count()
+        self._speech: _Speech | None = None
+        self._queue: deque[_SpeechRequest] = deque()
+        self._utterance: UtteranceRecord | None = None
+        self._handle_signature: tuple[int, int, int] | None = None
+        # From the setup frame.
+        self._resumption = False
+        self._input_transcription = False
+        self._output_transcription = False
+        self._audio_out = True
+        self._explicit_activity = False
+        self._declared: set[str] = set()
+
+    # Adapter interface -------------------------------------------------------------------
+
+    def receive(self, data: str | bytes, now: float) -> None:
+        """Feed one client frame."""
+        self._now = now
+        message = None
+        try:
+            text = data.decode("utf-8") if isinstance(data, bytes) else data
+            decoded = json.loads(text)
+            if isinstance(decoded, dict):
+                message = normalise(decoded)
+        except (UnicodeDecodeError, ValueError):
+            pass
+        if self.core.record_audio_frames or not _is_audio_input(message):
+            self.core.received.append(ReceivedFrame(now, self.record.id, message, data))
+        if self.finished or self.closing or self.stalled:
+            return
+        try:
+            if message is None:
+                raise ProtocolViolation(1007, REASON_INVALID_JSON)
+            self._dispatch(message, now)
+        except ProtocolViolation as violation:
+            log.warning("connection %d: %s; closing with %d", self.record.id,
+                        violation.reason, violation.code)
+            self.terminate(Close(violation.code, violation.reason))
+
+    def poll(self, now: float) -> list[Action]:
+        """Actions due by ``now``, in order. Call after every receive and at each deadline."""
+        self._now = now
+        while not self.closing and not self.finished and not self.stalled:
+            step_due = self._speech.steps[0][0] if self._speech and self._speech.steps else None
+            timer_due = self._timers[0][0] if self._timers else None
+            candidates = [due for due in (step_due, timer_due) if due is not None]
+            if not candidates or min(candidates) > now:
+                break
+            if step_due is not None and (timer_due is None or step_due <= timer_due):
+                assert self._speech is not None
+                _, step = self._speech.steps.popleft()
+                step(now)
+            else:
+                _, _, timer = heapq.heappop(self._timers)
+                timer(now)
+        actions, self._out = self._out, []
+        return actions
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`poll` has something to do next (None: only on new input)."""
+        if self._out:
+            return self._now
+        if self.closing or self.finished or self.stalled:
+            return None
+        dues = [self._timers[0][0]] if self._timers else []
+        if self._speech is not None and self._speech.steps:
+            dues.append(self._speech.steps[0][0])
+        return min(dues) if dues else None
+
+    def connection_lost(self, now: float, code: int | None, reason: str | None,
+                        closed_by: str) -> None:
+        """The socket is gone (closed by either side or aborted)."""
+        if self.finished:
+            return
+        self.finished = True
+        self.record.closed_t = now
+        self.record.close_code = code
+        self.record.close_reason = reason
+        self.record.closed_by = closed_by
+        if self._speech is not None:
+            self._speech.record.end_t = now
+            self._speech = None
+        self._queue.clear()
+        self._timers.clear()
+        self.core.connection_ended(self)
+
+    def fire_fault(self, fault: Fault, now: float) -> None:
+        """Make ``fault`` happen on this connection now."""
+        self._now = now
+        if fault.kind == "restart":
+            log.info("fault %s is for the simulate command; the emulator ignores it", fault)
+            return
+        self.core.note_fault(fault, self.record.id, now)
+        if fault.kind == "drop":
+            self.terminate(Abort())
+        elif fault.kind == "close":
+            reason = fault.reason if fault.reason is not None else DEFAULT_CLOSE_REASONS.get(
+                fault.code, "")
+            self.terminate(Close(fault.code, reason))
+        elif fault.kind == "goaway":
+            self._send({"goAway": {"timeLeft": duration_string(fault.seconds)}})
+            reason = fault.reason if fault.reason is not None else GOAWAY_CLOSE_REASON
+            self._at(now + fault.seconds,
+                     lambda _now: self.terminate(Close(self.scenario.goaway_close_code, reason)))
+        elif fault.kind == "refuse":
+            self.core.refuse_until = max(self.core.refuse_until, now + fault.seconds)
+            self.terminate(Abort())
+        elif fault.kind == "stall":
+            self.stalled = True
+            self._speech = None
+            self._queue.clear()
+            self._timers.clear()
+        elif fault.kind == "delay":
+            self.core.add_delay(fault.seconds)
+
+    def terminate(self, action: Close | Abort) -> None:
+        """Close or abort; nothing is sent after it."""
+        if self.closing or self.finished:
+            return
+        self._out.append(action)
+        self.closing = True
+        if isinstance(action, Close):
+            self.record.close_code = action.code
+            self.record.close_reason = action.reason
+
+    # Sending -------------------------------------------------------------------------------
+
+    def _send(self, message: dict[str, Any]) -> None:
+        if self.closing or self.finished or self.stalled:
+            return
+        text = encode_frame(message)
+        self._out.append(SendFrame(message, text))
+        if self.core.record_audio_frames or "modelTurn" not in message.get("serverContent", {}):
+            self.core.sent.append(SentFrame(self._now, self.record.id, message, text))
+
+    def _send_raw(self, data: str | bytes) -> None:
+        if self.closing or self.finished or self.stalled:
+            return
+        self._out.append(SendRaw(data))
+        self.core.sent.append(SentFrame(self._now, self.record.id, None, data))
+
+    def _at(self, due: float, callback: Callable[[float], None]) -> None:
+        heapq.heappush(self._timers, (due, next(self._timer_seq), callback))
+
+    def _fire_due(self, kind: str, utterance: int, index: int, now: float) -> None:
+        for fault in self.core.take_faults(kind, utterance, index):
+            self.fire_fault(fault, now)
+
+    # Dispatch --------------------------------------------------------------------------------
+
+    def _dispatch(self, message: dict[str, Any], now: float) -> None:
+        keys = [key for key in message if key in CLIENT_MESSAGE_KEYS]
+        unknown = [key for key in message if key not in CLIENT_MESSAGE_KEYS]
+        if unknown:
+            raise ProtocolViolation(
+                1007, f'{REASON_INVALID_JSON} Unknown name "{unknown[0]}": Cannot find field.')
+        if len(keys) != 1:
+            raise ProtocolViolation(
+                1007, f"{REASON_INVALID_JSON} A message must set exactly one of "
+                      f"{', '.join(CLIENT_MESSAGE_KEYS)}.")
+        key = keys[0]
+        body = message[key]
+        if not isinstance(body, dict):
+            raise ProtocolViolation(1007, f"{REASON_INVALID_JSON} {key} must be an object.")
+        if self.session is None:
+            if key != "setup":
+                raise ProtocolViolation(1007, "The first message must be setup.")
+            self._on_setup(body, now)
+            return
+        if key == "setup":
+            raise ProtocolViolation(1007, "setup may only be sent once, as the first message.")
+        if key == "realtimeInput":
+            self._on_realtime_input(body, now)
+        elif key == "toolResponse":
+            self._on_tool_response(body, now)
+        else:
+            self._on_client_content(body, now)
+
+    def _on_setup(self, setup: dict[str, Any], now: float) -> None:
+        self.record.setup = setup
+        if not self.auth.ok:
+            self.record.auth_rejected = self.auth.reason
+            raise ProtocolViolation(self.auth.close_code or 1008, self.auth.reason or "")
+        model = setup.get("model")
+        if not isinstance(model, str) or not model:
+            raise ProtocolViolation(1007, "setup.model is required.")
+        generation = setup.get("generationConfig") or {}
+        modalities = [str(m).upper() for m in generation.get("responseModalities") or ["AUDIO"]]
+        if len(modalities) != 1 or modalities[0] not in ("AUDIO", "TEXT"):
+            raise ProtocolViolation(
+                1007, "Exactly one response modality (AUDIO or TEXT) is supported.")
+        self._audio_out = modalities[0] == "AUDIO"
+        realtime_config = setup.get("realtimeInputConfig") or {}
+        detection = realtime_config.get("automaticActivityDetection") or {}
+        self._explicit_activity = bool(detection.get("disabled"))
+        self._input_transcription = "inputAudioTranscription" in setup
+        self._output_transcription = "outputAudioTranscription" in setup
+        resumption = setup.get("sessionResumption")
+        self._resumption = resumption is not None
+        for tool in setup.get("tools") or []:
+            for declaration in (tool or {}).get("functionDeclarations") or []:
+                if isinstance(declaration, dict) and declaration.get("name"):
+                    self._declared.add(declaration["name"])
+        handle = (resumption or {}).get("handle") if isinstance(resumption, dict) else None
+        if handle:
+            self.record.resumed_handle = handle
+            session = self.core.resolve_handle(handle, now)
+            if session is None:
+                raise ProtocolViolation(1007, REASON_INVALID_HANDLE)
+            if self.core.session_open_elsewhere(session.id, self.record.id):
+                raise ProtocolViolation(1011, REASON_SESSION_ACTIVE)
+        else:
+            session = self.core.new_session()
+        self.session = session
+        self.record.session_id = session.id
+        self.core.attach_session(session, self.record.id)
+        self.record.accepted = True
+        self._send({"setupComplete": {}})
+        if self._resumption:
+            self._issue_handle(now)
+        for fault in self.core.take_next_setup_faults():
+            self.fire_fault(fault, now)
+
+    # Realtime input ------------------------------------------------------------------------
+
+    def _on_realtime_input(self, body: dict[str, Any], now: float) -> None:
+        if "activityStart" in body:
+            self._on_activity_start(now)
+        for chunk in body.get("mediaChunks") or []:
+            self._on_audio(chunk, now)
+        if "audio" in body:
+            self._on_audio(body["audio"], now)
+        if "activityEnd" in body:
+            self._on_activity_end(now)
+        if "text" in body and isinstance(body["text"], str):
+            self._remember(HistoryEntry("text_input", text=body["text"]))
+
+    def _on_activity_start(self, now: float) -> None:
+        if not self._explicit_activity:
+            raise ProtocolViolation(1007, REASON_EXPLICIT_VAD)
+        if self._utterance is not None:
+            log.warning("connection %d: activityStart inside an utterance ignored",
+                        self.record.id)
+            return
+        if self._speech is not None:
+            self._interrupt(now, barge_in=True)
+            self._maybe_issue_handle(now)
+        assert self.session is not None
+        self.session.turns += 1
+        self._utterance = UtteranceRecord(self.session.turns, self.record.id, None, now)
+        self.core.utterances.append(self._utterance)
+
+    def _on_audio(self, blob: Any, now: float) -> None:
+        if not isinstance(blob, dict) or not isinstance(blob.get("data"), str):
+            raise ProtocolViolation(1007, f"{REASON_INVALID_JSON} An audio blob needs data.")
+        try:
+            pcm = decode_base64(blob["data"])
+        except (binascii.Error, ValueError):
+            raise ProtocolViolation(1007, f"{REASON_INVALID_JSON} Audio data is not base64.") \
+                from None
+        utterance = self._utterance
+        if utterance is None:
+            # The real server discards audio outside activityStart..activityEnd.
+            self.record.stray_audio_frames += 1
+            return
+        rate = rate_from_mime(blob.get("mimeType"))
+        if utterance.rate is None:
+            utterance.rate = rate
+        utterance._buffer.extend(pcm)
+        utterance.frames += 1
+        self._fire_due("utterance", utterance.turn, utterance.frames, now)
+
+    def _on_activity_end(self, now: float) -> None:
+        utterance = self._utterance
+        if utterance is None:
+            log.warning("connection %d: activityEnd without activityStart ignored",
+                        self.record.id)
+            return
+        utterance.end_t = now
+        utterance.complete = True
+        self._utterance = None
+        turn = self.scenario.turn_for(utterance.turn)
+        if self._input_transcription and turn.input_transcript:
+            self._send({"serverContent": {"inputTranscription": {"text": turn.input_transcript}}})
+        self._remember(HistoryEntry("user", text=turn.input_transcript, turn=utterance.turn))
+        self._queue.appendleft(_SpeechRequest(
+            "reply", turn.reply, turn.spoken_transcript, utterance.turn, turn,
+            turn.reply_delay_ms / 1000.0))
+        self._start_next(now)
+
+    # Client content and tool responses ------------------------------------------------------
+
+    def _on_client_content(self, body: dict[str, Any], now: float) -> None:
+        turns = body.get("turns")
+        self._remember(HistoryEntry("client_content", data=turns))
+        if body.get("turnComplete"):
+            if self._speech is not None:
+                self._interrupt(now, barge_in=False)
+            turn = self.scenario.default_turn
+            self._queue.appendleft(_SpeechRequest(
+                "client", turn.reply, turn.spoken_transcript, None, turn,
+                turn.reply_delay_ms / 1000.0))
+            self._start_next(now)
+        else:
+            self._maybe_issue_handle(now)
+
+    def _on_tool_response(self, body: dict[str, Any], now: float) -> None:
+        responses = body.get("functionResponses") or []
+        if not isinstance(responses, list):
+            raise ProtocolViolation(
+                1007, f"{REASON_INVALID_JSON} functionResponses must be a list.")
+        assert self.session is not None
+        for item in responses:
+            if not isinstance(item, dict):
+                raise ProtocolViolation(
+                    1007, f"{REASON_INVALID_JSON} A function response must be an object.")
+            call_id = item.get("id")
+            response = item.get("response")
+            scheduling = item.get("scheduling")
+            if scheduling is None and isinstance(response, dict):
+                # The Live API guide's example puts scheduling inside the response.
+                scheduling = response.get("scheduling")
+            scheduling = str(scheduling).upper() if scheduling is not None else None
+            pending = self.session.pending_calls.pop(call_id, None) if call_id else None
+            self.core.tool_responses.append(ToolResponseRecord(
+                now, self.record.id, call_id, item.get("name"), response, scheduling,
+                known=pending is not None))
+            if pending is None:
+                log.warning("connection %d: response for unknown call id %r ignored",
+                            self.record.id, call_id)
+                continue
+            for call in reversed(self.core.tool_calls):
+                if call.id == call_id:
+                    call.response_t = now
+                    break
+            self._remember(HistoryEntry("tool_response", text=pending.name, turn=pending.turn,
+                                        data={"id": call_id, "response": response}))
+            effective = scheduling if scheduling in SCHEDULINGS else DEFAULT_SCHEDULING
+            if scheduling is not None and scheduling not in SCHEDULINGS:
+                log.warning("connection %d: unknown scheduling %r treated as %s",
+                            self.record.id, scheduling, DEFAULT_SCHEDULING)
+            if pending.follow_up:
+                self._follow_up(pending.follow_up, effective, now)
+            self._settle_group(pending, responded=True, scheduling=effective, now=now)
+        self._maybe_issue_handle(now)
+
+    def _settle_group(self, call: PendingCall, responded: bool, scheduling: str,
+                      now: float) -> None:
+        assert self.session is not None
+        group = self.session.groups.get(call.group) if call.group is not None else None
+        if group is None:
+            return
+        group.remaining.discard(call.id)
+        if responded:
+            group.responded = True
+            group.scheduling = scheduling
+        if not group.remaining:
+            del self.session.groups[call.group]  # type: ignore[arg-type]
+            if group.responded:
+                self._follow_up(group.text, group.scheduling, now)
+
+    def _follow_up(self, text: str, scheduling: str, now: float) -> None:
+        if scheduling == "SILENT":
+            return
+        request = _SpeechRequest("follow_up", text, text)
+        if scheduling == "INTERRUPT":
+            if self._speech is not None:
+                self._interrupt(now, barge_in=False)
+            self._queue.appendleft(request)
+            self._start_next(now, force=True)
+        else:
+            self._queue.append(request)
+            self._start_next(now)
+
+    def _cancel_calls(self, ids: list[str], now: float) -> None:
+        assert self.session is not None
+        cancelled = [call_id for call_id in ids if call_id in self.session.pending_calls]
+        if not cancelled:
+            return
+        self._send({"toolCallCancellation": {"ids": cancelled}})
+        for call_id in cancelled:
+            call = self.session.pending_calls.pop(call_id)
+            for record in reversed(self.core.tool_calls):
+                if record.id == call_id:
+                    record.cancelled_t = now
+                    break
+            self._settle_group(call, responded=False, scheduling=DEFAULT_SCHEDULING, now=now)
+        self._remember(HistoryEntry("tool_cancellation", data={"ids": cancelled}))
+
+    # Speech ---------------------------------------------------------------------------------
+
+    def _idle(self) -> bool:
+        return self._speech is None and not self._queue and self._utterance is None
+
+    def _start_next(self, now: float, force: bool = False) -> None:
+        if self._speech is not None or not self._queue or self.closing or self.stalled:
+            return
+        if self._utterance is not None and not force:
+            return
+        self._start_speech(self._queue.popleft(), now)
+
+    def _start_speech(self, request: _SpeechRequest, now: float) -> None:
+        scenario = self.scenario
+        t0 = now + request.delay + self.core.take_delay()
+        record = ReplyRecord(request.utterance, self.record.id, request.kind, request.text, now)
+        self.core.replies.append(record)
+        if self._audio_out:
+            pcm = self.core.render(request.text) if request.text else b""
+            size = max(2, int(OUTPUT_RATE * SAMPLE_WIDTH * scenario.chunk_ms / 1000) // 2 * 2)
+            chunks: list[bytes | str] = [pcm[i:i + size] for i in range(0, len(pcm), size)]
+        elif request.text:
+            chunks = list(_split_text(request.text, max(1, len(request.text.split()) // 4)))
+        else:
+            chunks = []
+        pieces = _split_text(request.transcript, len(chunks)) if chunks else []
+        turn = request.turn
+        call_ids: dict[int, str] = {}
+        group = None
+        if turn is not None and request.kind != "client":
+            for index, spec in enumerate(turn.tool_calls):
+                call_ids[index] = spec.id or self.core.new_call_id()
+            if turn.follow_up and call_ids:
+                assert self.session is not None
+                group = max(self.session.groups, default=0) + 1
+                self.session.groups[group] = FollowUpGroup(turn.follow_up, set(call_ids.values()))
+        speech = _Speech(request, record, deque(), chunks, pieces, call_ids, group=group)
+        interval = scenario.chunk_interval
+        steps = speech.steps
+        steps.append((t0, partial(self._begin, speech)))
+        for index in range(len(chunks)):
+            steps.append((t0 + index * interval, partial(self._emit_chunk, speech, index)))
+        last = t0 + max(0, len(chunks) - 1) * interval
+        steps.append((last, partial(self._end_generation, speech)))
+        steps.append((last + interval, partial(self._complete_turn, speech)))
+        self._speech = speech
+
+    def _placement_actions(self, speech: _Speech, placement: str, now: float) -> None:
+        turn = speech.request.turn
+        if turn is None or speech.request.kind == "client":
+            return
+        for inject in turn.inject:
+            if inject.when == placement:
+                self._send_raw(inject.payload)
+        specs = [(index, spec) for index, spec in enumerate(turn.tool_calls)
+                 if spec.when == placement]
+        if specs:
+            self._issue_calls(speech, specs, now)
+
+    def _issue_calls(self, speech: _Speech, specs: list[tuple[int, ToolCallSpec]],
+                     now: float) -> None:
+        assert self.session is not None
+        turn = speech.request.turn
+        assert turn is not None
+        calls = []
+        for index, spec in specs:
+            call_id = speech.call_ids[index]
+            calls.append({"id": call_id, "name": spec.name, "args": spec.args})
+            speech.issued.add(call_id)
+            on_barge_in = bool(turn.cancel and turn.cancel.on_barge_in
+                               and _cancel_covers(turn, spec, call_id))
+            self.session.pending_calls[call_id] = PendingCall(
+                call_id, spec.name, speech.request.utterance, spec.follow_up, speech.group,
+                on_barge_in)
+            declared = spec.name in self._declared
+            if not declared:
+                log.warning("connection %d: scenario calls %r, which the setup did not declare",
+                            self.record.id, spec.name)
+            self.core.tool_calls.append(ToolCallRecord(
+                now, self.record.id, speech.request.utterance, call_id, spec.name,
+                dict(spec.args), declared))
+            self._remember(HistoryEntry("tool_call", text=spec.name, turn=speech.request.utterance,
+                                        data={"id": call_id, "args": spec.args}))
+        self._send({"toolCall": {"functionCalls": calls}})
+        if turn.cancel is not None and turn.cancel.after_ms is not None:
+            ids = [call["id"] for call, (_, spec) in zip(calls, specs, strict=True)
+                   if _cancel_covers(turn, spec, call["id"])]
+            if ids:
+                self._at(now + turn.cancel.after_ms / 1000.0, partial(self._cancel_later, ids))
+
+    def _cancel_later(self, ids: list[str], now: float) -> None:
+        self._cancel_calls(ids, now)
+        self._maybe_issue_handle(now)
+
+    def _begin(self, speech: _Speech, now: float) -> None:
+        if self._resumption:
+            self._send_not_resumable()
+        self._placement_actions(speech, "before_reply", now)
+
+    def _emit_chunk(self, speech: _Speech, index: int, now: float) -> None:
+        chunk = speech.chunks[index]
+        piece = speech.transcript_pieces[index] if index < len(speech.transcript_pieces) else ""
+        mode = self.scenario.output_transcript_mode
+        if isinstance(chunk, bytes):
+            part = {"inlineData": {"mimeType": OUTPUT_MIME,
+                                   "data": base64.b64encode(chunk).decode("ascii")}}
+            speech.record._buffer.extend(chunk)
+        else:
+            part = {"text": chunk}
+        content: dict[str, Any] = {"modelTurn": {"parts": [part]}}
+        transcript = None
+        if self._output_transcription and self._audio_out:
+            if mode == "first":
+                transcript = speech.request.transcript if index == 0 else None
+            else:
+                transcript = piece or None
+        if transcript and mode != "separate":
+            content["outputTranscription"] = {"text": transcript}
+        self._send({"serverContent": content})
+        if transcript and mode == "separate":
+            self._send({"serverContent": {"outputTranscription": {"text": transcript}}})
+        speech.record.chunks += 1
+        if speech.request.kind == "reply" and speech.request.utterance is not None:
+            self._fire_due("reply", speech.request.utterance, index + 1, now)
+        self._placement_actions(speech, f"after_chunk:{index + 1}", now)
+
+    def _end_generation(self, speech: _Speech, now: float) -> None:
+        if not speech.chunks and speech.request.transcript and self._output_transcription:
+            self._send({"serverContent": {"outputTranscription": {
+                "text": speech.request.transcript}}})
+        # Calls and injections placed after a chunk the reply never reached (a short reply)
+        # still go out with it, in chunk order.
+        turn = speech.request.turn
+        if turn is not None:
+            placements = {item.when for item in [*turn.tool_calls, *turn.inject]}
+            unreached = sorted((chunk, when) for when in placements
+                               if (chunk := placement_chunk(when)) is not None
+                               and chunk > len(speech.chunks))
+            for _, when in unreached:
+                self._placement_actions(speech, when, now)
+        self._placement_actions(speech, "after_reply", now)
+        self._send({"serverContent": {"generationComplete": True}})
+
+    def _complete_turn(self, speech: _Speech, now: float) -> None:
+        frame: dict[str, Any] = {"serverContent": {"turnComplete": True}}
+        if self.scenario.usage_metadata:
+            frame["usageMetadata"] = self._usage(speech)
+        self._send(frame)
+        speech.record.finished = True
+        speech.record.end_t = now
+        self._speech = None
+        self._remember(HistoryEntry("model", text=speech.request.transcript,
+                                    turn=speech.request.utterance))
+        assert self.session is not None
+        if self._resumption and self.session.pending_calls:
+            self._send_not_resumable()
+        self._maybe_issue_handle(now)
+        self._start_next(now)
+
+    def _interrupt(self, now: float, barge_in: bool) -> None:
+        speech = self._speech
+        assert speech is not None and self.session is not None
+        self._speech = None
+        speech.record.interrupted = True
+        speech.record.finished = True
+        speech.record.end_t = now
+        self._send({"serverContent": {"interrupted": True}})
+        self._send({"serverContent": {"turnComplete": True}})
+        self._remember(HistoryEntry("model", text=speech.request.transcript,
+                                    turn=speech.request.utterance, interrupted=True))
+        # Calls the reply never issued leave its follow-up group.
+        group = self.session.groups.get(speech.group) if speech.group is not None else None
+        if group is not None:
+            group.remaining -= set(speech.call_ids.values()) - speech.issued
+            if not group.remaining:
+                del self.session.groups[speech.group]  # type: ignore[arg-type]
+                if group.responded:
+                    self._follow_up(group.text, group.scheduling, now)
+        if barge_in:
+            # Replies waiting behind the interrupted speech are superseded by the new turn.
+            self._queue = deque(req for req in self._queue if req.kind == "follow_up")
+            ids = [call.id for call in self.session.pending_calls.values()
+                   if call.cancel_on_barge_in]
+            self._cancel_calls(ids, now)
+
+    def _usage(self, speech: _Speech) -> dict[str, Any]:
+        seconds = len(speech.record._buffer) / (OUTPUT_RATE * SAMPLE_WIDTH)
+        response_tokens = max(1, round(seconds * AUDIO_TOKENS_PER_SECOND)) if self._audio_out \
+            else max(1, len(speech.request.text.split()))
+        prompt_tokens = 0
+        for utterance in self.core.utterances:
+            if (utterance.connection_id == self.record.id
+                    and utterance.turn == speech.request.utterance):
+                rate = utterance.rate or 16000
+                prompt_tokens = max(1, round(len(utterance._buffer) / (rate * 2)
+                                             * AUDIO_TOKENS_PER_SECOND))
+        modality = "AUDIO" if self._audio_out else "TEXT"
+        return {
+            "promptTokenCount": prompt_tokens,
+            "responseTokenCount": response_tokens,
+            "totalTokenCount": prompt_tokens + response_tokens,
+            "responseTokensDetails": [{"modality": modality, "tokenCount": response_tokens}],
+        }
+
+    # Resumption -------------------------------------------------------------------------------
+
+    def _remember(self, entry: HistoryEntry) -> None:
+        assert self.session is not None
+        self.session.history.append(entry)
+
+    def _send_not_resumable(self) -> None:
+        if self.scenario.resumption_update_style == "proto3":
+            self._send({"sessionResumptionUpdate": {}})
+        else:
+            self._send({"sessionResumptionUpdate": {"resumable": False}})
+
+    def _maybe_issue_handle(self, now: float) -> None:
+        if not self._resumption or self.session is None or not self._idle():
+            return
+        if self.session.pending_calls:
+            return
+        if self.session.signature == self._handle_signature:
+            return
+        self._issue_handle(now)
+
+    def _issue_handle(self, now: float) -> None:
+        assert self.session is not None
+        if self.closing or self.finished or self.stalled:
+            return
+        handle = self.core.store_handle(self.session, self.record.id, now)
+        self._handle_signature = self.session.signature
+        self._send({"sessionResumptionUpdate": {"newHandle": handle, "resumable": True}})
+
+
+def _is_audio_input(message: dict[str, Any] | None) -> bool:
+    realtime = (message or {}).get("realtimeInput")
+    return isinstance(realtime, dict) and ("audio" in realtime or "mediaChunks" in realtime)
+
+
+def decode_base64(text: str) -> bytes:
+    """Proto3 JSON bytes: standard or URL-safe alphabet, padded or not (the SDK sends
+    URL-safe)."""
+    text = text.strip().replace("-", "+").replace("_", "/")
+    return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+
+
+def _cancel_covers(turn: Turn, spec: ToolCallSpec, call_id: str) -> bool:
+    if turn.cancel is None:
+        return False
+    names = turn.cancel.calls
+    return names is None or spec.name in names or call_id in names or (spec.id in names)
+
+
+def _split_text(text: str, parts: int) -> list[str]:
+    """Split ``text`` into ``parts`` pieces at word boundaries; the pieces join back to it."""
+    if parts <= 0:
+        return []
+    tokens = re.findall(r"\s*\S+\s*", text) or ([text] if text else [])
+    if not tokens:
+        return [""] * parts
+    pieces = []
+    for index in range(parts):
+        start = index * len(tokens) // parts
+        end = (index + 1) * len(tokens) // parts
+        pieces.append("".join(tokens[start:end]))
+    return pieces
