@@ -77,6 +77,9 @@ RESUME_FAILURE_WINDOW_S = 10.0
 MAX_BLOB_SAMPLES = 16000
 # Exchanges kept to brief a fresh session when a resume is impossible.
 RECENT_EXCHANGES = 8
+# After a tool result the model should speak about, the device is not idle until the
+# model's next turn ends or this long has passed (it may choose to say nothing).
+FOLLOW_UP_WAIT_S = 10.0
 # A connection that dies sooner than this after coming up counts as a failed attempt, so
 # a server that accepts and then drops us at once is retried with backoff, not in a loop.
 STABLE_LINK_S = 5.0
@@ -171,6 +174,9 @@ class Conversation:
         self._now = 0.0
 
         self._tools: dict[str, int] = {}
+        self._follow_up_until: float | None = None
+        # The turn open when the result went back is not the follow-up.
+        self._follow_up_skips_turn = False
         self._undelivered: list[ToolResult] = []
         self._user_text: list[str] = []
         self._model_text: list[str] = []
@@ -235,7 +241,7 @@ class Conversation:
         return actions
 
     def next_deadline(self) -> float | None:
-        deadlines = [self._retry_at, self._release_deadline, self._goaway_switch_at]
+        deadlines = [self._retry_at, self._release_deadline, self._goaway_switch_at, self._follow_up_until]
         if self.link_up and self._reply_owed():
             deadlines.append(self._last_server_t + self.config.reply_timeout_s)
         if not self.link_up:
@@ -267,6 +273,7 @@ class Conversation:
             and not self._playing
             and not self._tools
             and not self._undelivered
+            and self._follow_up_until is None
         )
 
     @property
@@ -356,6 +363,8 @@ class Conversation:
         if self._retry_at is not None and t >= self._retry_at:
             self._retry_at = None
             self._connect(actions, t)
+        if self._follow_up_until is not None and t >= self._follow_up_until:
+            self._follow_up_until = None
         if self.link_up and self._reply_owed() and t >= self._last_server_t + self.config.reply_timeout_s:
             actions.append(CloseLink(self.link, "the server stopped answering"))
             self._link_lost(actions, t, None, "the server stopped answering")
@@ -459,6 +468,10 @@ class Conversation:
             self._answer_for_turn()
         self._turn_open = False
         self._turn_answered = False
+        if self._follow_up_skips_turn:
+            self._follow_up_skips_turn = False
+        elif self._follow_up_until is not None and not self._tools:
+            self._follow_up_until = None
 
     def _on_interrupted(self, event: Interrupted, actions: list[Action]) -> None:
         if not self._current(event) or self._stale_turn:
@@ -522,6 +535,9 @@ class Conversation:
         if self.link_up and issued_on == self.link:
             actions.append(SendToolResponses(self.link, (event,)))
             self._uncommitted.append(_describe_result(event))
+            if event.scheduling != "SILENT":
+                self._follow_up_until = self._now + FOLLOW_UP_WAIT_S
+                self._follow_up_skips_turn = self._turn_open
         else:
             # A new connection ignores a call id it never issued: tell it in words.
             self._undelivered.append(event)
@@ -719,9 +735,7 @@ class Conversation:
             return
         # Quiet: nothing asked or being answered, and the newest handle covers everything
         # said (so the new connection resumes with the whole conversation).
-        quiet = (
-            not self._receiving and not self._pending and not self._turn_open and not self._uncommitted
-        )
+        quiet = not self._receiving and not self._pending and not self._turn_open and not self._uncommitted
         if quiet or t >= self._goaway_switch_at:
             actions.append(CloseLink(self.link, "switching connection before the server's GoAway deadline"))
             self.link_up = False

@@ -377,8 +377,12 @@ class _TranscriptPrinter:
 @contextlib.asynccontextmanager
 async def _start_emulator(scenario_path: Path | None) -> Any:
     from edgevoice.emulator import Emulator, Scenario
+    from edgevoice.emulator.scenario import ScenarioError
 
-    scenario = Scenario.load(scenario_path) if scenario_path else None
+    try:
+        scenario = Scenario.load(scenario_path) if scenario_path else Scenario.default()
+    except ScenarioError as exc:
+        raise UserError(str(exc)) from None
     async with Emulator(scenario=scenario) as emulator:
         yield emulator
 
