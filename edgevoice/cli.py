@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"edgevoice {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     # Imported here so `edgevoice --help` stays fast and a broken room names itself.
+    from edgevoice.bench import cli as bench_cli
     from edgevoice.emulator import cli as emulator_cli
     from edgevoice.service import commands as service_commands
     from edgevoice.sim import simulate
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     service_commands.register(subparsers)
     simulate.register(subparsers)
     emulator_cli.register(subparsers)
+    bench_cli.register(subparsers)
     return parser
 
 

@@ -68,6 +68,8 @@ class Speaker:
         self._reply_bytes_in = 0
         self._reply_bytes_out = 0
         self._chunk_marks: deque[tuple[int, float]] = deque()
+        # When the jitter buffer was last fed: what wakes an idle (or prebuffering) speaker.
+        self._fed_t = 0.0
         self._active = False
         self.interrupts = 0
         self.write_errors = 0
@@ -78,6 +80,7 @@ class Speaker:
         with self._cond:
             if self._probe.enabled:
                 self._chunk_marks.append((self._reply_bytes_in, received_t))
+            self._fed_t = received_t
             self._reply_bytes_in += len(pcm)
             self._jitter.push(pcm)
             self._cond.notify()
@@ -85,6 +88,7 @@ class Speaker:
     def end_of_reply(self) -> None:
         with self._cond:
             self._jitter.end_of_reply()
+            self._fed_t = self._clock()
             self._cond.notify()
 
     def interrupt(self, pressed_t: float | None = None) -> None:
@@ -126,7 +130,7 @@ class Speaker:
 
     def _run(self, device: PlaybackDevice | None) -> None:
         delay = 0.5
-        ready_since: float | None = None
+        waited = False
         while True:
             if device is None:
                 try:
@@ -151,11 +155,15 @@ class Speaker:
                     fade = self._cut(device)
                     pressed_t, self._interrupt_pressed_t = self._interrupt_pressed_t, None
                     if pressed_t is not None and self._probe.enabled:
-                        self._probe.add("barge_in_ms", (self._clock() - pressed_t) * 1000)
+                        # Silent once the fade-out that starts now has played.
+                        fade_ms = self._fade_frames * 1000 / self.rate
+                        self._probe.add("barge_in_ms", (self._clock() - pressed_t) * 1000 + fade_ms)
                 else:
                     fade = b""
-                pull_t = self._clock() if ready_since is None else ready_since
-                ready_since = None
+                # From when the speaker could take audio: now, or (if it sat idle or was
+                # prebuffering) when the feed that made this pull possible arrived.
+                ready_t = self._fed_t if waited else self._clock()
+                waited = False
                 pulled = self._jitter.pull(
                     self.period_frames, device_starving=self._paced and self._jitter.playing
                 )
@@ -164,7 +172,7 @@ class Speaker:
                     if self._active:
                         self._active = False
                         self._on_idle()
-                    ready_since = self._clock()
+                    waited = True
                     self._cond.wait(0.2)
                     self._heartbeat()
                     continue
@@ -183,7 +191,7 @@ class Speaker:
                 device = None
                 continue
             for received_t in marks:
-                self._probe.add("reply_to_speaker_ms", (written_t - max(received_t, pull_t)) * 1000)
+                self._probe.add("reply_to_speaker_ms", (written_t - max(received_t, ready_t)) * 1000)
             self._remember(data)
             self._heartbeat()
         if device is not None:
@@ -227,7 +235,8 @@ class Speaker:
         if kind != "audio":
             return []
         start = self._reply_bytes_out
-        self._reply_bytes_out += nbytes
+        # A fade-out after an interrupt is not reply audio: count only what was queued.
+        self._reply_bytes_out += min(nbytes, self._reply_bytes_in - start)
         marks = []
         while self._chunk_marks and self._chunk_marks[0][0] < self._reply_bytes_out:
             offset, received_t = self._chunk_marks.popleft()

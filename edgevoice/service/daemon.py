@@ -38,7 +38,10 @@ from edgevoice.core.events import (
     EndOfReply,
     Event,
     GenerationComplete,
+    GoAway,
     Interrupted,
+    LinkDown,
+    LinkUp,
     Log,
     PersistHandle,
     PlayAudio,
@@ -377,6 +380,8 @@ class Daemon:
             self._log_transcript(event)
         for observer in self._observers:
             observer(event)
+        if isinstance(event, LinkUp | LinkDown | GoAway) and event.link == self.conversation.link:
+            self.probe.link_event(event)  # reconnect and GoAway-switch timing for the benchmark
         self._execute(self.conversation.handle(event))
         if self.conversation.idle and self.conversation.link_up:
             self.quiet.set()
@@ -430,6 +435,7 @@ class Daemon:
             elif isinstance(action, Connect):
                 link.connect(action)
             elif isinstance(action, CloseLink):
+                self.probe.link_closed(self._clock())
                 link.close(action)
             elif isinstance(action, PlayEarcon):
                 pcm = self._earcons(action.earcon.value) if self._earcons else None

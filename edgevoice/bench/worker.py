@@ -1,0 +1,291 @@
+"""One benchmark client in its own process: ``python -m edgevoice.bench.worker SPEC.json``.
+
+The bench parent starts this with ``NOTIFY_SOCKET`` bound and ``ALSA_CONFIG_PATH`` pointing
+at the simulated sound card. The worker brings its client up (EdgeVoice's daemon or the
+quickstart-style reference), says READY=1 through ``systemd.daemon.notify``, waits for
+"go" on stdin, runs the scripted conversation on the paced simulated devices, and writes
+what its probe recorded to the result file named in the spec.
+
+stdout carries one JSON object per line for the parent: ``{"event": "start", "t": T}``
+when the microphone timeline starts (monotonic clock, shared by every process of the
+machine) and ``{"event": "end", "t": T}`` when it has run its course.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import ssl
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Imported first so its cost shows in the start-up figure like the daemon's own imports.
+from systemd import daemon as systemd_daemon
+
+log = logging.getLogger("edgevoice.bench.worker")
+
+CAPTURE_RATE = 16000
+PLAYBACK_RATE = 24000
+# The reference records at the quickstart's chunk size; EdgeVoice at its configured period.
+REFERENCE_CHUNK_FRAMES = 1024
+REFERENCE_PLAYBACK_PERIODS = 4
+STOP_TIMEOUT_S = 10.0
+
+
+@dataclass
+class WorkerSpec:
+    role: str  # "edgevoice" | "reference"
+    name: str  # label in the report ("edgevoice", "edgevoice-probe-off", "reference")
+    probe: bool
+    presses: list[tuple[float, float]]
+    duration_s: float
+    base_url: str
+    ca_file: str
+    state_dir: str
+    result_file: str
+    period_ms: int = 20
+    prebuffer_ms: int = 100
+    fade_ms: float = 5.0
+    button_pin: int = 17
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> WorkerSpec:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        data["presses"] = [tuple(p) for p in data["presses"]]
+        return cls(**data)
+
+    def dump(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=1), encoding="utf-8")
+
+
+class SystemdNotifier:
+    """The daemon's notifier, speaking sd_notify through systemd-python."""
+
+    def ready(self, status: str | None = None) -> None:
+        self._send("READY=1" + (f"\nSTATUS={status}" if status else ""))
+
+    def status(self, text: str) -> None:
+        self._send(f"STATUS={text}")
+
+    def reloading(self) -> None:
+        self._send("RELOADING=1")
+
+    def stopping(self) -> None:
+        self._send("STOPPING=1")
+
+    @staticmethod
+    def _send(state: str) -> None:
+        try:
+            systemd_daemon.notify(state)
+        except OSError as exc:  # the manager went away: nothing to tell, nothing to stop for
+            log.debug("sd_notify failed: %s", exc)
+
+
+class Timeline:
+    """The start and end of the microphone timeline, told to the parent and awaited here."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.started: asyncio.Future[float] = loop.create_future()
+        self.ended: asyncio.Future[float] = loop.create_future()
+
+    def on_start(self, t: float) -> None:  # capture thread
+        self._loop.call_soon_threadsafe(self._settle, self.started, "start", t)
+
+    def on_end(self, t: float) -> None:  # capture thread
+        self._loop.call_soon_threadsafe(self._settle, self.ended, "end", t)
+
+    @staticmethod
+    def _settle(future: asyncio.Future[float], event: str, t: float) -> None:
+        if not future.done():
+            emit({"event": event, "t": t})
+            future.set_result(t)
+
+
+def emit(message: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
+async def wait_for_go() -> None:
+    """Block (off the loop) until the parent writes a line on stdin."""
+    line = await asyncio.to_thread(sys.stdin.readline)
+    if line.strip() != "go":
+        raise SystemExit("edgevoice bench worker: the parent went away before the start")
+
+
+async def until_done(task: asyncio.Task[Any], waitable: asyncio.Future[Any], limit_s: float) -> None:
+    """Wait for ``waitable``; surface the client task's failure if it ends first."""
+    done, _ = await asyncio.wait({task, waitable}, timeout=limit_s, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        task.result()
+        raise RuntimeError("the client stopped before the conversation ended")
+    if not done:
+        raise TimeoutError(f"the conversation did not reach its end within {limit_s:g} s")
+
+
+def ssl_context(ca_file: str) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=ca_file)
+
+
+# -- EdgeVoice -------------------------------------------------------------------------------
+
+
+async def run_edgevoice(spec: WorkerSpec) -> dict[str, Any]:
+    from edgevoice.bench.probe import NullProbe, Probe
+    from edgevoice.bench.simhw import MIC_PCM, SPEAKER_PCM, BenchDevices, counters
+    from edgevoice.config import deep_merge, load_settings
+    from edgevoice.service.daemon import Daemon, Hardware
+    from edgevoice.tools import ToolBox
+
+    overrides = deep_merge(
+        {
+            "audio": {
+                "capture_device": MIC_PCM,
+                "playback_device": SPEAKER_PCM,
+                "period_ms": spec.period_ms,
+                "prebuffer_ms": spec.prebuffer_ms,
+                "fade_ms": spec.fade_ms,
+            },
+            "button": {"pin": spec.button_pin, "bounce_time_ms": None},
+            "live": {"base_url": spec.base_url},
+            "paths": {"state_dir": spec.state_dir},
+        },
+        spec.overrides,
+    )
+    settings = load_settings(None, overrides=overrides).settings
+    loop = asyncio.get_running_loop()
+    timeline = Timeline(loop)
+    devices = BenchDevices(
+        presses=spec.presses,
+        duration_s=spec.duration_s,
+        capture_rate=CAPTURE_RATE,
+        capture_period=CAPTURE_RATE * settings.audio.period_ms // 1000,
+        playback_rate=PLAYBACK_RATE,
+        playback_period=PLAYBACK_RATE * settings.audio.period_ms // 1000,
+        playback_periods=2,
+        button_pin=settings.button.pin,
+        pull_up=settings.button.pull_up,
+        on_start=timeline.on_start,
+        on_end=timeline.on_end,
+    )
+    hardware = Hardware(
+        open_capture=devices.open_capture,
+        open_playback=devices.open_playback,
+        playback_buffer_frames=devices.playback_buffer_frames,
+        paced_playback=True,
+        pin_factory=devices.pin_factory,
+        stamp_and_post=devices.stamp_and_post,
+    )
+
+    async def credentials() -> str:
+        return "bench-key"
+
+    probe = Probe() if spec.probe else NullProbe()
+    daemon = Daemon(
+        settings,
+        hardware,
+        credentials=credentials,
+        ssl_context=ssl_context(spec.ca_file),
+        toolbox=ToolBox.from_settings(settings.home, settings.paths.state_dir),
+        notifier=SystemdNotifier(),
+        probe=probe,
+    )
+    task = asyncio.create_task(daemon.run(), name="daemon")
+    await until_done(task, asyncio.ensure_future(asyncio.to_thread(daemon.ready.wait)), 60)
+    await wait_for_go()
+    devices.gate.set()
+    await until_done(task, timeline.started, 10)
+    await until_done(task, timeline.ended, spec.duration_s + 60)
+    quiet_at_end = daemon.quiet.is_set()
+    daemon.request_stop()
+    await asyncio.wait_for(task, STOP_TIMEOUT_S)
+
+    assert daemon.microphone is not None and daemon.speaker is not None and daemon.link is not None
+    snapshot = probe.snapshot()
+    return {
+        "series": snapshot["series"],
+        "counters": {
+            **counters(daemon.microphone, ("overruns", "reopens", "frames_delivered")),
+            **counters(daemon.speaker, ("interrupts", "write_errors")),
+            **counters(daemon.speaker.jitter, ("underruns", "underrun_frames", "played_frames")),
+            "connects": daemon.link.connects,
+            "resumed_links": snapshot["resumed_links"],
+            "fresh_links": snapshot["fresh_links"],
+            "quiet_at_end": int(quiet_at_end),
+        },
+        "started_t": timeline.started.result(),
+        "ended_t": timeline.ended.result(),
+    }
+
+
+# -- the reference -------------------------------------------------------------------------
+
+
+async def run_reference(spec: WorkerSpec) -> dict[str, Any]:
+    from google import genai
+    from google.genai import types
+
+    from edgevoice.bench.probe import NullProbe, Probe
+    from edgevoice.bench.reference import ReferenceClient
+    from edgevoice.bench.simhw import BenchDevices
+
+    loop = asyncio.get_running_loop()
+    timeline = Timeline(loop)
+    devices = BenchDevices(
+        presses=spec.presses,
+        duration_s=spec.duration_s,
+        capture_rate=CAPTURE_RATE,
+        capture_period=REFERENCE_CHUNK_FRAMES,
+        playback_rate=PLAYBACK_RATE,
+        playback_period=REFERENCE_CHUNK_FRAMES,
+        playback_periods=REFERENCE_PLAYBACK_PERIODS,
+        button_pin=spec.button_pin,
+        on_start=timeline.on_start,
+        on_end=timeline.on_end,
+    )
+    client = genai.Client(
+        api_key="bench-key",
+        http_options=types.HttpOptions(
+            base_url=spec.base_url, async_client_args={"ssl": ssl_context(spec.ca_file)}
+        ),
+    )
+    probe = Probe() if spec.probe else NullProbe()
+    reference = ReferenceClient(client, devices, probe=probe, on_ready=SystemdNotifier().ready)
+    task = asyncio.create_task(reference.run(), name="reference")
+    await until_done(task, reference.connected, 60)
+    await wait_for_go()
+    devices.gate.set()
+    await until_done(task, timeline.started, 10)
+    await until_done(task, timeline.ended, spec.duration_s + 60)
+    await reference.stop()
+    await asyncio.wait_for(task, STOP_TIMEOUT_S)
+    snapshot = probe.snapshot()
+    return {
+        "series": snapshot["series"],
+        "counters": {**reference.counters(), "connects": reference.connects},
+        "started_t": timeline.started.result(),
+        "ended_t": timeline.ended.result(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m edgevoice.bench.worker SPEC.json", file=sys.stderr)
+        return 2
+    spec = WorkerSpec.load(Path(argv[0]))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    runner = run_edgevoice if spec.role == "edgevoice" else run_reference
+    result = asyncio.run(runner(spec))
+    result.update({"role": spec.role, "name": spec.name, "probe": spec.probe})
+    Path(spec.result_file).write_text(json.dumps(result), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
