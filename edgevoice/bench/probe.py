@@ -18,6 +18,7 @@ Series (milliseconds):
 
 from __future__ import annotations
 
+from array import array
 from collections import defaultdict
 from typing import Any
 
@@ -34,7 +35,8 @@ class Probe:
     enabled = True
 
     def __init__(self) -> None:
-        self.series: dict[str, list[float]] = defaultdict(list)
+        # Packed doubles: 8 bytes a sample, so a long run's probe barely shows in the RSS figures.
+        self.series: dict[str, array[float]] = defaultdict(lambda: array("d"))
         self._down_t: float | None = None
         self._switch_t: float | None = None
         self._goaway_seen = False

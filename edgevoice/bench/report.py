@@ -96,6 +96,7 @@ def plot(document: dict[str, Any], path: Path) -> None:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import NullFormatter
     except ImportError:
         raise UserError(
             "--plot needs matplotlib: install the plot extra (pip install 'edgevoice[plot]')"
@@ -114,6 +115,7 @@ def plot(document: dict[str, Any], path: Path) -> None:
         axis.set_ylim(0, 1.02)
         if name in ("capture_to_wire_ms", "reply_to_speaker_ms"):
             axis.set_xscale("log")
+            axis.xaxis.set_minor_formatter(NullFormatter())
         axis.grid(True, alpha=0.3)
         axis.legend(fontsize="small", loc="lower right")
     machine = document["machine"]
