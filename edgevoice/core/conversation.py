@@ -673,11 +673,11 @@ class Conversation:
         actions.append(StopPlayback(pressed_t=t))
         self._playing = False
         self._generating = False
-        # The user heard (part of) the answer and chose to move on: it counts as answered.
-        self._answer_for_turn()
         if self._turn_open:
-            # The rest of this turn may already be on its way: drop it, and do not let its
-            # turnComplete answer the utterance that is starting now.
+            # The user heard (part of) the answer and chose to move on: it counts as
+            # answered. The rest of this turn may already be on its way: drop it, and do
+            # not let its turnComplete answer the utterance that is starting now.
+            self._answer_for_turn()
             self._stale_turn = True
         actions.append(Log(logging.INFO, "barge-in: the user interrupted the answer"))
 

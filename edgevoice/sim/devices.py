@@ -176,12 +176,15 @@ class SimulatedPlayback:
         self._closed = threading.Event()
         self.frames_written = 0
         self.frames_dropped = 0
+        # Frames that reached the output file: what the listener has heard so far.
+        self.frames_played = 0
 
     def write(self, data: bytes) -> int:
         frames = len(data) // self._frame_bytes
         self.frames_written += frames
         if not self._paced:
             self._pcm.write(data)
+            self.frames_played += frames
             return frames
         while not self._closed.is_set():
             with self._lock:
@@ -198,6 +201,12 @@ class SimulatedPlayback:
             self._closed.wait(wait)
         return frames
 
+    def heard_frames(self) -> int:
+        """Frames played up to this instant (for tests aligning the output with events)."""
+        with self._lock:
+            self._advance()
+            return self.frames_played
+
     def avail(self) -> int:
         with self._lock:
             self._advance()
@@ -213,6 +222,7 @@ class SimulatedPlayback:
         with self._lock:
             if self._queue:
                 self._pcm.write(bytes(self._queue))
+                self.frames_played += len(self._queue) // self._frame_bytes
                 self._queue.clear()
         self._closed.set()
         self._pcm.close()
@@ -228,3 +238,4 @@ class SimulatedPlayback:
         del self._queue[: take * self._frame_bytes]
         self._played += take
         self._pcm.write(chunk)
+        self.frames_played += take

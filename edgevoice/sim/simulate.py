@@ -121,6 +121,8 @@ class SimulationResult:
     transcript: list[str]
     output_seconds: float
     daemon: Daemon
+    # (pressed, frames of speaker output already heard at that instant), per button edge.
+    button_edges: list[tuple[bool, int]] = field(default_factory=list)
 
 
 async def simulate(options: SimulationOptions, stdout: TextIO | None = None) -> SimulationResult:
@@ -197,7 +199,7 @@ async def _simulate_in(scratch: Path, options: SimulationOptions, stdout: TextIO
         state = daemon.toolbox.describe_state()
         if stdout is not None and state:
             print("home state:\n" + state, file=stdout)
-    return SimulationResult(run.transcript.lines, len(out_pcm) / 2 / PLAYBACK_RATE, daemon)
+    return SimulationResult(run.transcript.lines, len(out_pcm) / 2 / PLAYBACK_RATE, daemon, run.button_edges)
 
 
 class _SimulatedRun:
@@ -215,6 +217,8 @@ class _SimulatedRun:
         self.trace = trace
         self.transcript = _TranscriptPrinter(stdout)
         self.capture: SimulatedCapture | None = None
+        self.playback: SimulatedPlayback | None = None
+        self.button_edges: list[tuple[bool, int]] = []
         self.done = asyncio.Event()
         self._final_position = schedule.last_position
         self._final_frame_seen = not schedule.edges
@@ -232,6 +236,8 @@ class _SimulatedRun:
         daemon_ref: list[Daemon] = []
 
         def drive_button(pressed: bool) -> None:
+            heard = self.playback.heard_frames() if self.playback is not None else 0
+            self.button_edges.append((pressed, heard))
             if self.trace is not None:
                 self.trace({"event": "button", "state": "pressed" if pressed else "released"})
             if pressed == pull_up:
@@ -270,9 +276,10 @@ class _SimulatedRun:
                 channels=1,
                 period_frames=playback_period,
             )
-            return SimulatedPlayback(
+            self.playback = SimulatedPlayback(
                 pcm, rate=PLAYBACK_RATE, channels=1, buffer_frames=playback_period * 2, paced=realtime
             )
+            return self.playback
 
         def stamp_and_post(post: Callable[[int], None]) -> None:
             assert self.capture is not None

@@ -130,7 +130,7 @@ class Harness:
         self.send(Released(release, self.t))
         self.capture()
 
-    def reply(self, chunks: int = 3, handle: str | None = "h") -> None:
+    def reply(self, chunks: int = 3, handle: str | None = "h", played: bool = True) -> None:
         link = self.core.link
         self.send(Transcript(link, "user", "question", self.t))
         for _ in range(chunks):
@@ -140,7 +140,8 @@ class Harness:
         self.send(TurnComplete(link, self.t))
         if handle:
             self.send(ResumptionUpdate(link, handle, True, self.t))
-        self.send(PlaybackIdle(self.t))
+        if played:
+            self.send(PlaybackIdle(self.t))
 
     def of(self, kind: type) -> list:
         return [a for a in self.actions if isinstance(a, kind)]
@@ -255,6 +256,20 @@ def test_barge_in_after_generation_complete_while_turn_complete_is_held_back() -
     h.capture()
     h.send(TurnComplete(link, h.t))  # the first turn's late turnComplete
     assert h.core.pending_utterances == 1
+
+
+def test_barge_in_on_an_answer_already_complete_still_answers_the_next_question() -> None:
+    h = Harness()
+    h.up()
+    h.utter(1000, 5000)
+    h.reply(played=False)  # fully received (turnComplete too) but still playing
+    h.send(Pressed(h.position, h.t))
+    assert h.of(StopPlayback)
+    h.capture(3)
+    h.send(Released(h.position + 5, h.t))
+    h.capture()
+    h.reply()
+    assert h.core.pending_utterances == 0 and h.core.idle
 
 
 def test_a_drop_mid_utterance_resends_the_whole_utterance_once_on_the_next_link() -> None:
