@@ -399,7 +399,8 @@ class Conversation:
                 actions.append(
                     Log(
                         logging.ERROR,
-                        f"gave up on utterance {utterance.number}: sent {utterance.sends} times without an answer",
+                        f"gave up on utterance {utterance.number}: "
+                        f"sent {utterance.sends} times without an answer",
                     )
                 )
         self._pump(actions)

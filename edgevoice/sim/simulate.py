@@ -323,9 +323,10 @@ class _SimulatedRun:
                 task.result()  # the daemon ended on its own: surface why
                 return
             if not finished:
+                status = daemon.conversation.status
                 raise UserError(
                     f"the simulated conversation did not finish within {self.options.timeout_s:g} s "
-                    f"(status: {daemon.conversation.status.text() if daemon.conversation.status else 'starting'})"
+                    f"(status: {status.text() if status else 'starting'})"
                 )
             daemon.request_stop()
             await task
