@@ -250,6 +250,9 @@ class Daemon:
                 self.microphone.start(capture_device)
                 self.speaker.start(playback_device)
                 self._execute(self.conversation.start(self._clock()))
+                if self.button.is_pressed:
+                    # Held through a restart: the user is talking now.
+                    self.post(Pressed(0, self._clock()))
                 status = self.conversation.status
                 self.notifier.ready(status.text() if status else None)
                 self.ready.set()

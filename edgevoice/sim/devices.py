@@ -91,6 +91,8 @@ class SimulatedCapture:
         self._credits = threading.Semaphore(in_flight)
         self._t0: float | None = None
         self.position = 0
+        # Where the daemon now reading started: a restarted daemon counts from zero.
+        self.base = 0
         # The exact position of the edge being driven now, for the button's stamp.
         self.edge_position = 0
         self.schedule_done = threading.Event()
@@ -102,7 +104,12 @@ class SimulatedCapture:
         self._credits.release()
 
     def stamp_and_post(self, post: Callable[[int], None]) -> None:
-        post(self.edge_position)
+        post(self.edge_position - self.base)
+
+    def attach(self) -> SimulatedCapture:
+        """A new daemon starts reading (the device outlives a daemon restart)."""
+        self.base = self.position
+        return self
 
     def read(self) -> tuple[int, bytes]:
         if self._t0 is None:
@@ -135,6 +142,9 @@ class SimulatedCapture:
         return length, data
 
     def close(self) -> None:
+        """The daemon let go of the device; it stays open for a restarted daemon."""
+
+    def shutdown(self) -> None:
         self._closed.set()
         self._pcm.close()
 
@@ -219,6 +229,9 @@ class SimulatedPlayback:
             self._queue.clear()
 
     def close(self) -> None:
+        """The daemon let go of the device; it stays open for a restarted daemon."""
+
+    def shutdown(self) -> None:
         with self._lock:
             if self._queue:
                 self._pcm.write(bytes(self._queue))
