@@ -83,9 +83,11 @@ FOLLOW_UP_WAIT_S = 10.0
 # A connection that dies sooner than this after coming up counts as a failed attempt, so
 # a server that accepts and then drops us at once is retried with backoff, not in a loop.
 STABLE_LINK_S = 5.0
-# An utterance re-sent this many times without an answer is given up (it may be what
-# breaks the connection).
-MAX_SENDS = 3
+# Close codes that blame what the client sent (unsupported data, invalid argument, policy,
+# too big). An utterance whose sending ended in one of these this many times is given up:
+# it may be what breaks the session. Drops and server resets never count against it.
+CLIENT_FAULT_CODES = frozenset({1003, 1007, 1008, 1009})
+MAX_REJECTIONS = 3
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,7 @@ class Utterance:
     link: int | None = None
     sent_samples: int = 0
     end_sent: bool = False
-    sends: int = 0
+    rejections: int = 0
 
     @property
     def recorded_end(self) -> int:
@@ -393,14 +395,14 @@ class Conversation:
             utterance.link = None
             utterance.sent_samples = 0
             utterance.end_sent = False
-            if utterance.sends >= MAX_SENDS and utterance not in self._receiving:
+            if utterance.rejections >= MAX_REJECTIONS and utterance not in self._receiving:
                 self._pending.remove(utterance)
                 actions.append(PlayEarcon(Earcon.ERROR))
                 actions.append(
                     Log(
                         logging.ERROR,
                         f"gave up on utterance {utterance.number}: "
-                        f"sent {utterance.sends} times without an answer",
+                        f"the server refused it {utterance.rejections} times",
                     )
                 )
         self._pump(actions)
@@ -409,6 +411,10 @@ class Conversation:
     def _on_link_down(self, event: LinkDown, actions: list[Action]) -> None:
         if event.link != self.link:
             return
+        if event.code in CLIENT_FAULT_CODES:
+            for utterance in self._pending:
+                if utterance.link == event.link:
+                    utterance.rejections += 1
         if (
             self._link_resumed
             and event.code == CLOSE_INVALID_RESUME
@@ -637,7 +643,6 @@ class Conversation:
             if utterance.link != self.link:
                 utterance.link = self.link
                 utterance.sent_samples = 0
-                utterance.sends += 1
                 actions.append(SendActivityStart(self.link, utterance.number))
             recorded = utterance.recorded_end - utterance.start
             while utterance.sent_samples < recorded:

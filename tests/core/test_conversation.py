@@ -436,6 +436,21 @@ def test_tool_results_go_back_by_id_or_as_text_after_a_reconnect() -> None:
     assert len(h.of(SendToolResponses)) == 1
 
 
+def test_drops_never_lose_an_utterance_but_one_the_server_keeps_refusing_is_given_up() -> None:
+    h = Harness()
+    h.up()
+    h.utter(1000, 3000)
+    for _ in range(10):  # network drops and server resets: re-sent every time
+        h.send(LinkDown(h.core.link, 1006 if h.t % 2 else 1011, "lost", h.t))
+        h.up(resumed=True)
+    assert h.core.pending_utterances == 1
+    for _ in range(3):  # "invalid argument" right after sending it, three times
+        h.send(LinkDown(h.core.link, 1007, "invalid argument", h.t))
+        h.up()
+    assert h.core.pending_utterances == 0
+    assert PlayEarcon(Earcon.ERROR) in h.of(PlayEarcon)
+
+
 def test_an_utterance_recorded_offline_is_sent_when_the_link_returns() -> None:
     h = Harness()
     h.send(LinkFailed(h.core.link, None, "no network", h.t))
