@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 from pathlib import Path
 
@@ -34,7 +33,7 @@ async def test_200_random_faults_lose_no_utterance_and_leak_nothing(tmp_path: Pa
     )
     await emulator.start()
     rng = random.Random(2026)
-    fds_before = len(os.listdir("/proc/self/fd"))
+    fds_before = sum(1 for _ in Path("/proc/self/fd").iterdir())
     tasks_before = len(asyncio.all_tasks())
     rss_samples: list[float] = []
     fired: list[str] = []
@@ -84,7 +83,7 @@ async def test_200_random_faults_lose_no_utterance_and_leak_nothing(tmp_path: Pa
     assert len([line for line in result.transcript if line.startswith("assistant:")]) >= utterances
     # No leaked tasks or file descriptors once the daemon and the emulator are gone.
     assert len(asyncio.all_tasks()) == tasks_before
-    assert len(os.listdir("/proc/self/fd")) <= fds_before
+    assert sum(1 for _ in Path("/proc/self/fd").iterdir()) <= fds_before
     # Memory flat: no growth between the first and the last fifth of the storm.
     assert len(rss_samples) >= 4
     assert max(rss_samples[-2:]) - min(rss_samples[:2]) < 8.0, rss_samples
