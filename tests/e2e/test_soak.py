@@ -16,6 +16,10 @@ FAULTS = ["drop", "close:1011", "close:1000", "close:1001", "goaway:0.3", "refus
 WANTED = 200
 
 
+def open_fds() -> int:
+    return sum(1 for _ in Path("/proc/self/fd").iterdir())
+
+
 def rss_mb() -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -33,7 +37,7 @@ async def test_200_random_faults_lose_no_utterance_and_leak_nothing(tmp_path: Pa
     )
     await emulator.start()
     rng = random.Random(2026)
-    fds_before = sum(1 for _ in Path("/proc/self/fd").iterdir())
+    fds_before = open_fds()
     tasks_before = len(asyncio.all_tasks())
     rss_samples: list[float] = []
     fired: list[str] = []
@@ -83,7 +87,7 @@ async def test_200_random_faults_lose_no_utterance_and_leak_nothing(tmp_path: Pa
     assert len([line for line in result.transcript if line.startswith("assistant:")]) >= utterances
     # No leaked tasks or file descriptors once the daemon and the emulator are gone.
     assert len(asyncio.all_tasks()) == tasks_before
-    assert sum(1 for _ in Path("/proc/self/fd").iterdir()) <= fds_before
+    assert open_fds() <= fds_before
     # Memory flat: no growth between the first and the last fifth of the storm.
     assert len(rss_samples) >= 4
     assert max(rss_samples[-2:]) - min(rss_samples[:2]) < 8.0, rss_samples
