@@ -27,9 +27,11 @@ def build_parser() -> argparse.ArgumentParser:
     # Imported here so `edgevoice --help` stays fast and a broken room names itself.
     from edgevoice.emulator import cli as emulator_cli
     from edgevoice.service import commands as service_commands
+    from edgevoice.service import diagnostics
     from edgevoice.sim import simulate
 
     service_commands.register(subparsers)
+    diagnostics.register(subparsers)
     simulate.register(subparsers)
     emulator_cli.register(subparsers)
     return parser
