@@ -15,6 +15,7 @@ import logging
 import ssl
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -39,6 +40,7 @@ from edgevoice.core.events import (
     Event,
     GenerationComplete,
     Interrupted,
+    LinkUp,
     Log,
     PersistHandle,
     PlayAudio,
@@ -64,33 +66,15 @@ from edgevoice.errors import UserError
 from edgevoice.hardware.button import PushToTalkButton, Stamper
 from edgevoice.live.handle_store import HandleStore
 from edgevoice.live.link import CredentialSource, LiveLink
+from edgevoice.service.logging import clear_log_fields, set_log_fields
+from edgevoice.service.notify import SystemdNotifier
+from edgevoice.service.watchdog import Heartbeat, run_watchdog
 
 log = logging.getLogger("edgevoice")
 transcript_log = logging.getLogger("edgevoice.transcript")
 
 CAPTURE_RATE = 16000
 PLAYBACK_RATE = 24000
-
-
-class Notifier(Protocol):
-    def ready(self, status: str | None = None) -> None: ...
-    def status(self, text: str) -> None: ...
-    def reloading(self) -> None: ...
-    def stopping(self) -> None: ...
-
-
-class _SilentNotifier:
-    def ready(self, status: str | None = None) -> None:
-        pass
-
-    def status(self, text: str) -> None:
-        pass
-
-    def reloading(self) -> None:
-        pass
-
-    def stopping(self) -> None:
-        pass
 
 
 class Toolbox(Protocol):
@@ -154,7 +138,7 @@ class Daemon:
         credentials: CredentialSource,
         ssl_context: ssl.SSLContext | None = None,
         toolbox: Toolbox | None = None,
-        notifier: Notifier | None = None,
+        notifier: SystemdNotifier | None = None,
         probe: Probe | None = None,
         earcons_factory: Callable[[Settings], Callable[[str], bytes | None] | None] | None = None,
         observers: Iterable[Callable[[Event], None]] = (),
@@ -166,7 +150,10 @@ class Daemon:
         self._credentials = credentials
         self._ssl_context = ssl_context
         self.toolbox = toolbox
-        self.notifier = notifier or _SilentNotifier()
+        # A no-op outside systemd (NOTIFY_SOCKET unset); the watchdog still logs stalls.
+        self.notifier = notifier or SystemdNotifier()
+        self.heartbeats: dict[str, Heartbeat] = {}
+        self._session_id: str | None = None
         self.probe = probe or NullProbe()
         self._earcons_factory = earcons_factory
         self._earcons = earcons_factory(settings) if earcons_factory else None
@@ -247,8 +234,8 @@ class Daemon:
                 if self.toolbox is not None:
                     await resources.enter_async_context(self.toolbox)
                 tasks.create_task(self.link.run(), name="live-link")
-                self.microphone.start(capture_device)
-                self.speaker.start(playback_device)
+                self._start_audio(capture_device, playback_device)
+                watchdog = tasks.create_task(run_watchdog(self.notifier, self.heartbeats), name="watchdog")
                 self._execute(self.conversation.start(self._clock()))
                 if self.button.is_pressed:
                     # Held through a restart: the user is talking now.
@@ -259,12 +246,14 @@ class Daemon:
                 log.info("ready: push the button to talk")
                 await self._stop.wait()
                 await self._shutdown()
+                watchdog.cancel()
         finally:
             if self._timer is not None:
                 self._timer.cancel()
             self.button.close()
             await asyncio.to_thread(self.microphone.stop)
             await asyncio.to_thread(self.speaker.stop)
+            clear_log_fields()
             self._loop = None
         return 0
 
@@ -272,11 +261,15 @@ class Daemon:
         audio = self.settings.audio
         self.capture_period = CAPTURE_RATE * audio.period_ms // 1000
         self.playback_period = PLAYBACK_RATE * audio.period_ms // 1000
+        # The same dict object for the watchdog task's whole life: replaced in place.
+        self.heartbeats["capture"] = capture_beat = Heartbeat()
+        self.heartbeats["playback"] = playback_beat = Heartbeat()
         microphone = Microphone(
             self.hardware.open_capture,
             rate=CAPTURE_RATE,
             period_frames=self.capture_period,
             on_frame=lambda position, pcm, t: self.post(Captured(position, pcm, t)),
+            heartbeat=capture_beat.beat,
         )
         speaker = Speaker(
             self.hardware.open_playback,
@@ -287,9 +280,20 @@ class Daemon:
             paced=self.hardware.paced_playback,
             fade_ms=audio.fade_ms,
             on_idle=lambda: self.post(PlaybackIdle(self._clock())),
+            heartbeat=playback_beat.beat,
             probe=self.probe,
         )
         return microphone, speaker
+
+    def _start_audio(
+        self, capture: CaptureDevice | None = None, playback: PlaybackDevice | None = None
+    ) -> None:
+        assert self.microphone is not None and self.speaker is not None
+        self.microphone.start(capture)
+        self.speaker.start(playback)
+        # A thread that dies counts as stalled, not as quietly idle.
+        self.heartbeats["capture"].attach_thread(self.microphone.thread)
+        self.heartbeats["playback"].attach_thread(self.speaker.thread)
 
     def _open_devices(self) -> tuple[CaptureDevice, PlaybackDevice]:
         """Open both devices before reporting ready, so a wrong name fails loudly at start."""
@@ -350,8 +354,7 @@ class Daemon:
         await asyncio.to_thread(self.speaker.stop)
         self.hardware = hardware
         self.microphone, self.speaker = self._make_audio()
-        self.microphone.start()
-        self.speaker.start()
+        self._start_audio()
 
     async def _shutdown(self) -> None:
         self.notifier.stopping()
@@ -376,6 +379,13 @@ class Daemon:
         self.post(Pressed(position, t) if pressed else Released(position, t))
 
     def _dispatch(self, event: Event) -> None:
+        if (
+            isinstance(event, LinkUp)
+            and event.link == self.conversation.link
+            and (not event.resumed or self._session_id is None)
+        ):
+            self._session_id = uuid.uuid4().hex[:8]
+            set_log_fields(session_id=self._session_id)
         if isinstance(event, Transcript | TurnComplete | GenerationComplete | Interrupted):
             self._log_transcript(event)
         for observer in self._observers:
@@ -424,6 +434,8 @@ class Daemon:
                 action, SendAudio | SendActivityStart | SendActivityEnd | SendToolResponses | SendContext
             ):
                 link.send(action)
+                if isinstance(action, SendActivityStart):
+                    set_log_fields(turn_id=action.utterance)
             elif isinstance(action, PlayAudio):
                 speaker.play(action.pcm, action.received_t)
             elif isinstance(action, EndOfReply):
@@ -454,6 +466,7 @@ class Daemon:
                 log.log(action.level, action.message)
 
     def _show_status(self, status: Status) -> None:
+        set_log_fields(state=status.state.value)
         log.info("status: %s", status.text())
         self.notifier.status(status.text())
 

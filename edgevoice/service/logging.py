@@ -53,9 +53,7 @@ _JOURNAL_FIELD = re.compile(r"[A-Z0-9][A-Z0-9_]*")
 # threads never see a dict changing under them.
 _global_fields: dict[str, str] = {}
 _global_lock = threading.Lock()
-_context_fields: ContextVar[Mapping[str, str] | None] = ContextVar(
-    "edgevoice_log_fields", default=None
-)
+_context_fields: ContextVar[Mapping[str, str] | None] = ContextVar("edgevoice_log_fields", default=None)
 
 
 def set_log_fields(**fields: object) -> None:
@@ -295,9 +293,7 @@ def setup_logging(
     for name in CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(max(numeric, logging.INFO))
     # Transcripts follow the general level when on; off means off at every level.
-    logging.getLogger(TRANSCRIPT_LOGGER).setLevel(
-        logging.NOTSET if transcripts else logging.CRITICAL + 1
-    )
+    logging.getLogger(TRANSCRIPT_LOGGER).setLevel(logging.NOTSET if transcripts else logging.CRITICAL + 1)
     logging.captureWarnings(True)
 
 

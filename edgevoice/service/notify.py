@@ -54,19 +54,14 @@ class SystemdNotifier:
         self._pid = os.getpid() if pid is None else pid
         self.watchdog_usec: int | None = self._watchdog_usec(environ) if self.enabled else None
         self.watchdog_interval_s: float | None = (
-            None
-            if self.watchdog_usec is None
-            else self.watchdog_usec / 1e6 * WATCHDOG_PING_FRACTION
+            None if self.watchdog_usec is None else self.watchdog_usec / 1e6 * WATCHDOG_PING_FRACTION
         )
         self._last_status: str | None = None
         self._send_failed_logged = False
         self._send: Sender = _sd_daemon.notify
 
     def __repr__(self) -> str:
-        return (
-            f"SystemdNotifier(enabled={self.enabled}, "
-            f"watchdog_interval_s={self.watchdog_interval_s})"
-        )
+        return f"SystemdNotifier(enabled={self.enabled}, watchdog_interval_s={self.watchdog_interval_s})"
 
     @property
     def last_status(self) -> str | None:
@@ -150,9 +145,7 @@ class SystemdNotifier:
         except ValueError:
             usec = 0
         if usec <= 0:
-            log.warning(
-                "ignoring the watchdog: WATCHDOG_USEC=%r is not a positive integer", raw_usec
-            )
+            log.warning("ignoring the watchdog: WATCHDOG_USEC=%r is not a positive integer", raw_usec)
             return None
         return usec
 

@@ -59,9 +59,7 @@ class Heartbeat:
         self._thread: threading.Thread | None = None
 
     def __repr__(self) -> str:
-        return (
-            f"Heartbeat(idle_allowed={self.idle_allowed}, last_progress={self.last_progress:.3f})"
-        )
+        return f"Heartbeat(idle_allowed={self.idle_allowed}, last_progress={self.last_progress:.3f})"
 
     def beat(self) -> None:
         """Record progress now. Cheap enough for every audio period."""
@@ -175,9 +173,7 @@ async def run_watchdog(
         samples = [heartbeat.sample(name) for name, heartbeat in heartbeats.items()]
         verdict = policy.evaluate(samples, clock())
         for stall in verdict.newly_stalled:
-            log.error(
-                "watchdog: %s is stalled; withholding the systemd watchdog ping", stall.describe()
-            )
+            log.error("watchdog: %s is stalled; withholding the systemd watchdog ping", stall.describe())
         for name in verdict.recovered:
             log.warning("watchdog: %s is making progress again", name)
         if verdict.newly_stalled:

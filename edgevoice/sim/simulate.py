@@ -41,6 +41,8 @@ from edgevoice.errors import UserError
 from edgevoice.live import wire
 from edgevoice.live.link import CredentialError
 from edgevoice.service.daemon import CAPTURE_RATE, PLAYBACK_RATE, Daemon, Hardware
+from edgevoice.service.logging import setup_logging
+from edgevoice.service.watchdog import enable_crash_dumps
 from edgevoice.sim.devices import ButtonSchedule, SimulatedCapture, SimulatedPlayback
 from edgevoice.sim.fussy import asoundrc_for
 from edgevoice.sim.wav import read_wav_as, write_wav
@@ -95,10 +97,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--timeout", type=float, default=120.0, help="give up after this many seconds (default 120)"
     )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what the daemon does (INFO)")
     parser.set_defaults(handler=run_simulate_command)
 
 
 def run_simulate_command(args: argparse.Namespace) -> int:
+    setup_logging("INFO" if args.verbose else "WARNING", transcripts=False)
+    enable_crash_dumps()
     options = SimulationOptions(
         config=Path(args.config) if args.config else None,
         mic=args.mic,

@@ -46,6 +46,7 @@ class JournalRecorder:
 def clean_logging():
     root = logging.getLogger()
     saved_level = root.level
+    evlog.clear_log_fields()
     yield
     for handler in list(root.handlers):
         if getattr(handler, "_edgevoice", False):
