@@ -68,7 +68,7 @@ from edgevoice.live.handle_store import HandleStore
 from edgevoice.live.link import CredentialSource, LiveLink
 from edgevoice.service.logging import clear_log_fields, set_log_fields
 from edgevoice.service.notify import SystemdNotifier
-from edgevoice.service.watchdog import Heartbeat, run_watchdog
+from edgevoice.service.watchdog import DEFAULT_STALL_AFTER_S, Heartbeat, WatchdogPolicy, run_watchdog
 
 log = logging.getLogger("edgevoice")
 transcript_log = logging.getLogger("edgevoice.transcript")
@@ -235,7 +235,10 @@ class Daemon:
                     await resources.enter_async_context(self.toolbox)
                 tasks.create_task(self.link.run(), name="live-link")
                 self._start_audio(capture_device, playback_device)
-                watchdog = tasks.create_task(run_watchdog(self.notifier, self.heartbeats), name="watchdog")
+                watchdog = tasks.create_task(
+                    run_watchdog(self.notifier, self.heartbeats, policy=_watchdog_policy(self.notifier)),
+                    name="watchdog",
+                )
                 self._execute(self.conversation.start(self._clock()))
                 if self.button.is_pressed:
                     # Held through a restart: the user is talking now.
@@ -488,6 +491,14 @@ class Daemon:
             )
             return
         self.toolbox.start(types.FunctionCall(id=call.id, name=call.name, args=call.args), done)
+
+
+def _watchdog_policy(notifier: SystemdNotifier) -> WatchdogPolicy:
+    # A stall must be noticed (and the ping withheld) well before systemd's own timeout.
+    stall_after = DEFAULT_STALL_AFTER_S
+    if notifier.watchdog_usec:
+        stall_after = min(stall_after, notifier.watchdog_usec / 1e6 / 2)
+    return WatchdogPolicy(stall_after_s=stall_after)
 
 
 def _device_settings(settings: Settings) -> tuple[object, ...]:

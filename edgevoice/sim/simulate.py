@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -118,7 +119,7 @@ def run_simulate_command(args: argparse.Namespace) -> int:
         timeout_s=args.timeout,
         faults=args.fault,
     )
-    result = asyncio.run(simulate(options, stdout=sys.stdout))
+    result = asyncio.run(simulate(options, stdout=sys.stdout, handle_signals=True))
     print(f"speaker output: {options.out} ({result.output_seconds:.2f} s)")
     return 0
 
@@ -155,12 +156,18 @@ class SimulationResult:
     daemons: list[Daemon] = field(default_factory=list)
 
 
-async def simulate(options: SimulationOptions, stdout: TextIO | None = None) -> SimulationResult:
+async def simulate(
+    options: SimulationOptions, stdout: TextIO | None = None, *, handle_signals: bool = False
+) -> SimulationResult:
+    """Run one simulated conversation. ``handle_signals``: SIGTERM/SIGINT end it the way
+    they end the daemon (the command line sets it; tests in-process do not)."""
     with tempfile.TemporaryDirectory(prefix="edgevoice-sim-") as scratch:
-        return await _simulate_in(Path(scratch), options, stdout)
+        return await _simulate_in(Path(scratch), options, stdout, handle_signals)
 
 
-async def _simulate_in(scratch: Path, options: SimulationOptions, stdout: TextIO | None) -> SimulationResult:
+async def _simulate_in(
+    scratch: Path, options: SimulationOptions, stdout: TextIO | None, handle_signals: bool
+) -> SimulationResult:
     mic_path = options.mic
     presses = list(options.presses)
     if mic_path is None:
@@ -227,6 +234,10 @@ async def _simulate_in(scratch: Path, options: SimulationOptions, stdout: TextIO
 
         trace = stack.enter_context(_trace_writer(options.trace))
         run = _SimulatedRun(settings, schedule, options, trace, stdout, restarts)
+        if handle_signals:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, run.done.set)
         await run.run(credentials, ssl_context)
         daemon = run.daemon
 
