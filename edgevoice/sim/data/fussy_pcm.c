@@ -73,15 +73,19 @@ static uint64_t elapsed_frames(fussy_t *f)
 	return (uint64_t)us * f->io.rate / 1000000;
 }
 
-static void arm_timer(fussy_t *f, int on)
+/* Running: tick once per period. Stopped: fire once at once, so that a thread blocked
+ * in poll() wakes up and learns the stream stopped, as the kernel wakes its sleepers. */
+static void arm_timer(fussy_t *f, int running)
 {
 	struct itimerspec spec;
 	memset(&spec, 0, sizeof(spec));
-	if (on) {
+	if (running) {
 		uint64_t ns = (uint64_t)f->io.period_size * 1000000000ULL / f->io.rate;
 		spec.it_interval.tv_sec = ns / 1000000000ULL;
 		spec.it_interval.tv_nsec = ns % 1000000000ULL;
 		spec.it_value = spec.it_interval;
+	} else {
+		spec.it_value.tv_nsec = 1;
 	}
 	timerfd_settime(f->poll_fd, 0, &spec, NULL);
 }
@@ -175,10 +179,13 @@ static int fussy_poll_revents(snd_pcm_ioplug_t *io, struct pollfd *pfd, unsigned
 		if (read(f->poll_fd, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN)
 			return -errno;
 	}
-	if (unplugged(f)) {
-		*revents = POLLERR;
-		return 0;
-	}
+	/* A call blocked waiting for the card gets EBADFD when the card goes away or the
+	 * stream is stopped under it (the kernel's wait_for_avail does the same); later
+	 * calls see the DISCONNECTED state and get ENODEV. */
+	if (unplugged(f))
+		return -EBADFD;
+	if (io->state == SND_PCM_STATE_SETUP || io->state == SND_PCM_STATE_OPEN)
+		return -EBADFD;
 	if (!f->paced) {
 		*revents = ready;
 		return 0;
