@@ -151,12 +151,15 @@ class JitterBuffer:
             # Everything of this reply has already been pulled (it ran dry): it is over.
             self._finish_reply()
 
-    def interrupt(self) -> int:
-        """Barge-in: drop the queue, fade out what was playing. Returns frames dropped."""
+    def interrupt(self, *, fade: bool = True) -> int:
+        """Barge-in: drop the queue, fade out what was playing. Returns frames dropped.
+
+        ``fade=False``: drop everything at once (for a caller that fades out from audio
+        the sound card still held, which is what was actually playing)."""
         self.counters.interrupts += 1
         queued = len(self._queue) // _SAMPLE_BYTES
         keep = 0
-        if self._playing and self.fade_frames and not self._fade_out:
+        if fade and self._playing and self.fade_frames and not self._fade_out:
             keep = min(self.fade_frames, self._head_reply_frames())
             self._fade_out = self._faded(bytes(self._queue[: keep * _SAMPLE_BYTES]))
         dropped = queued - keep

@@ -211,6 +211,15 @@ def test_hard_cut_without_fade_drops_everything():
     assert jb.pull(PERIOD, device_starving=True).kind == "idle"
 
 
+def test_interrupt_without_fade_drops_everything_at_once():
+    jb = JitterBuffer(RATE, prebuffer_ms=50, fade_ms=5)
+    jb.push(tone_pcm(500))
+    jb.pull(PERIOD, device_starving=True)
+    assert jb.interrupt(fade=False) == RATE // 2 - PERIOD
+    assert jb.pull(PERIOD, device_starving=True).kind == "idle"
+    assert jb.counters.dropped_frames == RATE // 2 - PERIOD
+
+
 def test_interrupt_before_playback_started_drops_without_fade():
     jb = JitterBuffer(RATE, prebuffer_ms=100)
     jb.push(ramp_pcm(0, 1000))
