@@ -42,8 +42,14 @@ result = {}
 """
 
 
+@pytest.fixture(scope="session")
+def plugin_cache(tmp_path_factory) -> Path:
+    """One build of the plugin for the session, outside the user's ~/.cache."""
+    return tmp_path_factory.mktemp("alsa-plugin")
+
+
 @pytest.fixture
-def card(tmp_path):
+def card(tmp_path, plugin_cache):
     """Writes an asoundrc into tmp_path and returns a runner for child-process scenarios."""
 
     class Card:
@@ -53,7 +59,7 @@ def card(tmp_path):
         conf = tmp_path / "asoundrc"
 
         def configure(self, **options) -> str:
-            text = asoundrc_for(self.mic, self.speaker, **options)
+            text = asoundrc_for(self.mic, self.speaker, plugin_cache_dir=plugin_cache, **options)
             self.conf.write_text(text)
             return text
 
