@@ -21,9 +21,13 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from google.genai import types
+from gpiozero.exc import GPIOZeroError
 
-from edgevoice.audio.alsa import AudioDeviceError, CaptureDevice, PlaybackDevice, open_pcm
+from edgevoice.audio.alsa import AudioDeviceError, CaptureDevice, PlaybackDevice
 from edgevoice.audio.capture import Microphone
+from edgevoice.audio.devices import open_capture as open_capture_device
+from edgevoice.audio.devices import open_playback as open_playback_device
+from edgevoice.audio.earcons import Earcons
 from edgevoice.audio.jitter import JitterBuffer
 from edgevoice.audio.playback import Speaker
 from edgevoice.bench.probe import NullProbe, Probe
@@ -36,6 +40,7 @@ from edgevoice.core.events import (
     Captured,
     CloseLink,
     Connect,
+    DeviceProblem,
     EndOfReply,
     Event,
     GenerationComplete,
@@ -64,6 +69,7 @@ from edgevoice.core.events import (
 )
 from edgevoice.errors import UserError
 from edgevoice.hardware.button import PushToTalkButton, Stamper
+from edgevoice.hardware.led import StatusLed
 from edgevoice.live.handle_store import HandleStore
 from edgevoice.live.link import CredentialSource, LiveLink
 from edgevoice.service.logging import clear_log_fields, set_log_fields
@@ -102,31 +108,45 @@ class Hardware:
     stamp_and_post: Stamper | None = None
 
 
+# Two periods in the card: enough to ride scheduling jitter, little enough that a barge-in
+# has almost nothing to cut.
+PLAYBACK_PERIODS = 2
+
+
 def alsa_hardware(settings: Settings) -> Hardware:
+    """The board's sound card(s), opened at whatever format they accept."""
     audio = settings.audio
-    capture_period = CAPTURE_RATE * audio.period_ms // 1000
-    playback_period = PLAYBACK_RATE * audio.period_ms // 1000
 
     def open_capture() -> CaptureDevice:
-        pcm, _format = open_pcm(
-            "capture", audio.capture_device, rate=CAPTURE_RATE, channels=1, period_frames=capture_period
+        device, _format = open_capture_device(
+            audio.capture_device,
+            rate=CAPTURE_RATE,
+            period_ms=audio.period_ms,
+            device_rate=audio.capture_device_rate,
+            device_channels=audio.capture_device_channels,
+            channel=audio.capture_channel,
         )
-        return pcm
+        return device
 
     def open_playback() -> PlaybackDevice:
-        pcm, _format = open_pcm(
-            "playback",
+        device, _format = open_playback_device(
             audio.playback_device,
             rate=PLAYBACK_RATE,
-            channels=1,
-            period_frames=playback_period,
-            periods=2,
+            period_ms=audio.period_ms,
+            periods=PLAYBACK_PERIODS,
+            device_rate=audio.playback_device_rate,
+            device_channels=audio.playback_device_channels,
         )
-        return pcm
+        return device
 
-    # Two periods in the card: enough to ride scheduling jitter, little enough that a
-    # barge-in has almost nothing to cut.
-    return Hardware(open_capture, open_playback, playback_buffer_frames=playback_period * 2)
+    playback_period = PLAYBACK_RATE * audio.period_ms // 1000
+    return Hardware(open_capture, open_playback, playback_buffer_frames=playback_period * PLAYBACK_PERIODS)
+
+
+def default_earcons(settings: Settings) -> Callable[[str], bytes | None] | None:
+    if not settings.audio.earcons:
+        return None
+    return Earcons(True, settings.audio.disabled_earcons).get
 
 
 class Daemon:
@@ -140,7 +160,7 @@ class Daemon:
         toolbox: Toolbox | None = None,
         notifier: SystemdNotifier | None = None,
         probe: Probe | None = None,
-        earcons_factory: Callable[[Settings], Callable[[str], bytes | None] | None] | None = None,
+        earcons_factory: Callable[[Settings], Callable[[str], bytes | None] | None] | None = default_earcons,
         observers: Iterable[Callable[[Event], None]] = (),
         handle_store: HandleStore | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -186,6 +206,7 @@ class Daemon:
         self.link: LiveLink | None = None
         self.button: PushToTalkButton | None = None
         self.ready = threading.Event()
+        self.led: StatusLed | None = None
         # Called after every event the core has handled (the simulator's end-of-run check).
         self.after_dispatch: list[Callable[[], None]] = []
         self._model_words: list[str] = []
@@ -223,9 +244,11 @@ class Daemon:
         )
         try:
             self.button = self._make_button()
+            self.led = self._make_led()
         except UserError:
-            _close_quietly(capture_device)
-            _close_quietly(playback_device)
+            for resource in (self.button, capture_device, playback_device):
+                if resource is not None:
+                    _close_quietly(resource)
             raise
 
         self.conversation.resume_handle = self.handle_store.load()
@@ -254,6 +277,8 @@ class Daemon:
             if self._timer is not None:
                 self._timer.cancel()
             self.button.close()
+            if self.led is not None:
+                self.led.close()
             await asyncio.to_thread(self.microphone.stop)
             await asyncio.to_thread(self.speaker.stop)
             clear_log_fields()
@@ -272,6 +297,7 @@ class Daemon:
             rate=CAPTURE_RATE,
             period_frames=self.capture_period,
             on_frame=lambda position, pcm, t: self.post(Captured(position, pcm, t)),
+            on_problem=lambda problem: self.post(DeviceProblem("microphone", problem, self._clock())),
             heartbeat=capture_beat.beat,
         )
         speaker = Speaker(
@@ -283,6 +309,7 @@ class Daemon:
             paced=self.hardware.paced_playback,
             fade_ms=audio.fade_ms,
             on_idle=lambda: self.post(PlaybackIdle(self._clock())),
+            on_problem=lambda problem: self.post(DeviceProblem("speaker", problem, self._clock())),
             heartbeat=playback_beat.beat,
             probe=self.probe,
         )
@@ -338,6 +365,13 @@ class Daemon:
             self.button.close()
             self.button = self._make_button()
         return changed
+
+    def _make_led(self) -> StatusLed:
+        led = self.settings.led
+        try:
+            return StatusLed(led.pin, led.pwm, self.hardware.pin_factory)
+        except (GPIOZeroError, OSError, ValueError) as exc:
+            raise UserError(f"the status LED on BCM pin {led.pin} cannot be used: {exc}") from None
 
     def _make_button(self) -> PushToTalkButton:
         assert self.microphone is not None
@@ -470,6 +504,8 @@ class Daemon:
 
     def _show_status(self, status: Status) -> None:
         set_log_fields(state=status.state.value)
+        if self.led is not None:
+            self.led.show(status.state.value)
         log.info("status: %s", status.text())
         self.notifier.status(status.text())
 

@@ -310,7 +310,6 @@ class _SimulatedRun:
             credentials=credentials,
             ssl_context=ssl_context,
             toolbox=ToolBox.from_settings(settings.home, settings.paths.state_dir),
-            earcons_factory=_earcons,
             observers=[self._observe],
         )
         daemon.after_dispatch.append(lambda: self._check_done(daemon))
@@ -554,16 +553,6 @@ def _frame_record(direction: str, frame: Any) -> dict[str, Any]:
 def _sample_utterance() -> np.ndarray:
     with resources.as_file(resources.files("edgevoice.sim") / "data" / SAMPLE_WAV) as path:
         return read_wav_as(path, CAPTURE_RATE)
-
-
-def _earcons(settings: Settings) -> Callable[[str], bytes | None] | None:
-    if not settings.audio.earcons:
-        return None
-    try:
-        from edgevoice.audio.earcons import Earcons
-    except ImportError:
-        return None
-    return Earcons(True, settings.audio.disabled_earcons).get
 
 
 __all__ = ["AudioDeviceError", "SimulationOptions", "SimulationResult", "register", "simulate"]
