@@ -106,7 +106,7 @@ class LiveSettings(_Section):
     # Reply owed but nothing heard for this long: treat the connection as dead.
     reply_timeout_s: float = Field(15.0, gt=0, le=300)
     reconnect_initial_s: float = Field(0.25, gt=0, le=60)
-    reconnect_max_s: float = Field(30.0, gt=0, le=600)
+    reconnect_max_s: float = Field(5.0, gt=0, le=600)
 
     @field_validator("model")
     @classmethod

@@ -286,12 +286,10 @@ class ReferenceClient:
             self.probe.add("barge_in_ms", (silent_t - pressed_t) * 1000)
 
     def _close_devices(self) -> None:
-        for device in (self._capture, self._playback):
-            if device is not None:
-                try:
-                    device.close()
-                except Exception:
-                    log.debug("closing a device failed", exc_info=True)
+        try:
+            self.devices.shutdown()
+        except Exception:
+            log.debug("closing the devices failed", exc_info=True)
 
     def counters(self) -> dict[str, int]:
         return {

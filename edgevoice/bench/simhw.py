@@ -67,6 +67,10 @@ class GatedCapture:
         self._gate.set()  # a thread still waiting for the start must not hang
         self.inner.close()
 
+    def shutdown(self) -> None:
+        self.close()
+        self.inner.shutdown()
+
 
 class BenchDevices:
     """Opens the simulated devices for one client; holds the mock pin and the gate."""
@@ -104,6 +108,7 @@ class BenchDevices:
         self._on_start = on_start
         self._on_end = on_end
         self.capture: GatedCapture | None = None
+        self.playback: SimulatedPlayback | None = None
 
     def drive_button(self, pressed: bool) -> None:
         if pressed == self._pull_up:
@@ -138,9 +143,16 @@ class BenchDevices:
             period_frames=self.playback_period,
             periods=self.playback_periods,
         )
-        return SimulatedPlayback(
+        self.playback = SimulatedPlayback(
             pcm, rate=self.playback_rate, channels=1, buffer_frames=self.playback_buffer_frames, paced=True
         )
+        return self.playback
+
+    def shutdown(self) -> None:
+        """Close the PCMs (a client's close() leaves simulated devices open for a restart)."""
+        for device in (self.capture, self.playback):
+            if device is not None:
+                device.shutdown()
 
     def stamp_and_post(self, post: Callable[[int], None]) -> None:
         assert self.capture is not None

@@ -4,7 +4,8 @@ The bench parent starts this with ``NOTIFY_SOCKET`` bound and ``ALSA_CONFIG_PATH
 at the simulated sound card. The worker brings its client up (EdgeVoice's daemon or the
 quickstart-style reference), says READY=1 through ``systemd.daemon.notify``, waits for
 "go" on stdin, runs the scripted conversation on the paced simulated devices, and writes
-what its probe recorded to the result file named in the spec.
+what its probe recorded to the result file named in the spec. READY goes through the
+daemon's own :class:`~edgevoice.service.notify.SystemdNotifier`.
 
 stdout carries one JSON object per line for the parent: ``{"event": "start", "t": T}``
 when the microphone timeline starts (monotonic clock, shared by every process of the
@@ -21,9 +22,6 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-
-# Imported first so its cost shows in the start-up figure like the daemon's own imports.
-from systemd import daemon as systemd_daemon
 
 log = logging.getLogger("edgevoice.bench.worker")
 
@@ -60,29 +58,6 @@ class WorkerSpec:
 
     def dump(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=1), encoding="utf-8")
-
-
-class SystemdNotifier:
-    """The daemon's notifier, speaking sd_notify through systemd-python."""
-
-    def ready(self, status: str | None = None) -> None:
-        self._send("READY=1" + (f"\nSTATUS={status}" if status else ""))
-
-    def status(self, text: str) -> None:
-        self._send(f"STATUS={text}")
-
-    def reloading(self) -> None:
-        self._send("RELOADING=1")
-
-    def stopping(self) -> None:
-        self._send("STOPPING=1")
-
-    @staticmethod
-    def _send(state: str) -> None:
-        try:
-            systemd_daemon.notify(state)
-        except OSError as exc:  # the manager went away: nothing to tell, nothing to stop for
-            log.debug("sd_notify failed: %s", exc)
 
 
 class Timeline:
@@ -192,7 +167,6 @@ async def run_edgevoice(spec: WorkerSpec) -> dict[str, Any]:
         credentials=credentials,
         ssl_context=ssl_context(spec.ca_file),
         toolbox=ToolBox.from_settings(settings.home, settings.paths.state_dir),
-        notifier=SystemdNotifier(),
         probe=probe,
     )
     task = asyncio.create_task(daemon.run(), name="daemon")
@@ -204,6 +178,7 @@ async def run_edgevoice(spec: WorkerSpec) -> dict[str, Any]:
     quiet_at_end = daemon.quiet.is_set()
     daemon.request_stop()
     await asyncio.wait_for(task, STOP_TIMEOUT_S)
+    await asyncio.to_thread(devices.shutdown)
 
     assert daemon.microphone is not None and daemon.speaker is not None and daemon.link is not None
     snapshot = probe.snapshot()
@@ -212,7 +187,7 @@ async def run_edgevoice(spec: WorkerSpec) -> dict[str, Any]:
         "counters": {
             **counters(daemon.microphone, ("overruns", "reopens", "frames_delivered")),
             **counters(daemon.speaker, ("interrupts", "write_errors")),
-            **counters(daemon.speaker.jitter, ("underruns", "underrun_frames", "played_frames")),
+            **counters(daemon.speaker.jitter.counters, ("underruns", "underrun_frames", "played_frames")),
             "connects": daemon.link.connects,
             "resumed_links": snapshot["resumed_links"],
             "fresh_links": snapshot["fresh_links"],
@@ -233,6 +208,7 @@ async def run_reference(spec: WorkerSpec) -> dict[str, Any]:
     from edgevoice.bench.probe import NullProbe, Probe
     from edgevoice.bench.reference import ReferenceClient
     from edgevoice.bench.simhw import BenchDevices
+    from edgevoice.service.notify import SystemdNotifier
 
     loop = asyncio.get_running_loop()
     timeline = Timeline(loop)

@@ -33,6 +33,7 @@ from edgevoice.core.events import (
     Captured,
     CloseLink,
     Connect,
+    DeviceProblem,
     DeviceState,
     Earcon,
     EndOfReply,
@@ -83,9 +84,11 @@ FOLLOW_UP_WAIT_S = 10.0
 # A connection that dies sooner than this after coming up counts as a failed attempt, so
 # a server that accepts and then drops us at once is retried with backoff, not in a loop.
 STABLE_LINK_S = 5.0
-# An utterance re-sent this many times without an answer is given up (it may be what
-# breaks the connection).
-MAX_SENDS = 3
+# Close codes that blame what the client sent (unsupported data, invalid argument, policy,
+# too big). An utterance whose sending ended in one of these this many times is given up:
+# it may be what breaks the session. Drops and server resets never count against it.
+CLIENT_FAULT_CODES = frozenset({1003, 1007, 1008, 1009})
+MAX_REJECTIONS = 3
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,7 @@ class Utterance:
     link: int | None = None
     sent_samples: int = 0
     end_sent: bool = False
-    sends: int = 0
+    rejections: int = 0
 
     @property
     def recorded_end(self) -> int:
@@ -184,6 +187,7 @@ class Conversation:
         self._recent: deque[str] = deque(maxlen=RECENT_EXCHANGES)
 
         self._goaway_switch_at: float | None = None
+        self._device_problems: dict[str, str] = {}
         self._status: Status | None = None
         self._stopping = False
 
@@ -349,6 +353,15 @@ class Conversation:
     def _on_playback_idle(self, event: PlaybackIdle, actions: list[Action]) -> None:
         self._playing = False
 
+    def _on_device_problem(self, event: DeviceProblem, actions: list[Action]) -> None:
+        if event.problem is None:
+            if self._device_problems.pop(event.device, None) is not None:
+                actions.append(Log(logging.INFO, f"the {event.device} is back"))
+        elif event.device not in self._device_problems:
+            self._device_problems[event.device] = event.problem
+            actions.append(Log(logging.ERROR, event.problem))
+            actions.append(PlayEarcon(Earcon.ERROR))
+
     def _on_tick(self, event: Tick, actions: list[Action]) -> None:
         t = event.t
         if self._release_deadline is not None and t >= self._release_deadline:
@@ -393,13 +406,14 @@ class Conversation:
             utterance.link = None
             utterance.sent_samples = 0
             utterance.end_sent = False
-            if utterance.sends >= MAX_SENDS and utterance not in self._receiving:
+            if utterance.rejections >= MAX_REJECTIONS and utterance not in self._receiving:
                 self._pending.remove(utterance)
                 actions.append(PlayEarcon(Earcon.ERROR))
                 actions.append(
                     Log(
                         logging.ERROR,
-                        f"gave up on utterance {utterance.number}: sent {utterance.sends} times without an answer",
+                        f"gave up on utterance {utterance.number}: "
+                        f"the server refused it {utterance.rejections} times",
                     )
                 )
         self._pump(actions)
@@ -408,6 +422,10 @@ class Conversation:
     def _on_link_down(self, event: LinkDown, actions: list[Action]) -> None:
         if event.link != self.link:
             return
+        if event.code in CLIENT_FAULT_CODES:
+            for utterance in self._pending:
+                if utterance.link == event.link:
+                    utterance.rejections += 1
         if (
             self._link_resumed
             and event.code == CLOSE_INVALID_RESUME
@@ -636,7 +654,6 @@ class Conversation:
             if utterance.link != self.link:
                 utterance.link = self.link
                 utterance.sent_samples = 0
-                utterance.sends += 1
                 actions.append(SendActivityStart(self.link, utterance.number))
             recorded = utterance.recorded_end - utterance.start
             while utterance.sent_samples < recorded:
@@ -673,11 +690,11 @@ class Conversation:
         actions.append(StopPlayback(pressed_t=t))
         self._playing = False
         self._generating = False
-        # The user heard (part of) the answer and chose to move on: it counts as answered.
-        self._answer_for_turn()
         if self._turn_open:
-            # The rest of this turn may already be on its way: drop it, and do not let its
-            # turnComplete answer the utterance that is starting now.
+            # The user heard (part of) the answer and chose to move on: it counts as
+            # answered. The rest of this turn may already be on its way: drop it, and do
+            # not let its turnComplete answer the utterance that is starting now.
+            self._answer_for_turn()
             self._stale_turn = True
         actions.append(Log(logging.INFO, "barge-in: the user interrupted the answer"))
 
@@ -753,6 +770,8 @@ class Conversation:
             actions.append(status)
 
     def _derive_status(self) -> Status:
+        if self._device_problems:
+            return Status(DeviceState.ERROR, "; ".join(self._device_problems.values()))
         offline_detail = ""
         if not self.link_up:
             if self._failures:
@@ -776,6 +795,7 @@ class Conversation:
         Released: _on_released,
         Captured: _on_captured,
         PlaybackIdle: _on_playback_idle,
+        DeviceProblem: _on_device_problem,
         Tick: _on_tick,
         LinkUp: _on_link_up,
         LinkDown: _on_link_down,

@@ -281,7 +281,7 @@ class EmulatorCore:
             return
         target = self._latest_accepted()
         if fault.kind == "refuse":
-            self.note_fault(fault, target.id if target else None, now)
+            self.note_fault(fault, target.record.id if target else None, now)
             self.refuse_until = max(self.refuse_until, now + fault.seconds)
             if target is not None:
                 target.terminate(Abort())

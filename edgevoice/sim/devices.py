@@ -91,6 +91,8 @@ class SimulatedCapture:
         self._credits = threading.Semaphore(in_flight)
         self._t0: float | None = None
         self.position = 0
+        # Where the daemon now reading started: a restarted daemon counts from zero.
+        self.base = 0
         # The exact position of the edge being driven now, for the button's stamp.
         self.edge_position = 0
         self.schedule_done = threading.Event()
@@ -102,7 +104,12 @@ class SimulatedCapture:
         self._credits.release()
 
     def stamp_and_post(self, post: Callable[[int], None]) -> None:
-        post(self.edge_position)
+        post(self.edge_position - self.base)
+
+    def attach(self) -> SimulatedCapture:
+        """A new daemon starts reading (the device outlives a daemon restart)."""
+        self.base = self.position
+        return self
 
     def read(self) -> tuple[int, bytes]:
         if self._t0 is None:
@@ -135,6 +142,9 @@ class SimulatedCapture:
         return length, data
 
     def close(self) -> None:
+        """The daemon let go of the device; it stays open for a restarted daemon."""
+
+    def shutdown(self) -> None:
         self._closed.set()
         self._pcm.close()
 
@@ -176,12 +186,15 @@ class SimulatedPlayback:
         self._closed = threading.Event()
         self.frames_written = 0
         self.frames_dropped = 0
+        # Frames that reached the output file: what the listener has heard so far.
+        self.frames_played = 0
 
     def write(self, data: bytes) -> int:
         frames = len(data) // self._frame_bytes
         self.frames_written += frames
         if not self._paced:
             self._pcm.write(data)
+            self.frames_played += frames
             return frames
         while not self._closed.is_set():
             with self._lock:
@@ -198,6 +211,12 @@ class SimulatedPlayback:
             self._closed.wait(wait)
         return frames
 
+    def heard_frames(self) -> int:
+        """Frames played up to this instant (for tests aligning the output with events)."""
+        with self._lock:
+            self._advance()
+            return self.frames_played
+
     def avail(self) -> int:
         with self._lock:
             self._advance()
@@ -210,9 +229,13 @@ class SimulatedPlayback:
             self._queue.clear()
 
     def close(self) -> None:
+        """The daemon let go of the device; it stays open for a restarted daemon."""
+
+    def shutdown(self) -> None:
         with self._lock:
             if self._queue:
                 self._pcm.write(bytes(self._queue))
+                self.frames_played += len(self._queue) // self._frame_bytes
                 self._queue.clear()
         self._closed.set()
         self._pcm.close()
@@ -228,3 +251,4 @@ class SimulatedPlayback:
         del self._queue[: take * self._frame_bytes]
         self._played += take
         self._pcm.write(chunk)
+        self.frames_played += take

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -20,21 +21,35 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
 from edgevoice.audio.alsa import AudioDeviceError, open_pcm
 from edgevoice.config import Settings, deep_merge, load_settings, resolve_config_path
-from edgevoice.core.events import Captured, Event, ToolCallsReceived, ToolResult, TurnComplete
+from edgevoice.core.events import (
+    Captured,
+    Event,
+    Pressed,
+    Released,
+    ServerAudio,
+    ToolCallsReceived,
+    ToolResult,
+    TurnComplete,
+)
 from edgevoice.core.events import Transcript as TranscriptEvent
 from edgevoice.errors import UserError
 from edgevoice.live import wire
 from edgevoice.live.link import CredentialError
 from edgevoice.service.daemon import CAPTURE_RATE, PLAYBACK_RATE, Daemon, Hardware
+from edgevoice.service.logging import setup_logging
+from edgevoice.service.watchdog import enable_crash_dumps
 from edgevoice.sim.devices import ButtonSchedule, SimulatedCapture, SimulatedPlayback
 from edgevoice.sim.fussy import asoundrc_for
 from edgevoice.sim.wav import read_wav_as, write_wav
+
+if TYPE_CHECKING:
+    from edgevoice.emulator.faults import Fault, Trigger
 
 SAMPLE_WAV = "sample.wav"
 MIC_PCM = "edgevoice_mic"
@@ -71,14 +86,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--live", action="store_true", help="talk to the real Gemini Live API instead of the emulator"
     )
     parser.add_argument("--no-earcons", action="store_true", help="do not play the short status sounds")
+    parser.add_argument(
+        "--fault",
+        metavar="KIND@WHEN",
+        action="append",
+        default=[],
+        help="break something (repeatable): KIND drop, close:CODE, goaway:SECONDS, refuse:SECONDS, "
+        "restart; WHEN utterance:N:frame:K or reply:N:chunk:K",
+    )
     parser.add_argument("--state-dir", type=Path, help="state directory (default: a temporary one)")
     parser.add_argument(
         "--timeout", type=float, default=120.0, help="give up after this many seconds (default 120)"
     )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what the daemon does (INFO)")
     parser.set_defaults(handler=run_simulate_command)
 
 
 def run_simulate_command(args: argparse.Namespace) -> int:
+    setup_logging("INFO" if args.verbose else "WARNING", transcripts=False)
+    enable_crash_dumps()
     options = SimulationOptions(
         config=Path(args.config) if args.config else None,
         mic=args.mic,
@@ -91,8 +117,9 @@ def run_simulate_command(args: argparse.Namespace) -> int:
         earcons=not args.no_earcons,
         state_dir=args.state_dir,
         timeout_s=args.timeout,
+        faults=args.fault,
     )
-    result = asyncio.run(simulate(options, stdout=sys.stdout))
+    result = asyncio.run(simulate(options, stdout=sys.stdout, handle_signals=True))
     print(f"speaker output: {options.out} ({result.output_seconds:.2f} s)")
     return 0
 
@@ -110,6 +137,8 @@ class SimulationOptions:
     earcons: bool = True
     state_dir: Path | None = None
     timeout_s: float = 120.0
+    # KIND@WHEN specs (see edgevoice.emulator.faults); "restart" restarts the daemon itself.
+    faults: list[str] = field(default_factory=list)
     # Set by tests and the benchmark: extra settings on top of the file, and an emulator
     # they started themselves (anything with base_url and client_ssl_context()).
     overrides: dict[str, Any] = field(default_factory=dict)
@@ -121,14 +150,24 @@ class SimulationResult:
     transcript: list[str]
     output_seconds: float
     daemon: Daemon
+    # (pressed, frames of speaker output already heard at that instant), per button edge.
+    button_edges: list[tuple[bool, int]] = field(default_factory=list)
+    # Every daemon of the run: more than one after a ``restart`` fault.
+    daemons: list[Daemon] = field(default_factory=list)
 
 
-async def simulate(options: SimulationOptions, stdout: TextIO | None = None) -> SimulationResult:
+async def simulate(
+    options: SimulationOptions, stdout: TextIO | None = None, *, handle_signals: bool = False
+) -> SimulationResult:
+    """Run one simulated conversation. ``handle_signals``: SIGTERM/SIGINT end it the way
+    they end the daemon (the command line sets it; tests in-process do not)."""
     with tempfile.TemporaryDirectory(prefix="edgevoice-sim-") as scratch:
-        return await _simulate_in(Path(scratch), options, stdout)
+        return await _simulate_in(Path(scratch), options, stdout, handle_signals)
 
 
-async def _simulate_in(scratch: Path, options: SimulationOptions, stdout: TextIO | None) -> SimulationResult:
+async def _simulate_in(
+    scratch: Path, options: SimulationOptions, stdout: TextIO | None, handle_signals: bool
+) -> SimulationResult:
     mic_path = options.mic
     presses = list(options.presses)
     if mic_path is None:
@@ -162,6 +201,11 @@ async def _simulate_in(scratch: Path, options: SimulationOptions, stdout: TextIO
     config_path = resolve_config_path(options.config, {}) if options.config else None
     settings = load_settings(config_path, overrides=overrides).settings
 
+    faults = [_parse_fault(spec) for spec in options.faults]
+    restarts = [fault.when for fault in faults if fault.kind == "restart" and fault.when is not None]
+    server_faults = [fault for fault in faults if fault.kind != "restart"]
+    if options.live and server_faults:
+        raise UserError("--fault needs the emulator: it cannot break the real Gemini service")
     async with contextlib.AsyncExitStack() as stack:
         if options.live:
             if settings.gemini_api_key is None:
@@ -175,6 +219,8 @@ async def _simulate_in(scratch: Path, options: SimulationOptions, stdout: TextIO
             emulator = options.emulator
             if emulator is None:
                 emulator = await stack.enter_async_context(_start_emulator(options.scenario))
+            for fault in server_faults:
+                emulator.inject_fault(fault)
             settings = settings.model_copy(
                 update={"live": settings.live.model_copy(update={"base_url": emulator.base_url})}
             )
@@ -187,9 +233,13 @@ async def _simulate_in(scratch: Path, options: SimulationOptions, stdout: TextIO
             return api_key
 
         trace = stack.enter_context(_trace_writer(options.trace))
-        run = _SimulatedRun(settings, schedule, options, trace, stdout)
-        daemon = run.build_daemon(credentials, ssl_context)
-        await run.run(daemon)
+        run = _SimulatedRun(settings, schedule, options, trace, stdout, restarts)
+        if handle_signals:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, run.done.set)
+        await run.run(credentials, ssl_context)
+        daemon = run.daemon
 
     out_pcm = speaker_raw.read_bytes()
     write_wav(options.out, out_pcm, PLAYBACK_RATE)
@@ -197,10 +247,15 @@ async def _simulate_in(scratch: Path, options: SimulationOptions, stdout: TextIO
         state = daemon.toolbox.describe_state()
         if stdout is not None and state:
             print("home state:\n" + state, file=stdout)
-    return SimulationResult(run.transcript.lines, len(out_pcm) / 2 / PLAYBACK_RATE, daemon)
+    return SimulationResult(
+        run.transcript.lines, len(out_pcm) / 2 / PLAYBACK_RATE, daemon, run.button_edges, run.daemons
+    )
 
 
 class _SimulatedRun:
+    """One simulated conversation: the devices, the button schedule, and the daemon (a new
+    one after each ``restart`` fault, resuming from the handle the last one saved)."""
+
     def __init__(
         self,
         settings: Settings,
@@ -208,6 +263,7 @@ class _SimulatedRun:
         options: SimulationOptions,
         trace: Callable[[dict[str, Any]], None] | None,
         stdout: TextIO | None,
+        restarts: list[Trigger],
     ) -> None:
         self.settings = settings
         self.schedule = schedule
@@ -215,128 +271,196 @@ class _SimulatedRun:
         self.trace = trace
         self.transcript = _TranscriptPrinter(stdout)
         self.capture: SimulatedCapture | None = None
+        self.playback: SimulatedPlayback | None = None
+        self.button_edges: list[tuple[bool, int]] = []
+        self.daemons: list[Daemon] = []
         self.done = asyncio.Event()
+        self._restart = asyncio.Event()
+        self._restarts = list(restarts)
         self._final_position = schedule.last_position
         self._final_frame_seen = not schedule.edges
-
-    def build_daemon(self, credentials: Callable[[], Any], ssl_context: Any) -> Daemon:
+        # For restart triggers: presses and releases so far, frames and chunks since.
+        self._presses = 0
+        self._frames_since_press = 0
+        self._releases = 0
+        self._chunks_since_release = 0
         from gpiozero.pins.mock import MockFactory
 
-        settings = self.settings
-        pin_factory = MockFactory()
-        pin = pin_factory.pin(settings.button.pin)
-        pull_up = settings.button.pull_up
-        capture_period = CAPTURE_RATE * settings.audio.period_ms // 1000
-        playback_period = PLAYBACK_RATE * settings.audio.period_ms // 1000
-        realtime = self.options.realtime
-        daemon_ref: list[Daemon] = []
+        self._pin_factory = MockFactory()
 
-        def drive_button(pressed: bool) -> None:
-            if self.trace is not None:
-                self.trace({"event": "button", "state": "pressed" if pressed else "released"})
-            if pressed == pull_up:
-                pin.drive_low()
-            else:
-                pin.drive_high()
+    @property
+    def daemon(self) -> Daemon:
+        return self.daemons[-1]
 
-        def ready_for_press(timeout: float) -> bool:
-            daemon = daemon_ref[0]
-            return daemon.quiet.wait(timeout) and daemon.conversation.link_up
-
-        def open_capture() -> SimulatedCapture:
-            pcm, _format = open_pcm(
-                "capture",
-                settings.audio.capture_device,
-                rate=CAPTURE_RATE,
-                channels=1,
-                period_frames=capture_period,
-            )
-            self.capture = SimulatedCapture(
-                pcm,
-                rate=CAPTURE_RATE,
-                period_frames=capture_period,
-                schedule=self.schedule,
-                drive_button=drive_button,
-                realtime=realtime,
-                ready_for_press=ready_for_press,
-            )
-            return self.capture
-
-        def open_playback() -> SimulatedPlayback:
-            pcm, _format = open_pcm(
-                "playback",
-                settings.audio.playback_device,
-                rate=PLAYBACK_RATE,
-                channels=1,
-                period_frames=playback_period,
-            )
-            return SimulatedPlayback(
-                pcm, rate=PLAYBACK_RATE, channels=1, buffer_frames=playback_period * 2, paced=realtime
-            )
-
-        def stamp_and_post(post: Callable[[int], None]) -> None:
-            assert self.capture is not None
-            self.capture.stamp_and_post(post)
-
-        hardware = Hardware(
-            open_capture=open_capture,
-            open_playback=open_playback,
-            playback_buffer_frames=playback_period * 2,
-            paced_playback=realtime,
-            pin_factory=pin_factory,
-            stamp_and_post=stamp_and_post,
-        )
+    def build_daemon(self, credentials: Callable[[], Any], ssl_context: Any) -> Daemon:
         from edgevoice.tools import ToolBox
 
+        settings = self.settings
+        hardware = Hardware(
+            open_capture=self._open_capture,
+            open_playback=self._open_playback,
+            playback_buffer_frames=self._playback_period * 2,
+            paced_playback=self.options.realtime,
+            pin_factory=self._pin_factory,
+            stamp_and_post=self._stamp_and_post,
+        )
         daemon = Daemon(
             settings,
             hardware,
             credentials=credentials,
             ssl_context=ssl_context,
             toolbox=ToolBox.from_settings(settings.home, settings.paths.state_dir),
-            earcons_factory=_earcons,
             observers=[self._observe],
         )
         daemon.after_dispatch.append(lambda: self._check_done(daemon))
-        daemon_ref.append(daemon)
+        self.daemons.append(daemon)
         return daemon
 
-    async def run(self, daemon: Daemon) -> None:
+    async def run(self, credentials: Callable[[], Any], ssl_context: Any) -> None:
         if self.trace is not None:
             trace = self.trace
             wire.set_frame_observer(lambda direction, frame, _t: trace(_frame_record(direction, frame)))
-        task = asyncio.create_task(daemon.run(), name="daemon")
+        deadline = time.monotonic() + self.options.timeout_s
         try:
-            waiter = asyncio.create_task(self.done.wait())
+            while True:
+                daemon = self.build_daemon(credentials, ssl_context)
+                if await self._run_until_done_or_restart(daemon, deadline):
+                    return
+                if self.trace is not None:
+                    self.trace({"event": "restart"})
+        finally:
+            wire.set_frame_observer(None)
+            for device in (self.capture, self.playback):
+                if device is not None:
+                    device.shutdown()
+
+    async def _run_until_done_or_restart(self, daemon: Daemon, deadline: float) -> bool:
+        self._restart.clear()
+        task = asyncio.create_task(daemon.run(), name="daemon")
+        waiters = {asyncio.create_task(self.done.wait()), asyncio.create_task(self._restart.wait())}
+        try:
+            timeout = max(0.0, deadline - time.monotonic())
             finished, _ = await asyncio.wait(
-                {task, waiter}, timeout=self.options.timeout_s, return_when=asyncio.FIRST_COMPLETED
+                {task, *waiters}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
             )
-            waiter.cancel()
             if task in finished:
                 task.result()  # the daemon ended on its own: surface why
-                return
+                return True
             if not finished:
+                status = daemon.conversation.status
                 raise UserError(
                     f"the simulated conversation did not finish within {self.options.timeout_s:g} s "
-                    f"(status: {daemon.conversation.status.text() if daemon.conversation.status else 'starting'})"
+                    f"(status: {status.text() if status else 'starting'})"
                 )
             daemon.request_stop()
             await task
+            return self.done.is_set()
         finally:
-            wire.set_frame_observer(None)
+            for waiter in waiters:
+                waiter.cancel()
             if not task.done():
                 daemon.request_stop()
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(task, 5)
 
+    # -- devices -------------------------------------------------------------------------------
+
+    @property
+    def _capture_period(self) -> int:
+        return CAPTURE_RATE * self.settings.audio.period_ms // 1000
+
+    @property
+    def _playback_period(self) -> int:
+        return PLAYBACK_RATE * self.settings.audio.period_ms // 1000
+
+    def _open_capture(self) -> SimulatedCapture:
+        if self.capture is not None:
+            return self.capture.attach()
+        pcm, _format = open_pcm(
+            "capture",
+            self.settings.audio.capture_device,
+            rate=CAPTURE_RATE,
+            channels=1,
+            period_frames=self._capture_period,
+        )
+        self.capture = SimulatedCapture(
+            pcm,
+            rate=CAPTURE_RATE,
+            period_frames=self._capture_period,
+            schedule=self.schedule,
+            drive_button=self._drive_button,
+            realtime=self.options.realtime,
+            ready_for_press=self._ready_for_press,
+        )
+        return self.capture
+
+    def _open_playback(self) -> SimulatedPlayback:
+        if self.playback is not None:
+            return self.playback
+        pcm, _format = open_pcm(
+            "playback",
+            self.settings.audio.playback_device,
+            rate=PLAYBACK_RATE,
+            channels=1,
+            period_frames=self._playback_period,
+        )
+        self.playback = SimulatedPlayback(
+            pcm,
+            rate=PLAYBACK_RATE,
+            channels=1,
+            buffer_frames=self._playback_period * 2,
+            paced=self.options.realtime,
+        )
+        return self.playback
+
+    def _drive_button(self, pressed: bool) -> None:
+        heard = self.playback.heard_frames() if self.playback is not None else 0
+        self.button_edges.append((pressed, heard))
+        if self.trace is not None:
+            self.trace({"event": "button", "state": "pressed" if pressed else "released"})
+        pin = self._pin_factory.pin(self.settings.button.pin)
+        if pressed == self.settings.button.pull_up:
+            pin.drive_low()
+        else:
+            pin.drive_high()
+
+    def _ready_for_press(self, timeout: float) -> bool:
+        daemon = self.daemon
+        return daemon.quiet.wait(timeout) and daemon.conversation.link_up
+
+    def _stamp_and_post(self, post: Callable[[int], None]) -> None:
+        assert self.capture is not None
+        self.capture.stamp_and_post(post)
+
+    # -- observing the daemon ---------------------------------------------------------------------
+
     def _observe(self, event: Event) -> None:
         if isinstance(event, Captured):
-            if self.capture is not None and not self.options.realtime:
-                self.capture.frame_consumed()
-            if event.position + len(event.pcm) // 2 > self._final_position:
-                self._final_frame_seen = True
-        elif isinstance(event, TranscriptEvent | TurnComplete | ToolCallsReceived | ToolResult):
+            if self.capture is not None:
+                if not self.options.realtime:
+                    self.capture.frame_consumed()
+                if self.capture.base + event.position + len(event.pcm) // 2 > self._final_position:
+                    self._final_frame_seen = True
+            self._frames_since_press += 1
+            self._check_restart("utterance", self._presses, self._frames_since_press)
+        elif isinstance(event, Pressed):
+            self._presses += 1
+            self._frames_since_press = 0
+        elif isinstance(event, Released):
+            self._releases += 1
+            self._chunks_since_release = 0
+        elif isinstance(event, ServerAudio):
+            self._chunks_since_release += 1
+            self._check_restart("reply", self._releases, self._chunks_since_release)
+        if isinstance(event, TranscriptEvent | TurnComplete | ToolCallsReceived | ToolResult):
             self.transcript.observe(event)
+
+    def _check_restart(self, kind: str, utterance: int, index: int) -> None:
+        for trigger in self._restarts:
+            if trigger.kind == kind and trigger.utterance == utterance and trigger.index == index:
+                self._restarts.remove(trigger)
+                self._restart.set()
+                return
 
     def _check_done(self, daemon: Daemon) -> None:
         if self._final_frame_seen and daemon.conversation.idle and daemon.conversation.link_up:
@@ -405,6 +529,18 @@ def _trace_writer(path: Path | None) -> Iterator[Callable[[dict[str, Any]], None
         yield write
 
 
+def _parse_fault(spec: str) -> Fault:
+    from edgevoice.emulator import parse_fault
+
+    try:
+        fault = parse_fault(spec)
+    except ValueError as exc:
+        raise UserError(f"--fault: {exc}") from None
+    if fault.kind == "restart" and fault.when is None:
+        raise UserError(f"--fault {spec}: restart needs @utterance:N:frame:K or @reply:N:chunk:K")
+    return fault
+
+
 def _frame_record(direction: str, frame: Any) -> dict[str, Any]:
     text = frame.decode("utf-8", "replace") if isinstance(frame, bytes) else str(frame)
     try:
@@ -417,16 +553,6 @@ def _frame_record(direction: str, frame: Any) -> dict[str, Any]:
 def _sample_utterance() -> np.ndarray:
     with resources.as_file(resources.files("edgevoice.sim") / "data" / SAMPLE_WAV) as path:
         return read_wav_as(path, CAPTURE_RATE)
-
-
-def _earcons(settings: Settings) -> Callable[[str], bytes | None] | None:
-    if not settings.audio.earcons:
-        return None
-    try:
-        from edgevoice.audio.earcons import Earcons
-    except ImportError:
-        return None
-    return Earcons(True, settings.audio.disabled_earcons).get
 
 
 __all__ = ["AudioDeviceError", "SimulationOptions", "SimulationResult", "register", "simulate"]

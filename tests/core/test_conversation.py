@@ -130,7 +130,7 @@ class Harness:
         self.send(Released(release, self.t))
         self.capture()
 
-    def reply(self, chunks: int = 3, handle: str | None = "h") -> None:
+    def reply(self, chunks: int = 3, handle: str | None = "h", played: bool = True) -> None:
         link = self.core.link
         self.send(Transcript(link, "user", "question", self.t))
         for _ in range(chunks):
@@ -140,7 +140,8 @@ class Harness:
         self.send(TurnComplete(link, self.t))
         if handle:
             self.send(ResumptionUpdate(link, handle, True, self.t))
-        self.send(PlaybackIdle(self.t))
+        if played:
+            self.send(PlaybackIdle(self.t))
 
     def of(self, kind: type) -> list:
         return [a for a in self.actions if isinstance(a, kind)]
@@ -255,6 +256,20 @@ def test_barge_in_after_generation_complete_while_turn_complete_is_held_back() -
     h.capture()
     h.send(TurnComplete(link, h.t))  # the first turn's late turnComplete
     assert h.core.pending_utterances == 1
+
+
+def test_barge_in_on_an_answer_already_complete_still_answers_the_next_question() -> None:
+    h = Harness()
+    h.up()
+    h.utter(1000, 5000)
+    h.reply(played=False)  # fully received (turnComplete too) but still playing
+    h.send(Pressed(h.position, h.t))
+    assert h.of(StopPlayback)
+    h.capture(3)
+    h.send(Released(h.position + 5, h.t))
+    h.capture()
+    h.reply()
+    assert h.core.pending_utterances == 0 and h.core.idle
 
 
 def test_a_drop_mid_utterance_resends_the_whole_utterance_once_on_the_next_link() -> None:
@@ -421,6 +436,21 @@ def test_tool_results_go_back_by_id_or_as_text_after_a_reconnect() -> None:
     assert len(h.of(SendToolResponses)) == 1
 
 
+def test_drops_never_lose_an_utterance_but_one_the_server_keeps_refusing_is_given_up() -> None:
+    h = Harness()
+    h.up()
+    h.utter(1000, 3000)
+    for _ in range(10):  # network drops and server resets: re-sent every time
+        h.send(LinkDown(h.core.link, 1006 if h.t % 2 else 1011, "lost", h.t))
+        h.up(resumed=True)
+    assert h.core.pending_utterances == 1
+    for _ in range(3):  # "invalid argument" right after sending it, three times
+        h.send(LinkDown(h.core.link, 1007, "invalid argument", h.t))
+        h.up()
+    assert h.core.pending_utterances == 0
+    assert PlayEarcon(Earcon.ERROR) in h.of(PlayEarcon)
+
+
 def test_an_utterance_recorded_offline_is_sent_when_the_link_returns() -> None:
     h = Harness()
     h.send(LinkFailed(h.core.link, None, "no network", h.t))
@@ -437,13 +467,11 @@ def test_an_utterance_older_than_the_offline_limit_is_dropped_with_an_earcon() -
     h = Harness(offline_max_age_s=10.0)
     h.send(LinkFailed(h.core.link, None, "no network", h.t))
     h.utter(1000, 4000)
-    for _ in range(40):
-        deadline = h.core.next_deadline()
-        h.t = max(h.t, deadline)
+    for _ in range(40):  # every attempt fails until the utterance is too old
+        h.t = max(h.t, h.core.next_deadline())
         h.send(Tick(h.t))
-        if h.core.link != h.of(Connect)[-1].link or h.core.pending_utterances == 0:
-            if h.core.pending_utterances == 0:
-                break
+        if h.core.pending_utterances == 0:
+            break
         h.send(LinkFailed(h.core.link, None, "no network", h.t))
     assert h.core.pending_utterances == 0
     assert h.of(PlayEarcon)[-1] == PlayEarcon(Earcon.OFFLINE)

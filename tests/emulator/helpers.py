@@ -24,8 +24,10 @@ SET_LIGHT = types.FunctionDeclaration(
     behavior=types.Behavior.NON_BLOCKING,
     parameters=types.Schema(
         type=types.Type.OBJECT,
-        properties={"entity": types.Schema(type=types.Type.STRING),
-                    "on": types.Schema(type=types.Type.BOOLEAN)},
+        properties={
+            "entity": types.Schema(type=types.Type.STRING),
+            "on": types.Schema(type=types.Type.BOOLEAN),
+        },
         required=["entity", "on"],
     ),
 )
@@ -42,23 +44,25 @@ def client_for(emu: Any, api_key: str = TEST_KEY, api_version: str | None = None
     return genai.Client(
         api_key=api_key,
         http_options=types.HttpOptions(
-            base_url=emu.base_url, api_version=api_version,
+            base_url=emu.base_url,
+            api_version=api_version,
             async_client_args={"ssl": emu.client_ssl_context()},
         ),
     )
 
 
-def live_config(handle: str | None = None, resumption: bool = True,
-                tools: bool = True) -> types.LiveConnectConfig:
+def live_config(
+    handle: str | None = None, resumption: bool = True, tools: bool = True
+) -> types.LiveConnectConfig:
     return types.LiveConnectConfig(
         response_modalities=[types.Modality.AUDIO],
         realtime_input_config=types.RealtimeInputConfig(
-            automatic_activity_detection=types.AutomaticActivityDetection(disabled=True)),
+            automatic_activity_detection=types.AutomaticActivityDetection(disabled=True)
+        ),
         input_audio_transcription=types.AudioTranscriptionConfig(),
         output_audio_transcription=types.AudioTranscriptionConfig(),
         session_resumption=types.SessionResumptionConfig(handle=handle) if resumption else None,
-        context_window_compression=types.ContextWindowCompressionConfig(
-            sliding_window=types.SlidingWindow()),
+        context_window_compression=types.ContextWindowCompressionConfig(sliding_window=types.SlidingWindow()),
         tools=[types.Tool(function_declarations=[SET_LIGHT])] if tools else None,
     )
 
@@ -71,8 +75,10 @@ async def speak(session: Any, frames: int = 5, end: bool = True) -> None:
         await session.send_realtime_input(activity_end=types.ActivityEnd())
 
 
-async def receive_turn(session: Any, seconds: float = STEP_TIMEOUT,
-                       ) -> list[types.LiveServerMessage]:
+async def receive_turn(
+    session: Any,
+    seconds: float = STEP_TIMEOUT,
+) -> list[types.LiveServerMessage]:
     """Messages up to and including the next turnComplete (the SDK's receive() stops there)."""
     messages = []
     async with asyncio.timeout(seconds):
@@ -81,8 +87,9 @@ async def receive_turn(session: Any, seconds: float = STEP_TIMEOUT,
     return messages
 
 
-async def receive_until(session: Any, predicate: Any,
-                        seconds: float = STEP_TIMEOUT) -> list[types.LiveServerMessage]:
+async def receive_until(
+    session: Any, predicate: Any, seconds: float = STEP_TIMEOUT
+) -> list[types.LiveServerMessage]:
     """Messages until one satisfies ``predicate`` (included), across turn boundaries."""
     messages: list[types.LiveServerMessage] = []
     async with asyncio.timeout(seconds):
@@ -105,13 +112,19 @@ def audio_of(messages: list[types.LiveServerMessage]) -> bytes:
 
 
 def transcript_of(messages: list[types.LiveServerMessage]) -> str:
-    return "".join(m.server_content.output_transcription.text for m in messages
-                   if m.server_content and m.server_content.output_transcription)
+    return "".join(
+        m.server_content.output_transcription.text
+        for m in messages
+        if m.server_content and m.server_content.output_transcription
+    )
 
 
 def handles_of(messages: list[types.LiveServerMessage]) -> list[str]:
-    return [m.session_resumption_update.new_handle for m in messages
-            if m.session_resumption_update and m.session_resumption_update.new_handle]
+    return [
+        m.session_resumption_update.new_handle
+        for m in messages
+        if m.session_resumption_update and m.session_resumption_update.new_handle
+    ]
 
 
 def b64(data: bytes) -> str:

@@ -24,34 +24,57 @@ from edgevoice.errors import UserError
 
 
 def test_normalise_camelises_keys_recursively():
-    snake = {"realtime_input": {"audio": {"mime_type": "audio/pcm", "data": "AA=="}},
-             "setup": {
-                 "realtime_input_config": {"automatic_activity_detection": {"disabled": True}},
-                 "context_window_compression": {"sliding_window": {"target_tokens": 5}}}}
+    snake = {
+        "realtime_input": {"audio": {"mime_type": "audio/pcm", "data": "AA=="}},
+        "setup": {
+            "realtime_input_config": {"automatic_activity_detection": {"disabled": True}},
+            "context_window_compression": {"sliding_window": {"target_tokens": 5}},
+        },
+    }
     assert normalise(snake) == {
         "realtimeInput": {"audio": {"mimeType": "audio/pcm", "data": "AA=="}},
-        "setup": {"realtimeInputConfig": {"automaticActivityDetection": {"disabled": True}},
-                  "contextWindowCompression": {"slidingWindow": {"targetTokens": 5}}}}
+        "setup": {
+            "realtimeInputConfig": {"automaticActivityDetection": {"disabled": True}},
+            "contextWindowCompression": {"slidingWindow": {"targetTokens": 5}},
+        },
+    }
 
 
 def test_normalise_keeps_user_data_keys():
-    message = {"tool_response": {"function_responses": [
-        {"id": "1", "response": {"entity_id": "light.kitchen", "is_on": True}}]},
-        "tools": [{"function_declarations": [{"parameters": {
-            "type": "OBJECT", "properties": {"entity_id": {"type": "STRING", "min_length": 1}},
-            "property_ordering": ["entity_id"]}}]}]}
+    message = {
+        "tool_response": {
+            "function_responses": [{"id": "1", "response": {"entity_id": "light.kitchen", "is_on": True}}]
+        },
+        "tools": [
+            {
+                "function_declarations": [
+                    {
+                        "parameters": {
+                            "type": "OBJECT",
+                            "properties": {"entity_id": {"type": "STRING", "min_length": 1}},
+                            "property_ordering": ["entity_id"],
+                        }
+                    }
+                ]
+            }
+        ],
+    }
     result = normalise(message)
     assert result["toolResponse"]["functionResponses"][0]["response"] == {
-        "entity_id": "light.kitchen", "is_on": True}
+        "entity_id": "light.kitchen",
+        "is_on": True,
+    }
     parameters = result["tools"][0]["functionDeclarations"][0]["parameters"]
     assert parameters["properties"] == {"entity_id": {"type": "STRING", "minLength": 1}}
     assert parameters["propertyOrdering"] == ["entity_id"]
 
 
 _keys = st.from_regex(r"[a-z]{1,5}(_[a-z]{1,5}){0,3}", fullmatch=True)
-_docs = st.recursive(st.integers() | st.text(max_size=3),
-                     lambda inner: st.dictionaries(_keys, inner, max_size=4)
-                     | st.lists(inner, max_size=3), max_leaves=12)
+_docs = st.recursive(
+    st.integers() | st.text(max_size=3),
+    lambda inner: st.dictionaries(_keys, inner, max_size=4) | st.lists(inner, max_size=3),
+    max_leaves=12,
+)
 
 
 @given(_docs)
@@ -66,9 +89,16 @@ def test_snake_to_camel_leaves_no_underscore(key):
     assert "_" not in camel and camel.lower() == key.replace("_", "")
 
 
-@pytest.mark.parametrize("mime,rate", [
-    ("audio/pcm;rate=16000", 16000), ("audio/pcm; rate=48000", 48000), ("audio/pcm", None),
-    (None, None), ("audio/pcm;rate=x", None)])
+@pytest.mark.parametrize(
+    "mime,rate",
+    [
+        ("audio/pcm;rate=16000", 16000),
+        ("audio/pcm; rate=48000", 48000),
+        ("audio/pcm", None),
+        (None, None),
+        ("audio/pcm;rate=x", None),
+    ],
+)
 def test_rate_from_mime(mime, rate):
     assert rate_from_mime(mime) == rate
 
@@ -80,16 +110,19 @@ def test_duration_string():
 # --- faults --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("spec,expected", [
-    ("drop@utterance:2:frame:10", Fault("drop", None, Trigger("utterance", 2, 10))),
-    ("close:1011@reply:1:chunk:3", Fault("close", 1011, Trigger("reply", 1, 3))),
-    ("goaway:5", Fault("goaway", 5)),
-    ("refuse:2.5@utterance:1:frame:1", Fault("refuse", 2.5, Trigger("utterance", 1, 1))),
-    ("stall@reply:2:chunk:1", Fault("stall", None, Trigger("reply", 2, 1))),
-    ("delay:1500", Fault("delay", 1500)),
-    ("restart@utterance:3:frame:5", Fault("restart", None, Trigger("utterance", 3, 5))),
-    ("  DROP  ", Fault("drop")),
-])
+@pytest.mark.parametrize(
+    "spec,expected",
+    [
+        ("drop@utterance:2:frame:10", Fault("drop", None, Trigger("utterance", 2, 10))),
+        ("close:1011@reply:1:chunk:3", Fault("close", 1011, Trigger("reply", 1, 3))),
+        ("goaway:5", Fault("goaway", 5)),
+        ("refuse:2.5@utterance:1:frame:1", Fault("refuse", 2.5, Trigger("utterance", 1, 1))),
+        ("stall@reply:2:chunk:1", Fault("stall", None, Trigger("reply", 2, 1))),
+        ("delay:1500", Fault("delay", 1500)),
+        ("restart@utterance:3:frame:5", Fault("restart", None, Trigger("utterance", 3, 5))),
+        ("  DROP  ", Fault("drop")),
+    ],
+)
 def test_parse_fault(spec, expected):
     fault = parse_fault(spec)
     assert fault == expected
@@ -102,20 +135,23 @@ def test_fault_units():
     assert parse_fault("close:4000").code == 4000
 
 
-@pytest.mark.parametrize("spec,message", [
-    ("", "empty"),
-    ("explode", "unknown kind 'explode'"),
-    ("close", "close needs a value (close:CODE)"),
-    ("close:abc", "CODE of close must be a number"),
-    ("close:1006", "not a close code a server can send"),
-    ("close:999", "not a close code a server can send"),
-    ("goaway:-1", "must be a finite number >= 0"),
-    ("drop:5", "drop takes no value"),
-    ("drop@", "nothing after '@'"),
-    ("drop@utterance:2", "expected utterance:N:frame:K or reply:N:chunk:K"),
-    ("drop@utterance:0:frame:1", "N and K count from 1"),
-    ("drop@reply:1:frame:1", "expected utterance:N:frame:K"),
-])
+@pytest.mark.parametrize(
+    "spec,message",
+    [
+        ("", "empty"),
+        ("explode", "unknown kind 'explode'"),
+        ("close", "close needs a value (close:CODE)"),
+        ("close:abc", "CODE of close must be a number"),
+        ("close:1006", "not a close code a server can send"),
+        ("close:999", "not a close code a server can send"),
+        ("goaway:-1", "must be a finite number >= 0"),
+        ("drop:5", "drop takes no value"),
+        ("drop@", "nothing after '@'"),
+        ("drop@utterance:2", "expected utterance:N:frame:K or reply:N:chunk:K"),
+        ("drop@utterance:0:frame:1", "N and K count from 1"),
+        ("drop@reply:1:frame:1", "expected utterance:N:frame:K"),
+    ],
+)
 def test_bad_fault_specs_say_what_is_wrong(spec, message):
     with pytest.raises(ValueError) as raised:
         parse_fault(spec)
@@ -125,17 +161,20 @@ def test_bad_fault_specs_say_what_is_wrong(spec, message):
 
 
 _fault_specs = st.one_of(
-    st.just("drop"), st.just("stall"), st.just("restart"),
+    st.just("drop"),
+    st.just("stall"),
+    st.just("restart"),
     st.builds("close:{}".format, st.sampled_from([1000, 1001, 1007, 1008, 1011, 3000, 4999])),
     st.builds("goaway:{}".format, st.integers(0, 600)),
     st.builds("refuse:{}".format, st.integers(0, 60)),
     st.builds("delay:{}".format, st.integers(0, 10000)),
-).flatmap(lambda head: st.one_of(
-    st.just(head),
-    st.builds(lambda n, k: f"{head}@utterance:{n}:frame:{k}", st.integers(1, 99),
-              st.integers(1, 999)),
-    st.builds(lambda n, k: f"{head}@reply:{n}:chunk:{k}", st.integers(1, 99), st.integers(1, 99)),
-))
+).flatmap(
+    lambda head: st.one_of(
+        st.just(head),
+        st.builds(lambda n, k: f"{head}@utterance:{n}:frame:{k}", st.integers(1, 99), st.integers(1, 999)),
+        st.builds(lambda n, k: f"{head}@reply:{n}:chunk:{k}", st.integers(1, 99), st.integers(1, 99)),
+    )
+)
 
 
 @given(_fault_specs)
@@ -159,9 +198,14 @@ def test_packaged_default_scenario():
 
 
 def test_scenario_object_faults_and_defaults():
-    scenario = Scenario.model_validate({"faults": [
-        "drop@utterance:2:frame:10",
-        {"kind": "close", "value": 1008, "when": "reply:1:chunk:2", "reason": "policy"}]})
+    scenario = Scenario.model_validate(
+        {
+            "faults": [
+                "drop@utterance:2:frame:10",
+                {"kind": "close", "value": 1008, "when": "reply:1:chunk:2", "reason": "policy"},
+            ]
+        }
+    )
     assert scenario.faults[1] == Fault("close", 1008, Trigger("reply", 1, 2), "policy")
     assert scenario.voice == "espeak" and scenario.pace == 4.0 and scenario.chunk_ms == 200
     assert scenario.handle_ttl_s == 7200
@@ -174,20 +218,27 @@ def write(tmp_path: Path, data: object) -> Path:
     return path
 
 
-@pytest.mark.parametrize("data,message", [
-    ({"turns": [{"reply": "x", "tool_calls": [{"name": "a", "when": "later"}]}]},
-     "turns[0].tool_calls[0].when: 'later' is not a placement"),
-    ({"turns": [{"reply": 5}]}, "turns[0].reply: Input should be a valid string"),
-    ({"turns": [{"replly": "typo"}]}, "turns[0].replly: Extra inputs are not permitted"),
-    ({"faults": ["drop@utterance:x"]}, "faults[0]: bad fault 'drop@utterance:x'"),
-    ({"pace": "slow"}, "pace: pace must be a number > 0"),
-    ({"voice": "robot"}, "voice: Input should be 'espeak' or 'tone'"),
-    ({"default": {"cancel": {"after_ms": 5}}}, "default: cancel without tool_calls"),
-    ({"turns": [{"inject": [{"text": "a", "binary_base64": "AA=="}]}]},
-     "turns[0].inject[0]: inject needs exactly one of text or binary_base64"),
-    ([], "the top level must be a JSON object"),
-    ("{oops", "not valid JSON: Expecting property name enclosed in double quotes at line 1"),
-])
+@pytest.mark.parametrize(
+    "data,message",
+    [
+        (
+            {"turns": [{"reply": "x", "tool_calls": [{"name": "a", "when": "later"}]}]},
+            "turns[0].tool_calls[0].when: 'later' is not a placement",
+        ),
+        ({"turns": [{"reply": 5}]}, "turns[0].reply: Input should be a valid string"),
+        ({"turns": [{"replly": "typo"}]}, "turns[0].replly: Extra inputs are not permitted"),
+        ({"faults": ["drop@utterance:x"]}, "faults[0]: bad fault 'drop@utterance:x'"),
+        ({"pace": "slow"}, "pace: pace must be a number > 0"),
+        ({"voice": "robot"}, "voice: Input should be 'espeak' or 'tone'"),
+        ({"default": {"cancel": {"after_ms": 5}}}, "default: cancel without tool_calls"),
+        (
+            {"turns": [{"inject": [{"text": "a", "binary_base64": "AA=="}]}]},
+            "turns[0].inject[0]: inject needs exactly one of text or binary_base64",
+        ),
+        ([], "the top level must be a JSON object"),
+        ("{oops", "not valid JSON: Expecting property name enclosed in double quotes at line 1"),
+    ],
+)
 def test_bad_scenario_file_gives_one_clear_message(tmp_path, data, message):
     path = write(tmp_path, data)
     with pytest.raises(ScenarioError) as raised:
@@ -217,8 +268,17 @@ def test_tone_voice_is_deterministic_and_sized_by_words():
 def test_parse_wav_reads_a_streamed_header():
     pcm = struct.pack("<4h", 1, -1, 2, -2)
     fmt = struct.pack("<HHIIHH", 1, 1, 22050, 44100, 2, 16)
-    data = (b"RIFF" + struct.pack("<I", 0x7FFFFFFF) + b"WAVE" + b"fmt " + struct.pack("<I", 16)
-            + fmt + b"data" + struct.pack("<I", 0x7FFFF000) + pcm)
+    data = (
+        b"RIFF"
+        + struct.pack("<I", 0x7FFFFFFF)
+        + b"WAVE"
+        + b"fmt "
+        + struct.pack("<I", 16)
+        + fmt
+        + b"data"
+        + struct.pack("<I", 0x7FFFF000)
+        + pcm
+    )
     assert parse_wav(data) == (22050, 1, pcm)
     with pytest.raises(VoiceError):
         parse_wav(b"not a wav")

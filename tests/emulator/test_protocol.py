@@ -27,8 +27,15 @@ from edgevoice.emulator.voice import ToneVoice
 PATH = "/ws/google.ai.generativelanguage.v1.GenerativeService.BidiGenerateContent"
 KEY = {"x-goog-api-key": "k-123"}
 FRAME = base64.b64encode(bytes(640)).decode()
-SERVER_KEYS = {"setupComplete", "serverContent", "toolCall", "toolCallCancellation", "goAway",
-               "sessionResumptionUpdate", "usageMetadata"}
+SERVER_KEYS = {
+    "setupComplete",
+    "serverContent",
+    "toolCall",
+    "toolCallCancellation",
+    "goAway",
+    "sessionResumptionUpdate",
+    "usageMetadata",
+}
 
 
 def make_scenario(**fields: Any) -> Scenario:
@@ -37,8 +44,13 @@ def make_scenario(**fields: Any) -> Scenario:
     return Scenario.model_validate(data)
 
 
-def setup_message(handle: str | None = None, resumption: bool = True, explicit: bool = True,
-                  transcription: bool = True, modality: str = "AUDIO") -> dict[str, Any]:
+def setup_message(
+    handle: str | None = None,
+    resumption: bool = True,
+    explicit: bool = True,
+    transcription: bool = True,
+    modality: str = "AUDIO",
+) -> dict[str, Any]:
     setup: dict[str, Any] = {
         "model": "models/test",
         "generationConfig": {"responseModalities": [modality]},
@@ -61,8 +73,7 @@ class Harness:
         self.t = 100.0
 
     def connect(self, headers: dict[str, str] | None = None, path: str = PATH) -> Client:
-        return Client(self, self.core.open_connection(path, KEY if headers is None else headers,
-                                                      self.t))
+        return Client(self, self.core.open_connection(path, KEY if headers is None else headers, self.t))
 
 
 class Client:
@@ -103,8 +114,9 @@ class Client:
             out += self.send({key: {"activityEnd": {}}})
         return out
 
-    def respond(self, call_id: str, scheduling: str | None = "WHEN_IDLE",
-                name: str = "set_light") -> list[Any]:
+    def respond(
+        self, call_id: str, scheduling: str | None = "WHEN_IDLE", name: str = "set_light"
+    ) -> list[Any]:
         response: dict[str, Any] = {"id": call_id, "name": name, "response": {"ok": True}}
         if scheduling is not None:
             response["scheduling"] = scheduling
@@ -132,9 +144,17 @@ def kinds(actions: list[Any]) -> list[str]:
                 if "modelTurn" in content:
                     names.append("chunk")
                 else:
-                    names.extend(key for key in ("inputTranscription", "outputTranscription",
-                                                 "interrupted", "generationComplete",
-                                                 "turnComplete") if key in content)
+                    names.extend(
+                        key
+                        for key in (
+                            "inputTranscription",
+                            "outputTranscription",
+                            "interrupted",
+                            "generationComplete",
+                            "turnComplete",
+                        )
+                        if key in content
+                    )
             elif "sessionResumptionUpdate" in message:
                 update = message["sessionResumptionUpdate"]
                 names.append("handle" if update.get("resumable") else "not_resumable")
@@ -153,13 +173,15 @@ def audio(actions: list[Any]) -> bytes:
 
 
 def handles(actions: list[Any]) -> list[str]:
-    return [m["sessionResumptionUpdate"]["newHandle"] for m in messages(actions)
-            if m.get("sessionResumptionUpdate", {}).get("newHandle")]
+    return [
+        m["sessionResumptionUpdate"]["newHandle"]
+        for m in messages(actions)
+        if m.get("sessionResumptionUpdate", {}).get("newHandle")
+    ]
 
 
 def calls(actions: list[Any]) -> list[dict[str, Any]]:
-    return [call for m in messages(actions)
-            for call in m.get("toolCall", {}).get("functionCalls", [])]
+    return [call for m in messages(actions) for call in m.get("toolCall", {}).get("functionCalls", [])]
 
 
 REPLY = "one two three four five six seven eight"
@@ -174,7 +196,8 @@ def test_setup_is_answered_with_setup_complete_and_a_first_handle():
     assert kinds(out) == ["setupComplete", "handle"]
     assert client.conn.record.accepted
     assert client.conn.record.setup["realtimeInputConfig"] == {
-        "automaticActivityDetection": {"disabled": True}}
+        "automaticActivityDetection": {"disabled": True}
+    }
 
 
 def test_without_session_resumption_no_handle_is_sent():
@@ -184,10 +207,13 @@ def test_without_session_resumption_no_handle_is_sent():
     assert "handle" not in kinds(client.run()) and "not_resumable" not in kinds(client.actions)
 
 
-@pytest.mark.parametrize("first", [
-    {"realtime_input": {"activityStart": {}}},
-    {"clientContent": {"turns": [], "turnComplete": True}},
-])
+@pytest.mark.parametrize(
+    "first",
+    [
+        {"realtime_input": {"activityStart": {}}},
+        {"clientContent": {"turns": [], "turnComplete": True}},
+    ],
+)
 def test_a_first_frame_other_than_setup_closes_1007(first):
     client = Harness().connect()
     out = client.send(first)
@@ -277,13 +303,16 @@ def test_constrained_method_takes_an_ephemeral_token():
     assert kinds(bad.setup()) == ["Close:1008"]
 
 
-@pytest.mark.parametrize("path,status", [
-    (PATH, None),
-    (PATH.replace(".v1.", ".v1beta."), None),
-    (PATH.replace(".v1.", ".v1alpha.") + "?key=x", None),
-    ("/ws/google.ai.generativelanguage.v2.GenerativeService.BidiGenerateContent", 404),
-    ("/", 404),
-])
+@pytest.mark.parametrize(
+    "path,status",
+    [
+        (PATH, None),
+        (PATH.replace(".v1.", ".v1beta."), None),
+        (PATH.replace(".v1.", ".v1alpha.") + "?key=x", None),
+        ("/ws/google.ai.generativelanguage.v2.GenerativeService.BidiGenerateContent", 404),
+        ("/", 404),
+    ],
+)
 def test_handshake_accepts_every_api_version_and_nothing_else(path, status):
     reject = Harness().core.check_handshake(path, 0.0)
     assert (reject.status if reject else None) == status
@@ -293,27 +322,29 @@ def test_handshake_accepts_every_api_version_and_nothing_else(path, status):
 
 
 def test_an_utterance_is_answered_in_the_documented_order():
-    harness = Harness(make_scenario(turns=[{"input_transcript": "hi there", "reply": REPLY}],
-                                    chunk_ms=100))
+    harness = Harness(make_scenario(turns=[{"input_transcript": "hi there", "reply": REPLY}], chunk_ms=100))
     client = harness.connect()
     client.setup()
     out = client.utterance(frames=4) + client.run()
     expected_audio = ToneVoice().render(REPLY)
     chunk_count = -(-len(expected_audio) // 4800)
-    assert kinds(out) == (["inputTranscription", "not_resumable"] + ["chunk"] * chunk_count
-                          + ["generationComplete", "turnComplete", "handle"])
+    assert kinds(out) == (
+        ["inputTranscription", "not_resumable"]
+        + ["chunk"] * chunk_count
+        + ["generationComplete", "turnComplete", "handle"]
+    )
     assert audio(out) == expected_audio == harness.core.replies[0].audio
     chunks = [m for m in messages(out) if "modelTurn" in m.get("serverContent", {})]
     parts = [c["serverContent"]["modelTurn"]["parts"][0]["inlineData"] for c in chunks]
     assert {len(base64.b64decode(p["data"])) for p in parts[:-1]} == {4800}
-    assert chunks[0]["serverContent"]["modelTurn"]["parts"][0]["inlineData"]["mimeType"] == \
-        "audio/pcm;rate=24000"
-    transcript = "".join(c["serverContent"].get("outputTranscription", {}).get("text", "")
-                         for c in chunks)
+    assert (
+        chunks[0]["serverContent"]["modelTurn"]["parts"][0]["inlineData"]["mimeType"]
+        == "audio/pcm;rate=24000"
+    )
+    transcript = "".join(c["serverContent"].get("outputTranscription", {}).get("text", "") for c in chunks)
     assert transcript == REPLY
     assert messages(out)[0]["serverContent"]["inputTranscription"] == {"text": "hi there"}
-    turn_complete = next(m for m in messages(out)
-                         if m.get("serverContent", {}).get("turnComplete"))
+    turn_complete = next(m for m in messages(out) if m.get("serverContent", {}).get("turnComplete"))
     usage = turn_complete["usageMetadata"]
     assert usage["totalTokenCount"] == usage["promptTokenCount"] + usage["responseTokenCount"]
     utterance = harness.core.utterances[0]
@@ -334,15 +365,12 @@ def test_reply_chunks_are_paced_faster_than_real_time():
     harness.t = start + 0.05
     assert kinds(client.poll()) == ["chunk"]
     client.run()
-    sent_times = [f.t for f in harness.core.sent if "modelTurn" in (f.message or {}).get(
-        "serverContent", {})]
-    assert [round(b - a, 6) for a, b in itertools.pairwise(sent_times)] == \
-        [0.05] * (len(sent_times) - 1)
+    sent_times = [f.t for f in harness.core.sent if "modelTurn" in (f.message or {}).get("serverContent", {})]
+    assert [round(b - a, 6) for a, b in itertools.pairwise(sent_times)] == [0.05] * (len(sent_times) - 1)
 
 
 def test_reply_delay_holds_back_generation():
-    harness = Harness(make_scenario(default={"input_transcript": "hm", "reply": "ok",
-                                             "reply_delay_ms": 700}))
+    harness = Harness(make_scenario(default={"input_transcript": "hm", "reply": "ok", "reply_delay_ms": 700}))
     client = harness.connect()
     client.setup()
     start = harness.t
@@ -377,8 +405,13 @@ def test_legacy_media_chunks_and_other_rates_are_accepted():
     client = harness.connect()
     client.setup()
     client.send({"realtimeInput": {"activityStart": {}}})
-    client.send({"realtimeInput": {"mediaChunks": [
-        {"data": FRAME, "mimeType": "audio/pcm;rate=48000"}, {"data": FRAME}]}})
+    client.send(
+        {
+            "realtimeInput": {
+                "mediaChunks": [{"data": FRAME, "mimeType": "audio/pcm;rate=48000"}, {"data": FRAME}]
+            }
+        }
+    )
     client.send({"realtimeInput": {"activityEnd": {}}})
     assert (harness.core.utterances[0].frames, harness.core.utterances[0].rate) == (2, 48000)
 
@@ -397,8 +430,11 @@ def test_text_modality_answers_with_text_parts():
     client = Harness(make_scenario(default={"reply": REPLY})).connect()
     client.setup(modality="TEXT")
     out = client.utterance() + client.run()
-    texts = [part["text"] for m in messages(out)
-             for part in m.get("serverContent", {}).get("modelTurn", {}).get("parts", [])]
+    texts = [
+        part["text"]
+        for m in messages(out)
+        for part in m.get("serverContent", {}).get("modelTurn", {}).get("parts", [])
+    ]
     assert "".join(texts) == REPLY and audio(out) == b""
 
 
@@ -436,7 +472,7 @@ def test_activity_start_during_a_reply_interrupts_it():
     assert kinds(out) == ["interrupted", "turnComplete", "handle"]
     first = harness.core.replies[0]
     assert first.interrupted and first.finished and 0 < first.chunks < 8
-    assert first.audio == ToneVoice().render(REPLY)[:len(first.audio)]
+    assert first.audio == ToneVoice().render(REPLY)[: len(first.audio)]
     client.send({"realtimeInput": {"activityEnd": {}}})
     out = client.run()
     assert harness.core.replies[1].text == "second" and harness.core.replies[1].turn == 2
@@ -475,8 +511,9 @@ def test_tool_call_goes_out_before_the_reply_and_blocks_resumption():
     harness, client = light_harness()
     out = client.utterance() + client.run()
     assert kinds(out)[:3] == ["inputTranscription", "not_resumable", "toolCall"]
-    assert calls(out) == [{"id": "function-call-1", "name": "set_light",
-                           "args": {"entity": "kitchen light", "on": True}}]
+    assert calls(out) == [
+        {"id": "function-call-1", "name": "set_light", "args": {"entity": "kitchen light", "on": True}}
+    ]
     assert kinds(out)[-2:] == ["turnComplete", "not_resumable"]
     assert harness.core.tool_calls[0].declared
 
@@ -521,9 +558,19 @@ def test_scheduling_inside_the_response_is_honoured_like_the_guide_shows():
     harness, client = light_harness()
     client.utterance()
     client.run()
-    client.send({"toolResponse": {"functionResponses": [
-        {"id": "function-call-1", "name": "set_light",
-         "response": {"result": "ok", "scheduling": "SILENT"}}]}})
+    client.send(
+        {
+            "toolResponse": {
+                "functionResponses": [
+                    {
+                        "id": "function-call-1",
+                        "name": "set_light",
+                        "response": {"result": "ok", "scheduling": "SILENT"},
+                    }
+                ]
+            }
+        }
+    )
     client.run()
     assert len(harness.core.replies) == 1
 
@@ -538,10 +585,13 @@ def test_response_for_an_unknown_id_is_recorded_and_ignored():
 
 
 def test_turn_follow_up_waits_for_every_call_of_the_turn():
-    turn = dict(LIGHT_TURN, tool_calls=[
-        {"name": "set_light", "args": {"entity": "a"}, "id": "a"},
-        {"name": "set_light", "args": {"entity": "b"}, "id": "b", "when": "after_reply"},
-    ])
+    turn = dict(
+        LIGHT_TURN,
+        tool_calls=[
+            {"name": "set_light", "args": {"entity": "a"}, "id": "a"},
+            {"name": "set_light", "args": {"entity": "b"}, "id": "b", "when": "after_reply"},
+        ],
+    )
     harness = Harness(make_scenario(turns=[turn]))
     client = harness.connect()
     client.setup()
@@ -556,9 +606,13 @@ def test_turn_follow_up_waits_for_every_call_of_the_turn():
 
 
 def test_call_level_follow_up_speaks_per_call():
-    turn = {"reply": "ok", "tool_calls": [
-        {"name": "set_light", "id": "x", "follow_up": "x done"},
-        {"name": "set_light", "id": "y", "follow_up": "y done"}]}
+    turn = {
+        "reply": "ok",
+        "tool_calls": [
+            {"name": "set_light", "id": "x", "follow_up": "x done"},
+            {"name": "set_light", "id": "y", "follow_up": "y done"},
+        ],
+    }
     harness = Harness(make_scenario(turns=[turn]))
     client = harness.connect()
     client.setup()
@@ -572,15 +626,18 @@ def test_call_level_follow_up_speaks_per_call():
 
 
 def test_calls_placed_after_a_chunk_go_out_right_after_it():
-    turn = {"input_transcript": "do it", "reply": REPLY,
-            "tool_calls": [{"name": "set_light", "when": "after_chunk:2"}],
-            "inject": [{"when": "after_chunk:1", "text": "{\"bogus\": 1}"}]}
+    turn = {
+        "input_transcript": "do it",
+        "reply": REPLY,
+        "tool_calls": [{"name": "set_light", "when": "after_chunk:2"}],
+        "inject": [{"when": "after_chunk:1", "text": '{"bogus": 1}'}],
+    }
     client = Harness(make_scenario(turns=[turn], chunk_ms=100)).connect()
     client.setup()
     out = client.utterance() + client.run()
     sequence = kinds(out)
     assert sequence[2:7] == ["chunk", "raw", "chunk", "toolCall", "chunk"]
-    assert [a.data for a in out if isinstance(a, SendRaw)] == ["{\"bogus\": 1}"]
+    assert [a.data for a in out if isinstance(a, SendRaw)] == ['{"bogus": 1}']
 
 
 def test_placements_past_a_short_reply_still_happen_before_generation_complete():
@@ -592,8 +649,10 @@ def test_placements_past_a_short_reply_still_happen_before_generation_complete()
 
 
 def test_binary_injection_is_sent_as_bytes():
-    turn = {"reply": "ok", "inject": [{"when": "before_reply",
-                                       "binary_base64": base64.b64encode(b"\x00\xff").decode()}]}
+    turn = {
+        "reply": "ok",
+        "inject": [{"when": "before_reply", "binary_base64": base64.b64encode(b"\x00\xff").decode()}],
+    }
     client = Harness(make_scenario(turns=[turn])).connect()
     client.setup()
     out = client.utterance() + client.run()
@@ -633,8 +692,9 @@ def test_cancel_on_barge_in():
 
 
 def test_resume_restores_history_and_turn_counter():
-    scenario = make_scenario(turns=[{"input_transcript": "first", "reply": "one"},
-                                    {"input_transcript": "second", "reply": "two"}])
+    scenario = make_scenario(
+        turns=[{"input_transcript": "first", "reply": "one"}, {"input_transcript": "second", "reply": "two"}]
+    )
     harness = Harness(scenario)
     client = harness.connect()
     client.setup()
@@ -734,8 +794,9 @@ def test_drop_fires_right_after_the_kth_frame_of_the_nth_utterance_once():
 
 
 def test_close_after_a_reply_chunk():
-    harness = Harness(make_scenario(default={"reply": REPLY}, chunk_ms=100,
-                                    faults=["close:1011@reply:1:chunk:2"]))
+    harness = Harness(
+        make_scenario(default={"reply": REPLY}, chunk_ms=100, faults=["close:1011@reply:1:chunk:2"])
+    )
     client = harness.connect()
     client.setup()
     out = client.utterance() + client.run()
@@ -765,8 +826,7 @@ def test_refuse_drops_and_refuses_handshakes_for_a_while():
 
 
 def test_stall_silences_the_connection_but_keeps_it_open():
-    harness = Harness(make_scenario(default={"reply": REPLY}, chunk_ms=100,
-                                    faults=["stall@reply:1:chunk:1"]))
+    harness = Harness(make_scenario(default={"reply": REPLY}, chunk_ms=100, faults=["stall@reply:1:chunk:1"]))
     client = harness.connect()
     client.setup()
     out = client.utterance() + client.run()
@@ -806,10 +866,27 @@ def test_injected_fault_without_time_fires_now_or_at_the_next_setup():
 
 _json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(
-        st.sampled_from(["activityStart", "activity_end", "audio", "data", "mimeType", "id",
-                         "functionResponses", "turns", "turnComplete", "x"]), children,
-        max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "activityStart",
+                    "activity_end",
+                    "audio",
+                    "data",
+                    "mimeType",
+                    "id",
+                    "functionResponses",
+                    "turns",
+                    "turnComplete",
+                    "x",
+                ]
+            ),
+            children,
+            max_size=3,
+        )
+    ),
     max_leaves=10,
 )
 _client_frames = st.one_of(
@@ -819,8 +896,12 @@ _client_frames = st.one_of(
     st.just({"realtimeInput": {"activityStart": {}}}),
     st.just({"realtimeInput": {"audio": {"data": FRAME}}}),
     st.just({"realtimeInput": {"activityEnd": {}}}),
-    st.builds(lambda i: {"toolResponse": {"functionResponses": [
-        {"id": f"function-call-{i}", "scheduling": "INTERRUPT"}]}}, st.integers(0, 3)),
+    st.builds(
+        lambda i: {
+            "toolResponse": {"functionResponses": [{"id": f"function-call-{i}", "scheduling": "INTERRUPT"}]}
+        },
+        st.integers(0, 3),
+    ),
     st.text(max_size=20),
     st.binary(max_size=20),
 )

@@ -65,8 +65,7 @@ async def test_sdk_connects_over_tls_and_its_setup_is_recorded(api_version):
         record = emu.connections[0]
         assert record.accepted and record.api_version == (api_version or "v1")
         assert record.model == f"models/{MODEL}"
-        assert record.setup["realtimeInputConfig"]["automaticActivityDetection"] == {
-            "disabled": True}
+        assert record.setup["realtimeInputConfig"]["automaticActivityDetection"] == {"disabled": True}
         declaration = record.setup["tools"][0]["functionDeclarations"][0]
         assert (declaration["name"], declaration["behavior"]) == ("set_light", "NON_BLOCKING")
         assert "inputAudioTranscription" in record.setup
@@ -83,14 +82,22 @@ async def test_sdk_connects_over_tls_and_its_setup_is_recorded(api_version):
 @pytest.mark.filterwarnings("ignore::google.genai.errors.ExperimentalWarning")
 async def test_an_ephemeral_token_uses_the_constrained_method():
     async with asyncio.timeout(TEST_TIMEOUT), Emulator(scenario()) as emu:
-        client = genai.Client(api_key="auth_tokens/ephemeral-1", http_options=types.HttpOptions(
-            base_url=emu.base_url, api_version="v1alpha",
-            async_client_args={"ssl": emu.client_ssl_context()}))
+        client = genai.Client(
+            api_key="auth_tokens/ephemeral-1",
+            http_options=types.HttpOptions(
+                base_url=emu.base_url,
+                api_version="v1alpha",
+                async_client_args={"ssl": emu.client_ssl_context()},
+            ),
+        )
         async with client.aio.live.connect(model=MODEL, config=live_config()) as session:
             await receive_until(session, is_handle)
         record = emu.connections[0]
         assert (record.method, record.auth_scheme, record.accepted) == (
-            "BidiGenerateContentConstrained", "token", True)
+            "BidiGenerateContentConstrained",
+            "token",
+            True,
+        )
         assert "ephemeral-1" not in repr(record)
 
 
@@ -110,8 +117,11 @@ async def test_an_utterance_is_answered_like_the_live_api():
         assert {p.inline_data.mime_type for p in parts} == {"audio/pcm;rate=24000"}
         assert audio_of(messages) == emu.replies[0].audio == ToneVoice().render(reply)
         assert transcript_of(messages) == reply
-        flags = [("generation" if c.generation_complete else "turn") for c in contents
-                 if c.generation_complete or c.turn_complete]
+        flags = [
+            ("generation" if c.generation_complete else "turn")
+            for c in contents
+            if c.generation_complete or c.turn_complete
+        ]
         assert flags == ["generation", "turn"]
         assert messages[-1].server_content.turn_complete
         assert messages[-1].usage_metadata.total_token_count > 0
@@ -121,8 +131,9 @@ async def test_an_utterance_is_answered_like_the_live_api():
 
 
 async def test_barge_in_interrupts_the_reply():
-    sc = scenario(pace=1.0, chunk_ms=100,
-                  turns=[{"reply": LONG_REPLY}, {"input_transcript": "stop", "reply": "ok"}])
+    sc = scenario(
+        pace=1.0, chunk_ms=100, turns=[{"reply": LONG_REPLY}, {"input_transcript": "stop", "reply": "ok"}]
+    )
     async with asyncio.timeout(TEST_TIMEOUT), Emulator(sc) as emu:
         client = client_for(emu)
         async with client.aio.live.connect(model=MODEL, config=live_config()) as session:
@@ -143,32 +154,72 @@ async def test_barge_in_interrupts_the_reply():
 async def test_a_camel_case_client_is_understood_and_answered_in_camel_case():
     sc = scenario(turns=[LIGHT_TURN], default={"reply": "noted"})
     async with asyncio.timeout(TEST_TIMEOUT), Emulator(sc) as emu:
-        url = (emu.base_url.replace("https", "wss") + "/ws/google.ai.generativelanguage."
-               "v1beta.GenerativeService.BidiGenerateContent")
-        async with ws_connect(url, ssl=emu.client_ssl_context(),
-                              additional_headers={"x-goog-api-key": "k"}) as ws:
-            await ws.send(json.dumps({"setup": {
-                "model": "models/m", "generationConfig": {"responseModalities": ["AUDIO"]},
-                "realtimeInputConfig": {"automaticActivityDetection": {"disabled": True}},
-                "sessionResumption": {}}}))
+        url = (
+            emu.base_url.replace("https", "wss") + "/ws/google.ai.generativelanguage."
+            "v1beta.GenerativeService.BidiGenerateContent"
+        )
+        async with ws_connect(
+            url, ssl=emu.client_ssl_context(), additional_headers={"x-goog-api-key": "k"}
+        ) as ws:
+            await ws.send(
+                json.dumps(
+                    {
+                        "setup": {
+                            "model": "models/m",
+                            "generationConfig": {"responseModalities": ["AUDIO"]},
+                            "realtimeInputConfig": {"automaticActivityDetection": {"disabled": True}},
+                            "sessionResumption": {},
+                        }
+                    }
+                )
+            )
             await ws.send(json.dumps({"realtimeInput": {"activityStart": {}}}))
-            await ws.send(json.dumps({"realtimeInput": {"audio": {
-                "data": b64(FRAME), "mimeType": "audio/pcm;rate=16000"}}}))
+            await ws.send(
+                json.dumps(
+                    {"realtimeInput": {"audio": {"data": b64(FRAME), "mimeType": "audio/pcm;rate=16000"}}}
+                )
+            )
             await ws.send(json.dumps({"realtimeInput": {"activityEnd": {}}}))
             received = []
             while not any(m.get("serverContent", {}).get("turnComplete") for m in received):
                 received.append(json.loads(await ws.recv()))
             call = next(m["toolCall"]["functionCalls"][0] for m in received if "toolCall" in m)
-            await ws.send(json.dumps({"toolResponse": {"functionResponses": [
-                {"id": call["id"], "name": "set_light", "response": {"ok": True},
-                 "scheduling": "SILENT"}]}}))
-            await ws.send(json.dumps({"clientContent": {
-                "turns": [{"role": "user", "parts": [{"text": "hi"}]}], "turnComplete": True}}))
+            await ws.send(
+                json.dumps(
+                    {
+                        "toolResponse": {
+                            "functionResponses": [
+                                {
+                                    "id": call["id"],
+                                    "name": "set_light",
+                                    "response": {"ok": True},
+                                    "scheduling": "SILENT",
+                                }
+                            ]
+                        }
+                    }
+                )
+            )
+            await ws.send(
+                json.dumps(
+                    {
+                        "clientContent": {
+                            "turns": [{"role": "user", "parts": [{"text": "hi"}]}],
+                            "turnComplete": True,
+                        }
+                    }
+                )
+            )
             while sum(bool(m.get("serverContent", {}).get("turnComplete")) for m in received) < 2:
                 received.append(json.loads(await ws.recv()))
         keys = {key for message in received for key in message}
-        assert keys <= {"setupComplete", "serverContent", "toolCall", "sessionResumptionUpdate",
-                        "usageMetadata"}
+        assert keys <= {
+            "setupComplete",
+            "serverContent",
+            "toolCall",
+            "sessionResumptionUpdate",
+            "usageMetadata",
+        }
         assert emu.tool_responses[0].known and emu.tool_responses[0].scheduling == "SILENT"
         assert [r.kind for r in emu.replies] == ["reply", "client"]
 
@@ -181,13 +232,12 @@ async def test_client_content_is_remembered_and_a_complete_turn_answered():
             note = types.Content(role="user", parts=[types.Part(text="set_light said: done")])
             await session.send_client_content(turns=note, turn_complete=False)
             await session.send_client_content(
-                turns=types.Content(role="user", parts=[types.Part(text="Is it on?")]),
-                turn_complete=True)
+                turns=types.Content(role="user", parts=[types.Part(text="Is it on?")]), turn_complete=True
+            )
             reply = await receive_turn(session)
         assert audio_of(reply) == ToneVoice().render("the default reply")
         assert [e.kind for e in emu.history] == ["client_content", "client_content", "model"]
-        assert emu.history[0].data == [{"parts": [{"text": "set_light said: done"}],
-                                        "role": "user"}]
+        assert emu.history[0].data == [{"parts": [{"text": "set_light said: done"}], "role": "user"}]
         assert emu.utterances == [] and emu.replies[0].kind == "client"
 
 
@@ -203,9 +253,16 @@ async def run_tool_turn(scheduling: str, pace: float | str) -> tuple[Emulator, l
             messages = await receive_until(session, lambda m: m.tool_call is not None)
             call = messages[-1].tool_call.function_calls[0]
             assert (call.name, call.args) == ("set_light", {"entity": "kitchen light", "on": True})
-            await session.send_tool_response(function_responses=[types.FunctionResponse(
-                id=call.id, name=call.name, response={"result": "ok"},
-                scheduling=types.FunctionResponseScheduling(scheduling))])
+            await session.send_tool_response(
+                function_responses=[
+                    types.FunctionResponse(
+                        id=call.id,
+                        name=call.name,
+                        response={"result": "ok"},
+                        scheduling=types.FunctionResponseScheduling(scheduling),
+                    )
+                ]
+            )
             rest = await receive_until(session, is_handle)
         return emu, messages + rest
 
@@ -214,7 +271,9 @@ async def test_interrupt_scheduling_speaks_the_follow_up_at_once():
     async with asyncio.timeout(TEST_TIMEOUT):
         emu, messages = await run_tool_turn("INTERRUPT", pace=3.0)
     assert [(r.text, r.interrupted) for r in emu.replies] == [
-        (LONG_REPLY, True), ("The kitchen light is on.", False)]
+        (LONG_REPLY, True),
+        ("The kitchen light is on.", False),
+    ]
     contents = [m.server_content for m in messages if m.server_content]
     interrupted_at = next(i for i, c in enumerate(contents) if c.interrupted)
     assert contents[interrupted_at + 1].turn_complete
@@ -227,7 +286,9 @@ async def test_when_idle_scheduling_waits_for_the_reply():
     async with asyncio.timeout(TEST_TIMEOUT):
         emu, messages = await run_tool_turn("WHEN_IDLE", pace=16.0)
     assert [(r.text, r.interrupted) for r in emu.replies] == [
-        (LONG_REPLY, False), ("The kitchen light is on.", False)]
+        (LONG_REPLY, False),
+        ("The kitchen light is on.", False),
+    ]
     assert emu.tool_responses[0].t < emu.replies[0].end_t <= emu.replies[1].start_t
     assert audio_of(messages) == emu.replies[0].audio + emu.replies[1].audio
 
@@ -244,8 +305,11 @@ async def test_a_response_for_an_unknown_call_is_recorded_and_ignored():
     async with asyncio.timeout(TEST_TIMEOUT), Emulator(scenario()) as emu:
         client = client_for(emu)
         async with client.aio.live.connect(model=MODEL, config=live_config()) as session:
-            await session.send_tool_response(function_responses=[types.FunctionResponse(
-                id="function-call-77", name="set_light", response={"ok": True})])
+            await session.send_tool_response(
+                function_responses=[
+                    types.FunctionResponse(id="function-call-77", name="set_light", response={"ok": True})
+                ]
+            )
             await emu.wait_for(lambda e: e.tool_responses)
             await speak(session)
             await receive_turn(session)
@@ -256,8 +320,7 @@ async def test_a_response_for_an_unknown_call_is_recorded_and_ignored():
 
 
 async def test_resuming_restores_history_and_an_older_handle_restores_older_state():
-    turns = [{"input_transcript": "first", "reply": "one"},
-             {"input_transcript": "second", "reply": "two"}]
+    turns = [{"input_transcript": "first", "reply": "one"}, {"input_transcript": "second", "reply": "two"}]
     async with asyncio.timeout(TEST_TIMEOUT), Emulator(scenario(turns=turns)) as emu:
         client = client_for(emu)
         async with client.aio.live.connect(model=MODEL, config=live_config()) as session:
@@ -271,8 +334,7 @@ async def test_resuming_restores_history_and_an_older_handle_restores_older_stat
             assert [(e.kind, e.text) for e in emu.history] == [("user", "first"), ("model", "one")]
             await speak(session)
             assert audio_of(await receive_turn(session)) == ToneVoice().render("two")
-        async with client.aio.live.connect(model=MODEL,
-                                           config=live_config(handle=first_handle)) as session:
+        async with client.aio.live.connect(model=MODEL, config=live_config(handle=first_handle)) as session:
             await receive_until(session, is_handle)
             assert emu.history == []
             await speak(session)
@@ -298,12 +360,10 @@ async def test_an_utterance_cut_by_a_drop_is_answered_once_after_resuming():
             # Sending on the dead session raises websockets' exception, not the SDK's.
             with pytest.raises(websockets.exceptions.ConnectionClosedError):
                 await speak(session)
-        async with client.aio.live.connect(model=MODEL,
-                                           config=live_config(handle=handle)) as session:
+        async with client.aio.live.connect(model=MODEL, config=live_config(handle=handle)) as session:
             await speak(session)  # the client re-sends utterance 2
             assert audio_of(await receive_turn(session)) == ToneVoice().render("two")
-        assert [(u.turn, u.complete) for u in emu.utterances] == [(1, True), (2, False),
-                                                                 (2, True)]
+        assert [(u.turn, u.complete) for u in emu.utterances] == [(1, True), (2, False), (2, True)]
         assert len(emu.fired_faults) == 1
 
 
@@ -338,8 +398,7 @@ async def test_resume_while_the_old_socket_is_open_raises_1011_then_works_once_c
         async with client.aio.live.connect(model=MODEL, config=live_config()) as old:
             handle = handles_of(await receive_until(old, is_handle))[0]
             with pytest.raises(errors.APIError) as raised:
-                async with client.aio.live.connect(model=MODEL,
-                                                   config=live_config(handle=handle)):
+                async with client.aio.live.connect(model=MODEL, config=live_config(handle=handle)):
                     pass
             assert raised.value.code == 1011
         await emu.wait_for(lambda e: not e.connections[0].is_open)
@@ -359,12 +418,15 @@ async def receive_forever(session) -> list[types.LiveServerMessage]:
             messages.append(message)
 
 
-@pytest.mark.parametrize("fault,code,details", [
-    ("drop@utterance:1:frame:3", 1006, "abnormal closure [internal]"),
-    ("close:1011@reply:1:chunk:1", 1011, "Internal error encountered."),
-    ("close:1000@reply:1:chunk:2", 1000, ""),
-    ("close:1008@utterance:1:frame:1", 1008, "Operation is not permitted."),
-])
+@pytest.mark.parametrize(
+    "fault,code,details",
+    [
+        ("drop@utterance:1:frame:3", 1006, "abnormal closure [internal]"),
+        ("close:1011@reply:1:chunk:1", 1011, "Internal error encountered."),
+        ("close:1000@reply:1:chunk:2", 1000, ""),
+        ("close:1008@utterance:1:frame:1", 1008, "Operation is not permitted."),
+    ],
+)
 async def test_receive_raises_api_error_with_the_close_code(fault, code, details):
     async with asyncio.timeout(TEST_TIMEOUT), Emulator(scenario(faults=[fault])) as emu:
         client = client_for(emu)
@@ -416,8 +478,7 @@ async def test_refuse_drops_then_rejects_handshakes_until_the_window_ends():
 
 
 async def test_stall_keeps_the_socket_open_and_silent():
-    sc = scenario(pace=1.0, chunk_ms=100, default={"reply": LONG_REPLY},
-                  faults=["stall@reply:1:chunk:1"])
+    sc = scenario(pace=1.0, chunk_ms=100, default={"reply": LONG_REPLY}, faults=["stall@reply:1:chunk:1"])
     async with asyncio.timeout(TEST_TIMEOUT), Emulator(sc) as emu:
         client = client_for(emu)
         async with client.aio.live.connect(model=MODEL, config=live_config()) as session:
@@ -443,8 +504,7 @@ async def test_delay_postpones_the_reply():
         async with client.aio.live.connect(model=MODEL, config=live_config()) as session:
             await speak(session)
             await receive_turn(session)
-        first_chunk = next(f.t for f in emu.sent
-                           if "modelTurn" in (f.message or {}).get("serverContent", {}))
+        first_chunk = next(f.t for f in emu.sent if "modelTurn" in (f.message or {}).get("serverContent", {}))
         assert first_chunk - emu.utterances[0].end_t >= 0.3
 
 
@@ -459,11 +519,14 @@ async def test_programmatic_fault_fires_on_the_live_connection():
         assert raised.value.code == 1013
 
 
-@pytest.mark.parametrize("text,exception,match", [
-    ("{nope", ValueError, "Failed to parse response"),
-    ('{"server_content": {"turn_complete": true}}', TypeError, "not supported between"),
-    ('{"fooBar": {}}', TypeError, "not supported between"),
-])
+@pytest.mark.parametrize(
+    "text,exception,match",
+    [
+        ("{nope", ValueError, "Failed to parse response"),
+        ('{"server_content": {"turn_complete": true}}', TypeError, "not supported between"),
+        ('{"fooBar": {}}', TypeError, "not supported between"),
+    ],
+)
 async def test_malformed_server_frames_make_the_sdk_raise(text, exception, match):
     sc = scenario(default={"reply": "hi", "inject": [{"when": "after_chunk:1", "text": text}]})
     async with asyncio.timeout(TEST_TIMEOUT), Emulator(sc) as emu:
@@ -484,8 +547,10 @@ async def test_shutdown_closes_live_and_stalled_connections_with_1001():
     async with asyncio.timeout(TEST_TIMEOUT):
         await emu.start()
         client = client_for(emu)
-        async with client.aio.live.connect(model=MODEL, config=live_config()) as stalled, \
-                client.aio.live.connect(model=MODEL, config=live_config()) as idle:
+        async with (
+            client.aio.live.connect(model=MODEL, config=live_config()) as stalled,
+            client.aio.live.connect(model=MODEL, config=live_config()) as idle,
+        ):
             await speak(stalled)
             await emu.wait_for(lambda e: e.fired_faults)
             receivers = [asyncio.create_task(receive_forever(s)) for s in (stalled, idle)]
@@ -514,8 +579,10 @@ async def test_espeak_voice_end_to_end():
 
 
 def client_with_context(emu: Emulator, context: ssl.SSLContext) -> genai.Client:
-    return genai.Client(api_key=TEST_KEY, http_options=types.HttpOptions(
-        base_url=emu.base_url, async_client_args={"ssl": context}))
+    return genai.Client(
+        api_key=TEST_KEY,
+        http_options=types.HttpOptions(base_url=emu.base_url, async_client_args={"ssl": context}),
+    )
 
 
 async def test_tls_is_real_a_client_must_trust_the_written_ca(tmp_path):

@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_emulator_thread_serves_a_client_on_another_loop():
     sc = scenario(default={"input_transcript": "hi", "reply": "hello there"})
     with EmulatorThread(sc) as emu:
+
         async def converse() -> bytes:
             async with asyncio.timeout(20):
                 client = client_for(emu)
@@ -64,8 +65,9 @@ def test_bad_scenario_file_is_one_clear_line(tmp_path, capsys):
     path.write_text(json.dumps({"turns": [{"reply": "x", "tool_calls": [{"name": ""}]}]}))
     assert main(["emulator", "--scenario", str(path)]) == 1
     err = capsys.readouterr().err.strip()
-    assert err == (f"edgevoice: scenario {path}: turns[0].tool_calls[0].name: "
-                   "String should have at least 1 character")
+    assert err == (
+        f"edgevoice: scenario {path}: turns[0].tool_calls[0].name: String should have at least 1 character"
+    )
 
 
 def test_bad_fault_option_is_a_usage_error(capsys):
@@ -76,14 +78,25 @@ def test_bad_fault_option_is_a_usage_error(capsys):
 @pytest.mark.asyncio
 async def test_cli_serves_until_sigterm(tmp_path):
     scenario_path = tmp_path / "scenario.json"
-    scenario_path.write_text(json.dumps({"voice": "tone", "pace": "fast",
-                                         "default": {"reply": "from the command"}}))
+    scenario_path.write_text(
+        json.dumps({"voice": "tone", "pace": "fast", "default": {"reply": "from the command"}})
+    )
     ca_path = tmp_path / "ca.pem"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "edgevoice", "emulator", "--scenario", str(scenario_path),
-        "--ca-out", str(ca_path), cwd=ROOT, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "edgevoice",
+        "emulator",
+        "--scenario",
+        str(scenario_path),
+        "--ca-out",
+        str(ca_path),
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         async with asyncio.timeout(30):
             url_line = (await process.stdout.readline()).decode().strip()
@@ -91,8 +104,12 @@ async def test_cli_serves_until_sigterm(tmp_path):
             assert url_line.startswith("url=https://127.0.0.1:")
             assert ca_line == f"ca={ca_path}"
             context = ssl.create_default_context(cafile=str(ca_path))
-            client = genai.Client(api_key=TEST_KEY, http_options=types.HttpOptions(
-                base_url=url_line.removeprefix("url="), async_client_args={"ssl": context}))
+            client = genai.Client(
+                api_key=TEST_KEY,
+                http_options=types.HttpOptions(
+                    base_url=url_line.removeprefix("url="), async_client_args={"ssl": context}
+                ),
+            )
             async with client.aio.live.connect(model=MODEL, config=live_config()) as session:
                 await speak(session)
                 reply = audio_of(await receive_turn(session))

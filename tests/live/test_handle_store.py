@@ -1,5 +1,4 @@
 import json
-import os
 from pathlib import Path
 
 from edgevoice.live.handle_store import HANDLE_LIFETIME_S, HandleStore
@@ -18,7 +17,7 @@ def test_a_handle_survives_a_restart_within_its_lifetime(tmp_path: Path) -> None
     HandleStore(tmp_path, clock).save("handle-1")
     clock.now += 3600
     assert HandleStore(tmp_path, clock).load() == "handle-1"
-    assert os.stat(tmp_path / "session.json").st_mode & 0o077 == 0
+    assert (tmp_path / "session.json").stat().st_mode & 0o077 == 0
 
 
 def test_lifetime_counts_from_when_the_connection_was_last_alive(tmp_path: Path) -> None:

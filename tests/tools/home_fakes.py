@@ -217,15 +217,11 @@ class FakeHomeAssistant:
         if not isinstance(data, dict):
             return web.json_response({"message": "Service data should be an object."}, status=400)
         if service not in self.services.get(domain, {}):
-            return web.json_response(
-                {"message": f"Service {domain}.{service} not found."}, status=400
-            )
+            return web.json_response({"message": f"Service {domain}.{service} not found."}, status=400)
         entity_id = data.pop("entity_id", None)
         extra = set(data) - self.services[domain][service]
         if not isinstance(entity_id, str) or extra:
-            return web.json_response(
-                {"message": f"extra keys not allowed: {sorted(extra)}"}, status=400
-            )
+            return web.json_response({"message": f"extra keys not allowed: {sorted(extra)}"}, status=400)
         if entity_id in self.hanging:
             await self.release.wait()
         if entity_id in self.broken:
@@ -238,9 +234,7 @@ class FakeHomeAssistant:
 
     async def _state(self, request: web.Request) -> web.StreamResponse:
         entity_id = request.match_info["entity_id"]
-        self.requests.append(
-            {"method": "GET", "path": request.path, "headers": dict(request.headers)}
-        )
+        self.requests.append({"method": "GET", "path": request.path, "headers": dict(request.headers)})
         if not self._authorised(request):
             return web.Response(status=401, text="401: Unauthorized")
         if entity_id in self.broken:
@@ -265,9 +259,7 @@ class FakeHomeAssistant:
             attributes["temperature"] = data.get("temperature", attributes.get("temperature"))
             state["state"] = data.get("hvac_mode", state["state"])
         elif domain == "cover":
-            state["state"] = {"open_cover": "open", "close_cover": "closed"}.get(
-                service, state["state"]
-            )
+            state["state"] = {"open_cover": "open", "close_cover": "closed"}.get(service, state["state"])
 
 
 # -- MQTT devices ----------------------------------------------------------------------------------
@@ -277,9 +269,7 @@ class MqttDevices:
     """Plays the devices on the broker: answers commands on ``<topic>/set`` by publishing
     the new state (retained) on the state topic, like Home Assistant's MQTT JSON devices."""
 
-    def __init__(
-        self, port: int, topics: dict[str, tuple[str, str]], states: dict[str, dict[str, Any]]
-    ):
+    def __init__(self, port: int, topics: dict[str, tuple[str, str]], states: dict[str, dict[str, Any]]):
         self.port = port
         self.topics = topics  # entity id -> (command topic, state topic)
         self.states = states
@@ -297,9 +287,7 @@ class MqttDevices:
             for command_topic in by_command:
                 await client.subscribe(command_topic, qos=1)
             for entity_id, state in self.states.items():
-                await client.publish(
-                    self.topics[entity_id][1], json.dumps(state), qos=1, retain=True
-                )
+                await client.publish(self.topics[entity_id][1], json.dumps(state), qos=1, retain=True)
             self.ready.set()
             async for message in client.messages:
                 entity_id = by_command[str(message.topic)]
@@ -321,9 +309,7 @@ class MqttDevices:
         domain = entity_id.split(".")[0]
         if domain == "cover":
             if "position" in command:
-                state.update(
-                    position=command["position"], state="open" if command["position"] else "closed"
-                )
+                state.update(position=command["position"], state="open" if command["position"] else "closed")
             else:
                 word = command["state"]
                 state.update(

@@ -287,9 +287,7 @@ async def test_locks_not_allowed_are_refused_even_if_called(tmp_path, outcomes):
     }
 
 
-async def test_unlocking_with_the_right_code_works_and_the_code_is_never_kept(
-    tmp_path, outcomes, caplog
-):
+async def test_unlocking_with_the_right_code_works_and_the_code_is_never_kept(tmp_path, outcomes, caplog):
     caplog.set_level(logging.DEBUG)
     box = make_box(tmp_path)
     async with box:
@@ -347,14 +345,10 @@ async def test_the_credential_code_takes_precedence(tmp_path, outcomes):
         confirmation_code=CODE,
         simulated={"latency_s": 0, "persist": False},
     )
-    box = ToolBox.from_settings(
-        home, state_dir=tmp_path, environ={"CREDENTIALS_DIRECTORY": str(credentials)}
-    )
+    box = ToolBox.from_settings(home, state_dir=tmp_path, environ={"CREDENTIALS_DIRECTORY": str(credentials)})
     args = {"entity": "house alarm", "mode": "disarmed"}
     async with box:
-        box.start(
-            {"id": "old", "name": "set_alarm", "args": {**args, "confirmation": CODE}}, outcomes
-        )
+        box.start({"id": "old", "name": "set_alarm", "args": {**args, "confirmation": CODE}}, outcomes)
         box.start(
             {
                 "id": "new",

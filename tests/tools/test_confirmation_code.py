@@ -5,9 +5,7 @@ import pytest
 from edgevoice.tools.confirmation import ConfirmationGuard, Verdict, normalize_code
 
 
-@pytest.mark.parametrize(
-    "spoken", ["1234", "1 2 3 4", "one two three four", "12-34", " One, two, 3, FOUR. "]
-)
+@pytest.mark.parametrize("spoken", ["1234", "1 2 3 4", "one two three four", "12-34", " One, two, 3, FOUR. "])
 def test_spoken_forms_of_the_same_code_match(spoken):
     assert ConfirmationGuard("1234").check(spoken, now=0).verdict is Verdict.ACCEPTED
 

@@ -11,9 +11,7 @@ def directory(*entities: EntitySettings) -> EntityDirectory:
 
 
 HOME = directory(
-    EntitySettings(
-        id="light.kitchen", name="Kitchen light", aliases=["worktop lamp"], room="kitchen"
-    ),
+    EntitySettings(id="light.kitchen", name="Kitchen light", aliases=["worktop lamp"], room="kitchen"),
     EntitySettings(id="light.hall", name="Hall light", room="hallway"),
     EntitySettings(id="light.hall_spots", name="Hall spots", room="hallway"),
     EntitySettings(id="climate.kitchen", name="Kitchen", room="kitchen"),
@@ -56,10 +54,7 @@ def test_unknown_name_lists_what_exists():
     with pytest.raises(EntityNotFound) as caught:
         HOME.resolve("bedroom light", {"light"})
     assert caught.value.message == "there is no light called 'bedroom light'"
-    assert (
-        caught.value.allowed
-        == "Kitchen light (kitchen), Hall light (hallway), Hall spots (hallway)"
-    )
+    assert caught.value.allowed == "Kitchen light (kitchen), Hall light (hallway), Hall spots (hallway)"
 
 
 def test_wrong_domain_names_the_right_function():

@@ -136,9 +136,7 @@ def test_locks_and_alarms_are_declared_only_when_allowed(tmp_path):
     assert "set_lock" in allowed and "set_alarm" not in allowed
     assert "confirmation" in allowed["set_lock"].parameters.properties
     both = by_name(
-        toolbox(
-            tmp_path, entities=LOCK_AND_ALARM, allow_locks=True, allow_alarms=True
-        ).declarations()
+        toolbox(tmp_path, entities=LOCK_AND_ALARM, allow_locks=True, allow_alarms=True).declarations()
     )
     assert {"set_lock", "set_alarm"} <= set(both)
     # Allowed but nothing to control: not declared either.
@@ -151,9 +149,7 @@ def test_disabled_home_declares_nothing(tmp_path):
 
 
 def test_the_emulator_scenario_call_is_valid(tmp_path):
-    plan = toolbox(tmp_path).registry.prepare(
-        "set_light", {"entity": "kitchen light", "on": True}, now=0
-    )
+    plan = toolbox(tmp_path).registry.prepare("set_light", {"entity": "kitchen light", "on": True}, now=0)
     assert (plan.entity.id, plan.service) == ("light.kitchen", "turn_on")
 
 

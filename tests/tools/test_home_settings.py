@@ -78,10 +78,7 @@ def test_real_backends_need_an_explicit_entity_list(tmp_path):
 def test_environment_overrides_reach_the_home_section(tmp_path):
     loaded = load(tmp_path, "[home]\n", {"EDGEVOICE_HOME__CALL_TIMEOUT_S": "3.5"})
     assert loaded.settings.home.call_timeout_s == 3.5
-    assert (
-        loaded.sources[("home", "call_timeout_s")]
-        == "environment variable EDGEVOICE_HOME__CALL_TIMEOUT_S"
-    )
+    assert loaded.sources[("home", "call_timeout_s")] == "environment variable EDGEVOICE_HOME__CALL_TIMEOUT_S"
 
 
 @pytest.mark.parametrize(

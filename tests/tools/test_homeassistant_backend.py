@@ -35,9 +35,7 @@ def make_box(url: str, token: str = HA_TOKEN, **homeassistant: Any) -> ToolBox:
         function_timeout_s={"set_cover": 0.5},
         homeassistant={"url": url, **homeassistant},
     )
-    return ToolBox.from_settings(
-        home, state_dir=Path("/nonexistent"), environ={"HOMEASSISTANT_TOKEN": token}
-    )
+    return ToolBox.from_settings(home, state_dir=Path("/nonexistent"), environ={"HOMEASSISTANT_TOKEN": token})
 
 
 def call(call_id: str, name: str, **args: Any) -> types.FunctionCall:
@@ -45,14 +43,10 @@ def call(call_id: str, name: str, **args: Any) -> types.FunctionCall:
 
 
 @pytest.mark.asyncio
-async def test_a_light_is_switched_through_the_rest_api(
-    home_assistant: FakeHomeAssistant, outcomes, caplog
-):
+async def test_a_light_is_switched_through_the_rest_api(home_assistant: FakeHomeAssistant, outcomes, caplog):
     caplog.set_level(logging.DEBUG)
     async with make_box(home_assistant.url) as box:
-        box.start(
-            call("1", "set_light", entity="kitchen light", brightness=80, color="red"), outcomes
-        )
+        box.start(call("1", "set_light", entity="kitchen light", brightness=80, color="red"), outcomes)
         outcome = await outcomes.get("1")
         described = box.describe_state()
     assert outcome.ok and outcome.scheduling == "WHEN_IDLE"
@@ -71,11 +65,7 @@ async def test_a_light_is_switched_through_the_rest_api(
     assert request["headers"]["Authorization"] == f"Bearer {HA_TOKEN}"
     assert request["headers"]["Content-Type"] == "application/json"
     assert "Kitchen light is on at 80% brightness, red." in described
-    assert (
-        HA_TOKEN not in caplog.text
-        and HA_TOKEN not in repr(box)
-        and HA_TOKEN not in repr(box.backend)
-    )
+    assert HA_TOKEN not in caplog.text and HA_TOKEN not in repr(box) and HA_TOKEN not in repr(box.backend)
 
 
 @pytest.mark.asyncio
@@ -149,14 +139,9 @@ async def test_server_errors_and_rejected_service_data(home_assistant, outcomes)
     del home_assistant.services["media_player"]["volume_set"]
     async with make_box(home_assistant.url) as box:
         box.start(call("1", "set_light", entity="kitchen light", on=True), outcomes)
-        box.start(
-            call("2", "control_media", entity="radio", action="set_volume", volume=30), outcomes
-        )
+        box.start(call("2", "control_media", entity="radio", action="set_volume", volume=30), outcomes)
         broken, rejected = await outcomes.get("1"), await outcomes.get("2")
-    assert (
-        broken.response["error"]
-        == "Home Assistant had an internal error with Kitchen light (HTTP 500)"
-    )
+    assert broken.response["error"] == "Home Assistant had an internal error with Kitchen light (HTTP 500)"
     assert rejected.response["error"] == (
         "Home Assistant rejected the service media_player.volume_set for Radio: "
         "Service media_player.volume_set not found."
@@ -205,8 +190,7 @@ async def test_tls_with_a_private_ca(tmp_path, outcomes):
         await server.stop()
     assert ok.ok and ok.response["state"]["state"] == "off"
     assert bad.response["error"] == (
-        f"cannot verify the TLS certificate of Home Assistant at {server.url}; "
-        "set home.homeassistant.ca_file"
+        f"cannot verify the TLS certificate of Home Assistant at {server.url}; set home.homeassistant.ca_file"
     )
 
 

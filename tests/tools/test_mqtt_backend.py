@@ -98,9 +98,7 @@ def call(call_id: str, name: str, **args: Any) -> types.FunctionCall:
 @pytest.mark.asyncio
 async def test_a_light_command_completes_when_the_device_reports(mosquitto, outcomes):
     async with devices_on(mosquitto) as devices, make_box(mosquitto.port) as box:
-        box.start(
-            call("1", "set_light", entity="kitchen light", brightness=80, color="red"), outcomes
-        )
+        box.start(call("1", "set_light", entity="kitchen light", brightness=80, color="red"), outcomes)
         outcome = await outcomes.get("1")
         described = box.describe_state()
     assert outcome.ok and outcome.scheduling == "WHEN_IDLE"
@@ -120,9 +118,7 @@ async def test_custom_topics_brightness_scale_covers_and_climate(mosquitto, outc
     async with devices_on(mosquitto) as devices, make_box(mosquitto.port) as box:
         box.start(call("d", "set_light", entity="desk lamp", brightness=50), outcomes)
         box.start(call("g", "set_cover", entity="garage door", action="open"), outcomes)
-        box.start(
-            call("c", "set_climate", entity="hall thermostat", target_temperature=21.5), outcomes
-        )
+        box.start(call("c", "set_climate", entity="hall thermostat", target_temperature=21.5), outcomes)
         desk, garage, climate = (
             await outcomes.get("d"),
             await outcomes.get("g"),
@@ -158,8 +154,7 @@ async def test_a_device_that_never_confirms(mosquitto, outcomes):
         outcome = await outcomes.get("1")
     assert outcome.kind is OutcomeKind.BACKEND_FAILURE and outcome.scheduling == "INTERRUPT"
     assert outcome.response["error"] == (
-        "Kitchen light did not confirm within 0.3 seconds "
-        "(it still reports state off, brightness 0)"
+        "Kitchen light did not confirm within 0.3 seconds (it still reports state off, brightness 0)"
     )
     assert devices.commands == [("light.kitchen", {"state": "ON"})]
 
@@ -211,9 +206,7 @@ async def test_an_unreadable_state_is_logged_and_ignored(mosquitto, outcomes, ca
     async with devices_on(mosquitto), make_box(mosquitto.port) as box:
         async with aiomqtt.Client("127.0.0.1", mosquitto.port) as rogue:
             await rogue.publish("edgevoice/light.kitchen/state", b"\xff\xfe", qos=1)
-            await rogue.publish(
-                "edgevoice/light.kitchen/state", json.dumps({"state": "BLINKING"}), qos=1
-            )
+            await rogue.publish("edgevoice/light.kitchen/state", json.dumps({"state": "BLINKING"}), qos=1)
         box.start(call("1", "set_light", entity="kitchen light", on=True), outcomes)
         outcome = await outcomes.get("1")
     assert outcome.ok

@@ -29,9 +29,7 @@ def call(call_id: str, name: str, **args: Any) -> types.FunctionCall:
 @pytest.mark.asyncio
 async def test_state_survives_a_restart(tmp_path, outcomes):
     async with make_box(tmp_path) as box:
-        box.start(
-            call("1", "set_light", entity="kitchen light", brightness=40, color="blue"), outcomes
-        )
+        box.start(call("1", "set_light", entity="kitchen light", brightness=40, color="blue"), outcomes)
         box.start(call("2", "set_climate", entity="thermostat", target_temperature=21.5), outcomes)
         box.start(call("3", "set_cover", entity="garage door", position=30), outcomes)
         await outcomes.count(3)

@@ -155,17 +155,13 @@ async def test_calls_of_one_turn_run_concurrently(outcomes):
         box.start(light_on("a", "kitchen light"), outcomes)
         box.start(light_on("b", "living room light"), outcomes)
         box.start(
-            types.FunctionCall(
-                id="c", name="set_cover", args={"entity": "garage door", "action": "open"}
-            ),
+            types.FunctionCall(id="c", name="set_cover", args={"entity": "garage door", "action": "open"}),
             outcomes,
         )
         await outcomes.count(3)
         elapsed = loop.time() - started
     # Every command started before any finished: they overlapped.
-    assert max(start for start, _ in backend.spans.values()) < min(
-        end for _, end in backend.spans.values()
-    )
+    assert max(start for start, _ in backend.spans.values()) < min(end for _, end in backend.spans.values())
     assert sorted(outcomes.ids()) == ["a", "b", "c"]
     assert all(outcome.ok for outcome in outcomes.items)
     assert elapsed < 1.0  # near the slowest (0.5 s), well below the sum (1.2 s)
@@ -208,9 +204,7 @@ async def test_per_function_timeout(tmp_path, outcomes, caplog):
     box = ToolBox.from_settings(home, state_dir=tmp_path, environ={})
     async with box:
         box.start(
-            types.FunctionCall(
-                id="t", name="set_cover", args={"entity": "garage door", "action": "open"}
-            ),
+            types.FunctionCall(id="t", name="set_cover", args={"entity": "garage door", "action": "open"}),
             outcomes,
         )
         outcome = await outcomes.get("t")
@@ -230,8 +224,7 @@ async def test_per_function_timeout(tmp_path, outcomes, caplog):
 async def test_every_call_is_answered_exactly_once_on_the_loop_thread(tmp_path, outcomes):
     box = simulated(tmp_path, latency_s=0.01)
     calls = [light_on(f"ok-{n}") for n in range(5)] + [
-        types.FunctionCall(id=f"bad-{n}", name="set_light", args={"entity": "moon"})
-        for n in range(5)
+        types.FunctionCall(id=f"bad-{n}", name="set_light", args={"entity": "moon"}) for n in range(5)
     ]
     async with box:
         for call in calls:
@@ -325,15 +318,11 @@ async def test_scheduling_overrides_from_the_configuration(tmp_path, outcomes):
     )
     box = ToolBox.from_settings(home, state_dir=Path("/nonexistent"), environ={})
     async with box:
-        box.start(
-            types.FunctionCall(id="s", name="get_state", args={"entity": "garage door"}), outcomes
-        )
+        box.start(types.FunctionCall(id="s", name="get_state", args={"entity": "garage door"}), outcomes)
         box.start(light_on("l"), outcomes)
         box.start(light_on("f", "living room light"), outcomes)
         box.start(
-            types.FunctionCall(
-                id="c", name="set_cover", args={"entity": "garage door", "action": "open"}
-            ),
+            types.FunctionCall(id="c", name="set_cover", args={"entity": "garage door", "action": "open"}),
             outcomes,
         )
         await outcomes.count(4)
@@ -349,9 +338,7 @@ async def test_default_scheduling_of_a_state_read_is_silent(tmp_path, outcomes, 
             types.FunctionCall(id="q", name="get_state", args={"entity": "is the garage door"}),
             outcomes,
         )
-        box.start(
-            types.FunctionCall(id="g", name="get_state", args={"entity": "garage door"}), outcomes
-        )
+        box.start(types.FunctionCall(id="g", name="get_state", args={"entity": "garage door"}), outcomes)
         await outcomes.count(2)
     by_id = {outcome.id: outcome for outcome in outcomes.items}
     assert by_id["g"].kind is OutcomeKind.STATE_READ and by_id["g"].scheduling == "SILENT"
