@@ -65,7 +65,6 @@ CONFIG: dict[str, Any] = {
 }
 CHUNK_SIZE = 1024
 RECEIVE_SAMPLE_RATE = 24000
-RECONNECT_PAUSE_S = 0.0  # the quickstart has no backoff; a new session is opened at once
 
 
 class ReferenceClient:
@@ -100,6 +99,7 @@ class ReferenceClient:
         self._barge_pressed_t: float | None = None
         self._interrupted = False
         self._lost_t: float | None = None
+        self._pending: set[asyncio.Task[None]] = set()
         self.interrupts = 0
         self.tool_calls = 0
         self.chunks_played = 0
@@ -171,9 +171,8 @@ class ReferenceClient:
         self._button.when_released = lambda: self._edge(False)
         try:
             while not self._stopping:
+                # No backoff, as in the quickstart: a new session at once.
                 await self._session_once()
-                if RECONNECT_PAUSE_S:
-                    await asyncio.sleep(RECONNECT_PAUSE_S)
         except asyncio.CancelledError:
             if not self._stopping:
                 raise
@@ -232,7 +231,9 @@ class ReferenceClient:
         playing = self._writing or (self.audio_in_queue is not None and not self.audio_in_queue.empty())
         if pressed and playing:
             self._barge_pressed_t = t
-        self._loop.create_task(queue.put(("start" if pressed else "end", None, t)))
+        task = self._loop.create_task(queue.put(("start" if pressed else "end", None, t)))
+        self._pending.add(task)  # the loop keeps only weak references to tasks
+        task.add_done_callback(self._pending.discard)
 
     def _interrupt(self, t: float) -> None:
         assert self.audio_in_queue is not None

@@ -170,7 +170,8 @@ async def run_edgevoice(spec: WorkerSpec) -> dict[str, Any]:
         probe=probe,
     )
     task = asyncio.create_task(daemon.run(), name="daemon")
-    await until_done(task, asyncio.ensure_future(asyncio.to_thread(daemon.ready.wait)), 60)
+    # Bounded, so a daemon that dies before READY does not leave a thread waiting forever.
+    await until_done(task, asyncio.ensure_future(asyncio.to_thread(daemon.ready.wait, 60)), 60)
     await wait_for_go()
     devices.gate.set()
     await until_done(task, timeline.started, 10)
