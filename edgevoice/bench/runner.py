@@ -450,6 +450,13 @@ class Bench:
                 "pass": stats.verdict(edgevoice_figure, floor),
                 "ratio_reference_to_edgevoice": stats.ratio(figures["reference"][figure], edgevoice_figure),
             }
+        edgevoice_run = by_name["edgevoice"]
+        assert edgevoice_run.started_t is not None and edgevoice_run.ended_t is not None
+        growth_s = stats.growth_window_s(edgevoice_run.started_t, edgevoice_run.ended_t)
+        if growth_s < stats.GROWTH_MIN_WINDOW_S:
+            growth = evaluation["rss_growth_mb"]
+            growth["pass"] = None
+            growth["rule"] = f"{growth['rule']}; not judged: {growth_s:.0f} s after warm-up"
         resources = {}
         for run in runs:
             assert run.started_t is not None and run.ended_t is not None

@@ -51,6 +51,12 @@ def test_rss_growth_is_the_slope_after_the_warm_up_per_ten_minutes():
     assert stats.rss_steady_mb(series, 0.0, 240.0) == pytest.approx(80.0 + 180 / 60.0)
 
 
+def test_growth_is_judged_only_over_a_long_enough_window():
+    assert stats.growth_window_s(0.0, 40.0) == pytest.approx(30.0)  # at least 10 s of warm-up
+    assert stats.growth_window_s(0.0, 262.0) == pytest.approx(196.5)  # a quarter of the run
+    assert stats.growth_window_s(0.0, 40.0) < stats.GROWTH_MIN_WINDOW_S < stats.growth_window_s(0.0, 262.0)
+
+
 def test_floors_follow_the_period_the_fade_and_the_import_time():
     floors = stats.floors(20, 5.0, 1.4)
     assert floors["release_to_activity_end_ms"].limit == 25
