@@ -26,12 +26,14 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     # Imported here so `edgevoice --help` stays fast and a broken room names itself.
     from edgevoice.emulator import cli as emulator_cli
+    from edgevoice.security import broker_cli
     from edgevoice.service import commands as service_commands
     from edgevoice.sim import simulate
 
     service_commands.register(subparsers)
     simulate.register(subparsers)
     emulator_cli.register(subparsers)
+    broker_cli.register(subparsers)
     return parser
 
 

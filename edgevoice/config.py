@@ -29,6 +29,7 @@ from pydantic_settings import (
 )
 from pydantic_settings.sources.utils import parse_env_vars
 
+from edgevoice.security.settings import AuthSettings
 from edgevoice.tools.settings import HomeSettings
 
 DEFAULT_CONFIG_PATH = Path("/etc/edgevoice/edgevoice.toml")
@@ -144,6 +145,7 @@ class Settings(BaseSettings):
     paths: PathsSettings = PathsSettings()
     logging: LoggingSettings = LoggingSettings()
     home: HomeSettings = HomeSettings()
+    auth: AuthSettings = AuthSettings()
 
     # Filled from GEMINI_API_KEY or the systemd credential, never from the TOML file.
     gemini_api_key: SecretStr | None = Field(None, exclude=True)
