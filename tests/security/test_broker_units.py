@@ -57,7 +57,8 @@ def test_the_default_cost_is_scrypt_n_16384():
     [
         "",
         "sha256$abc",
-        "scrypt$n=1000,r=8,p=1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",  # n not 2^k
+        # n not a power of two
+        "scrypt$n=1000,r=8,p=1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
         "scrypt$n=16384,r=8,p=1$AAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",  # short salt
         "scrypt$n=1048576,r=32,p=1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
     ],
@@ -97,8 +98,11 @@ def test_a_bucket_never_grants_more_than_burst_plus_refill(steps):
 
 
 def policy_for(tmp_path: Path, **devices: dict) -> BrokerPolicy:
-    files = write_broker_files(tmp_path, devices=devices, extra="[rate_limit]\nburst = 2\nper_minute = 6\n"
-                               "failed_burst = 3\nfailed_per_minute = 60\n")
+    files = write_broker_files(
+        tmp_path,
+        devices=devices,
+        extra="[rate_limit]\nburst = 2\nper_minute = 6\nfailed_burst = 3\nfailed_per_minute = 60\n",
+    )
     return BrokerPolicy(load_broker_settings(files.config).settings)
 
 
@@ -111,8 +115,9 @@ def test_the_policy_decides_who_gets_a_token(tmp_path):
     revoked = policy.decide("attic", "10.0.0.2", True, 0.0)
     assert (unknown.status, wrong.status, revoked.status) == (401, 401, 403)
     assert unknown.message == wrong.message  # no hint which devices exist
-    assert revoked.body() == {"error": {"code": 403, "status": "PERMISSION_DENIED",
-                                        "message": "device attic is revoked"}}
+    assert revoked.body() == {
+        "error": {"code": 403, "status": "PERMISSION_DENIED", "message": "device attic is revoked"}
+    }
 
 
 def test_each_device_is_rate_limited_on_its_own(tmp_path):
@@ -180,10 +185,14 @@ def test_revoking_rewrites_one_device_and_keeps_the_rest(tmp_path):
     [
         ("[server]\nport = 1\n", "server.tls_cert_file is required"),
         ("[server]\ntls_cert_file='a'\ntls_key_file='b'\nbogus=1\n", "unknown key server.bogus"),
-        ("[server]\ntls_cert_file='a'\ntls_key_file='b'\n[tokens]\nexpire_s=60\nnew_session_s=120\n",
-         "new_session_s must not exceed expire_s"),
-        ("[server]\ntls_cert_file='a'\ntls_key_file='b'\n[[devices]]\nid='x'\nsecret_hash='nope'\n",
-         "devices[0].secret_hash: is not a device secret hash"),
+        (
+            "[server]\ntls_cert_file='a'\ntls_key_file='b'\n[tokens]\nexpire_s=60\nnew_session_s=120\n",
+            "new_session_s must not exceed expire_s",
+        ),
+        (
+            "[server]\ntls_cert_file='a'\ntls_key_file='b'\n[[devices]]\nid='x'\nsecret_hash='nope'\n",
+            "devices[0].secret_hash: is not a device secret hash",
+        ),
         ("[server\n", "not valid TOML"),
     ],
 )

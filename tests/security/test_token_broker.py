@@ -44,9 +44,16 @@ class Setup:
     broker: TokenBroker
     files: BrokerFiles
 
-    def device(self, device_id: str = "kitchen", secret: str = KITCHEN_SECRET, **auth: object) -> BrokerCredentials:
-        settings = AuthSettings(mode="token_broker", broker_url=self.broker.url, device_id=device_id,
-                                broker_ca_file=self.files.ca_file, **auth)
+    def device(
+        self, device_id: str = "kitchen", secret: str = KITCHEN_SECRET, **auth: object
+    ) -> BrokerCredentials:
+        settings = AuthSettings(
+            mode="token_broker",
+            broker_url=self.broker.url,
+            device_id=device_id,
+            broker_ca_file=self.files.ca_file,
+            **auth,
+        )
         return BrokerCredentials(settings, secret)
 
     def url(self, device_id: str = "kitchen") -> str:
@@ -136,7 +143,9 @@ async def test_every_call_fetches_a_new_token(setup):
         ("attic", ATTIC_SECRET, 403, "has revoked this device"),
     ],
 )
-async def test_unknown_wrong_and_revoked_devices_are_refused_clearly(setup, caplog, device_id, secret, status, words):
+async def test_unknown_wrong_and_revoked_devices_are_refused_clearly(
+    setup, caplog, device_id, secret, status, words
+):
     caplog.set_level(logging.DEBUG)
     device = setup.device(device_id, secret)
     with pytest.raises(CredentialError) as refused:
@@ -157,18 +166,37 @@ async def test_the_json_errors_of_the_broker(setup):
     async with aiohttp.ClientSession() as http:
         async with http.post(setup.url(), ssl=setup.client_ssl()) as response:
             missing = (response.status, await response.json())
-        async with http.post(setup.url(), headers={"Authorization": f"Bearer {ATTIC_SECRET}"},
-                             ssl=setup.client_ssl()) as response:
+        async with http.post(
+            setup.url(), headers={"Authorization": f"Bearer {ATTIC_SECRET}"}, ssl=setup.client_ssl()
+        ) as response:
             wrong = (response.status, await response.json(), response.headers.get("Cache-Control"))
         async with http.get(f"{setup.broker.url}/", ssl=setup.client_ssl()) as response:
             nowhere = (response.status, await response.json())
-        async with http.post(setup.url("..%2Fetc"), headers={"Authorization": "Bearer x"},
-                             ssl=setup.client_ssl()) as response:
+        async with http.post(
+            setup.url("..%2Fetc"), headers={"Authorization": "Bearer x"}, ssl=setup.client_ssl()
+        ) as response:
             bad_id = response.status
-    assert missing == (401, {"error": {"code": 401, "status": "UNAUTHENTICATED",
-                                       "message": "send the device secret as 'Authorization: Bearer <secret>'"}})
-    assert wrong == (401, {"error": {"code": 401, "status": "UNAUTHENTICATED",
-                                     "message": "unknown device or wrong device secret"}}, "no-store")
+    assert missing == (
+        401,
+        {
+            "error": {
+                "code": 401,
+                "status": "UNAUTHENTICATED",
+                "message": "send the device secret as 'Authorization: Bearer <secret>'",
+            }
+        },
+    )
+    assert wrong == (
+        401,
+        {
+            "error": {
+                "code": 401,
+                "status": "UNAUTHENTICATED",
+                "message": "unknown device or wrong device secret",
+            }
+        },
+        "no-store",
+    )
     assert nowhere[0] == 404 and "POST /v1/devices/{device_id}/token" in nowhere[1]["error"]["message"]
     assert bad_id in (401, 404)
 
@@ -238,8 +266,12 @@ async def test_an_unreachable_or_untrusted_broker_is_a_credential_error(setup, t
         await untrusted()
     url = setup.broker.url
     await setup.broker.aclose()
-    gone = BrokerCredentials(AuthSettings(mode="token_broker", broker_url=url, device_id="kitchen",
-                                          broker_ca_file=setup.files.ca_file), KITCHEN_SECRET)
+    gone = BrokerCredentials(
+        AuthSettings(
+            mode="token_broker", broker_url=url, device_id="kitchen", broker_ca_file=setup.files.ca_file
+        ),
+        KITCHEN_SECRET,
+    )
     with pytest.raises(CredentialError, match=f"the token broker at {re.escape(url)} cannot be reached"):
         await gone()
 
@@ -252,9 +284,15 @@ async def test_a_silent_broker_times_out(tmp_path):
     port = server.sockets[0].getsockname()[1]
     try:
         device = BrokerCredentials(
-            AuthSettings(mode="token_broker", broker_url=f"https://127.0.0.1:{port}", device_id="kitchen",
-                         request_timeout_s=0.3), KITCHEN_SECRET)
-        with pytest.raises(CredentialError, match="did not answer within 0.3 s"):
+            AuthSettings(
+                mode="token_broker",
+                broker_url=f"https://127.0.0.1:{port}",
+                device_id="kitchen",
+                request_timeout_s=0.3,
+            ),
+            KITCHEN_SECRET,
+        )
+        with pytest.raises(CredentialError, match=r"did not answer within 0\.3 s"):
             await device()
     finally:
         server.close()
@@ -281,14 +319,18 @@ def test_token_broker_mode_needs_the_device_secret_credential(tmp_path):
 
 
 def test_api_key_mode_without_a_key_says_what_to_do():
-    with pytest.raises(UserError, match='no Gemini API key.*mode = "token_broker"'):
+    with pytest.raises(UserError, match=r'no Gemini API key.*mode = "token_broker"'):
         credential_source(Settings(), environ={})
 
 
 async def test_the_source_follows_the_settings_across_a_reload(setup, tmp_path):
     creds = credentials_dir(tmp_path / "creds", edgevoice_device_secret=KITCHEN_SECRET)
-    broker_settings = settings_with(mode="token_broker", broker_url=setup.broker.url, device_id="kitchen",
-                                    broker_ca_file=str(setup.files.ca_file))
+    broker_settings = settings_with(
+        mode="token_broker",
+        broker_url=setup.broker.url,
+        device_id="kitchen",
+        broker_ca_file=str(setup.files.ca_file),
+    )
     key_settings = Settings(gemini_api_key="plain-key-123")
     current = [broker_settings]
     source = credential_source(broker_settings, lambda: current[0], {"CREDENTIALS_DIRECTORY": str(creds)})
@@ -303,8 +345,14 @@ async def test_the_source_follows_the_settings_across_a_reload(setup, tmp_path):
 
 async def run_cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "edgevoice", *args, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "edgevoice",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(process.communicate(), 60)
     return process.returncode or 0, out.decode(), err.decode()
 
@@ -325,14 +373,24 @@ async def test_the_cli_enrols_serves_and_revokes(setup, tmp_path):
     creds = credentials_dir(tmp_path / "broker-creds", gemini_api_key=GEMINI_KEY)
     serve_env = dict(env, CREDENTIALS_DIRECTORY=str(creds), PYTHONFAULTHANDLER="1")
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "edgevoice", "token-broker", env=serve_env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "edgevoice",
+        "token-broker",
+        env=serve_env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         assert process.stderr is not None
         first = (await asyncio.wait_for(process.stderr.readline(), 30)).decode()
         url = re.search(r"listening on (https://\S+)", first).group(1)
-        hall = BrokerCredentials(AuthSettings(mode="token_broker", broker_url=url, device_id="hall",
-                                              broker_ca_file=setup.files.ca_file), secret)
+        hall = BrokerCredentials(
+            AuthSettings(
+                mode="token_broker", broker_url=url, device_id="hall", broker_ca_file=setup.files.ca_file
+            ),
+            secret,
+        )
         token = await hall()
         status, out, _ = await run_cli("token-broker", "revoke-device", "hall", env=env)
         assert status == 0 and "revoked" in out
@@ -356,6 +414,7 @@ async def test_the_cli_explains_a_missing_key_and_a_missing_file(tmp_path):
     files = write_broker_files(tmp_path / "b")
     status, _, err = await run_cli("token-broker", "--config", str(files.config), env=env)
     assert status == 1 and "needs the Gemini API key" in err and "Traceback" not in err
-    status, _, err = await run_cli("token-broker", "add-device", "bad/name", "--config", str(files.config),
-                                   env=env)
+    status, _, err = await run_cli(
+        "token-broker", "add-device", "bad/name", "--config", str(files.config), env=env
+    )
     assert status == 2 and "device id 'bad/name'" in err
