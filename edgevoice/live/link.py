@@ -56,6 +56,7 @@ CLOSE_TIMEOUT_S = 1.0
 MAX_BAD_FRAMES = 20
 
 CredentialSource = Callable[[], Awaitable[str]]
+EPHEMERAL_TOKEN_PREFIX = "auth_tokens/"
 
 
 class CredentialError(Exception):
@@ -205,6 +206,9 @@ class LiveLink:
                 options.base_url = self._live.base_url
             if self._live.api_version:
                 options.api_version = self._live.api_version
+            elif key.startswith(EPHEMERAL_TOKEN_PREFIX):
+                # The Live API takes ephemeral tokens on v1alpha only.
+                options.api_version = "v1alpha"
             if self._ssl_context is not None:
                 options.async_client_args = {"ssl": self._ssl_context}
             client = genai.Client(api_key=key, http_options=options)

@@ -196,12 +196,12 @@ async def _simulate_in(scratch: Path, options: SimulationOptions, stdout: TextIO
         raise UserError("--fault needs the emulator: it cannot break the real Gemini service")
     async with contextlib.AsyncExitStack() as stack:
         if options.live:
-            if settings.gemini_api_key is None:
+            if settings.gemini_api_key is None and settings.auth.mode == "api_key":
                 raise UserError(
                     "--live needs a Gemini API key: set GEMINI_API_KEY or the credential file "
                     "$CREDENTIALS_DIRECTORY/gemini-api-key"
                 )
-            api_key = settings.gemini_api_key.get_secret_value()
+            api_key = settings.gemini_api_key.get_secret_value() if settings.gemini_api_key else ""
             ssl_context = None
         else:
             emulator = options.emulator
@@ -213,12 +213,19 @@ async def _simulate_in(scratch: Path, options: SimulationOptions, stdout: TextIO
                 update={"live": settings.live.model_copy(update={"base_url": emulator.base_url})}
             )
             ssl_context = emulator.client_ssl_context()
-            api_key = "simulated-key"
+            # The configured key if there is one (the emulator keeps only a fingerprint).
+            key = settings.gemini_api_key
+            api_key = key.get_secret_value() if key is not None else "simulated-key"
 
         async def credentials() -> str:
             if not api_key:
                 raise CredentialError("no API key")
             return api_key
+
+        if settings.auth.mode == "token_broker":
+            from edgevoice.security.credentials import credential_source
+
+            credentials = credential_source(settings)  # type: ignore[assignment]
 
         trace = stack.enter_context(_trace_writer(options.trace))
         run = _SimulatedRun(settings, schedule, options, trace, stdout, restarts)
