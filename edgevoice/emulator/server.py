@@ -282,6 +282,12 @@ class Emulator(_RecordViews):
         self._ca.cert_pem.write_to_path(str(path))
         return path
 
+    def wake(self) -> None:
+        """Re-check every connection's timers now (after moving an :class:`OffsetClock`)."""
+        for wake in self._wakes.values():
+            wake.set()
+        self._notify()
+
     def inject_fault(self, fault: Fault | str) -> None:
         """Make ``fault`` happen at its trigger, or now if it has none."""
         if isinstance(fault, str):

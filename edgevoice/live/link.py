@@ -299,7 +299,12 @@ class LiveLink:
 
 
 def _api_error_text(exc: errors.APIError) -> str:
-    message = exc.message or exc.status or ""
+    # A websocket close carries its reason in ``details`` (a string), not ``message``: it is
+    # what says why the server refused (an invalid key, a spent or expired token).
+    details = exc.details if isinstance(exc.details, str) else ""
+    message = " ".join(str(exc.message or exc.status or details or "").split())
+    if len(message) > 200:
+        message = message[:197] + "..."
     return f"{exc.code} {message}".strip() if message else str(exc.code)
 
 
