@@ -255,7 +255,7 @@ class LiveLink:
             except (OSError, WebSocketException) as exc:
                 self._post(LinkDown(connection.link, 1006, _short(exc), self._clock()))
                 return
-            except (ValueError, pydantic.ValidationError) as exc:
+            except (ValueError, TypeError, RecursionError, pydantic.ValidationError) as exc:
                 # Our own message was refused by the SDK (a tool result it cannot encode):
                 # a bug to log, not a reason to drop the conversation.
                 log.error("could not send %s: %s", type(action).__name__, _short(exc))
@@ -281,9 +281,12 @@ class LiveLink:
             except (OSError, WebSocketException) as exc:
                 self._post(LinkDown(link, 1006, _short(exc), self._clock()))
                 return
-            except (TypeError, ValueError, KeyError, AttributeError, pydantic.ValidationError) as exc:
+            except (
+                TypeError, ValueError, KeyError, AttributeError, RecursionError, pydantic.ValidationError
+            ) as exc:
                 # The SDK could not parse a frame (unknown or snake_case key, bad JSON,
-                # wrong type). The frame is consumed; the connection may still be fine.
+                # wrong type, JSON nested too deep for the parser). The frame is consumed;
+                # the connection may still be fine.
                 bad_frames += 1
                 self._post(ServerProblem(link, f"unreadable frame: {_short(exc)}", self._clock()))
                 if bad_frames >= MAX_BAD_FRAMES:
@@ -292,6 +295,12 @@ class LiveLink:
                     )
                     return
                 continue
+            except Exception as exc:
+                # Anything else: a receiver that died quietly would leave the daemon deaf
+                # until the reply timeout. Say so and let the core reconnect now.
+                log.error("the receiver of connection %d failed", link, exc_info=True)
+                self._post(LinkDown(link, None, f"receiving failed: {_short(exc)}", self._clock()))
+                return
             empty_passes = empty_passes + 1 if received == 0 else 0
             if empty_passes >= MAX_BAD_FRAMES:
                 self._post(LinkDown(link, None, "the server stream ended", self._clock()))
