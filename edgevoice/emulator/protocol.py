@@ -302,9 +302,12 @@ class EmulatorCore:
 
     # One-shot injections ---------------------------------------------------------------------
 
-    def arm_injections(self, injections: list[InjectSpec]) -> None:
+    def arm_injections(self, injections: list[InjectSpec], *, replace: bool = False) -> None:
         """Send these raw frames once, at their placements in the next reply to an
-        utterance (whatever its number, on whichever connection)."""
+        utterance (whatever its number, on whichever connection). ``replace`` drops
+        injections armed before and not sent yet."""
+        if replace:
+            self._armed_injections = []
         self._armed_injections.extend(injections)
 
     def take_armed_injections(self) -> list[InjectSpec]:

@@ -256,11 +256,10 @@ class Emulator(_RecordViews):
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"https://{host}:{self.rest_port}"
 
-    def arm_injections(self, injections: list[InjectSpec | dict[str, Any]]) -> None:
+    def arm_injections(self, injections: list[InjectSpec | dict[str, Any]], *,
+                       replace: bool = False) -> None:
         """Send raw frames once, at their placements in the next reply to an utterance."""
-        specs = [item if isinstance(item, InjectSpec) else InjectSpec.model_validate(item)
-                 for item in injections]
-        self._get_core().arm_injections(specs)
+        self._get_core().arm_injections(_inject_specs(injections), replace=replace)
 
     def set_scenario(self, scenario: Scenario) -> None:
         """Answer from ``scenario`` from now on (connections already open included)."""
@@ -423,6 +422,11 @@ class Emulator(_RecordViews):
         self._get_core().errors.append(text)
 
 
+def _inject_specs(injections: list[InjectSpec | dict[str, Any]]) -> list[InjectSpec]:
+    return [item if isinstance(item, InjectSpec) else InjectSpec.model_validate(item)
+            for item in injections]
+
+
 def _close_info(websocket: ServerConnection, aborted: bool) -> tuple[int, str, str]:
     protocol = websocket.protocol
     received, sent = protocol.close_rcvd, protocol.close_sent
@@ -537,19 +541,29 @@ class EmulatorThread(_RecordViews):
     def inject_fault(self, fault: Fault | str, timeout: float = 5.0) -> None:
         if isinstance(fault, str):
             fault = parse_fault(fault)
+        self._call(lambda: self._emulator.inject_fault(fault), timeout, "the fault")
+
+    def arm_injections(self, injections: list[InjectSpec | dict[str, Any]], *,
+                       replace: bool = False, timeout: float = 5.0) -> None:
+        """As :meth:`Emulator.arm_injections`, from another thread."""
+        specs = _inject_specs(injections)
+        self._call(lambda: self._emulator.arm_injections(specs, replace=replace), timeout,
+                   "the injections")
+
+    def _call(self, function: Callable[[], None], timeout: float, what: str) -> None:
         if self._loop is None:
             raise RuntimeError("the emulator thread is not running")
         done = threading.Event()
 
-        def inject() -> None:
+        def run() -> None:
             try:
-                self._emulator.inject_fault(fault)
+                function()
             finally:
                 done.set()
 
-        self._loop.call_soon_threadsafe(inject)
+        self._loop.call_soon_threadsafe(run)
         if not done.wait(timeout):
-            raise TimeoutError("the emulator thread did not take the fault")
+            raise TimeoutError(f"the emulator thread did not take {what}")
 
     def wait_for(self, predicate: Callable[[EmulatorThread], bool],
                  timeout: float = DEFAULT_WAIT_TIMEOUT) -> None:
