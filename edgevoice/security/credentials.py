@@ -72,6 +72,10 @@ def broker_ssl_context(auth: AuthSettings) -> ssl.SSLContext:
         raise UserError(f"auth.broker_ca_file {auth.broker_ca_file} cannot be used: {exc}") from None
 
 
+class BrokerRefused(CredentialError):
+    """The broker answered and said no (401 or 403): an enrolment problem, not a network one."""
+
+
 class BrokerCredentials:
     """Fetches one fresh ephemeral token per call from the token broker."""
 
@@ -106,7 +110,7 @@ class BrokerCredentials:
         try:
             token = await self._fetch()
         except CredentialError as exc:
-            self._report(str(exc), getattr(exc, "refused", False))
+            self._report(str(exc), isinstance(exc, BrokerRefused))
             raise
         if self._last_problem is not None:
             log.info("the token broker answers again")
@@ -147,12 +151,10 @@ class BrokerCredentials:
         message = _error_message(body)
         if status in (401, 403):
             what = "does not know this device or its secret" if status == 401 else "has revoked this device"
-            error = CredentialError(
+            raise BrokerRefused(
                 f"the token broker {what} (HTTP {status}: {message}); check auth.device_id "
                 f"({self.auth.device_id}) and the credential {DEVICE_SECRET_CREDENTIAL}"
             )
-            error.refused = True  # type: ignore[attr-defined]
-            raise error
         if status == 429:
             wait = f"; it asks to wait {retry_after} s" if retry_after else ""
             raise CredentialError(f"the token broker is rate-limiting this device{wait}")
@@ -255,6 +257,7 @@ def _describe(exc: BaseException) -> str:
 
 __all__ = [
     "BrokerCredentials",
+    "BrokerRefused",
     "DaemonCredentials",
     "broker_ssl_context",
     "credential_source",

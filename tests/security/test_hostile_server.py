@@ -10,7 +10,9 @@ thread) serves every example; replies are unpaced.
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
+import json
 import logging
 from pathlib import Path
 
@@ -50,6 +52,28 @@ MUST_LOG = {
     "deeply nested JSON",
     "huge frame",
 }
+
+
+def ends_a_turn(hostile: Hostile) -> bool:
+    """A frame the SDK reads as the end of a turn (turnComplete, generationComplete or
+    interrupted) sent in the middle of a reply. The rest of that reply then arrives as a turn
+    of its own, and an utterance whose activityEnd goes out before that turn's turnComplete
+    takes it as its answer: with the simulator pressing again within milliseconds of an
+    answer, the clean question's real answer can come after the run has ended. The protocol
+    has no turn ids; docs/security.md describes it. Such cases are held to everything but
+    the last transcript line."""
+    payload = hostile.inject.get("text")
+    if payload is None:
+        payload = base64.b64decode(hostile.inject["binary_base64"]).decode("utf-8", "replace")
+    try:
+        message = json.loads(payload)
+    except (ValueError, RecursionError):
+        return False
+    content = message.get("serverContent") if isinstance(message, dict) else None
+    return isinstance(content, dict) and any(
+        content.get(key) not in (None, False, 0, "", [], {})
+        for key in ("turnComplete", "generationComplete", "interrupted")
+    )
 
 
 class Collect(logging.Handler):
@@ -113,13 +137,17 @@ def test_hostile_frames_never_crash_or_hang_the_daemon(shared_emulator, tmp_path
     def one_case(case: list[Hostile]) -> None:
         frames = [hostile.inject for hostile in case]
         before = len(shared_emulator.sent)
+        utterances_before = len(shared_emulator.utterances)
         transcript, records = run_example(shared_emulator, frames, tmp_path / "out.wav")
         sent = shared_emulator.sent[before:]
         ran.append([hostile.kind for hostile in case])
         kinds.update(hostile.kind for hostile in case)
         messages = [r.getMessage() for r in records]
         # The clean second utterance was answered, and answered last; nothing was given up.
-        assert transcript[-1] == f"assistant: {REPLY}", transcript
+        # (Unless the server ended a turn early: see ends_a_turn.)
+        if not any(ends_a_turn(hostile) for hostile in case):
+            assert transcript[-1] == f"assistant: {REPLY}", transcript
+        assert sum(u.complete for u in shared_emulator.utterances[utterances_before:]) >= 2
         assert not any("gave up on utterance" in m for m in messages), messages
         # No hostile frame made the client deaf (waiting out the reply timeout) or broke a
         # task: it was parsed, ignored, or it dropped the connection.
@@ -135,3 +163,18 @@ def test_hostile_frames_never_crash_or_hang_the_daemon(shared_emulator, tmp_path
     print(f"\n{len(ran)} hostile conversations, {sum(kinds.values())} hostile frames: {dict(kinds)}")
     assert len(ran) >= EXAMPLES + len(REPRESENTATIVE)
     assert set(kinds) == set(FRAMES), set(FRAMES) - set(kinds)
+
+
+def test_an_empty_server_message_is_reported():
+    """What the SDK makes of "{}", "[]", "null" or an empty frame: nothing, so say so."""
+    from google.genai import types
+
+    from edgevoice.core.events import ServerProblem
+    from edgevoice.live.messages import events_from_message
+
+    [problem] = events_from_message(types.LiveServerMessage(), 3, 1.5)
+    assert problem == ServerProblem(3, "an empty server message: ignored", 1.5)
+    assert (
+        events_from_message(types.LiveServerMessage(setup_complete=types.LiveServerSetupComplete()), 3, 1.5)
+        == []
+    )
