@@ -28,9 +28,11 @@ def build_parser() -> argparse.ArgumentParser:
     from edgevoice.emulator import cli as emulator_cli
     from edgevoice.security import broker_cli
     from edgevoice.service import commands as service_commands
+    from edgevoice.service import diagnostics
     from edgevoice.sim import simulate
 
     service_commands.register(subparsers)
+    diagnostics.register(subparsers)
     simulate.register(subparsers)
     emulator_cli.register(subparsers)
     broker_cli.register(subparsers)

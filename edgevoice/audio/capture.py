@@ -75,6 +75,10 @@ class Microphone:
             self._thread.join(timeout)
 
     @property
+    def thread(self) -> threading.Thread | None:
+        return self._thread
+
+    @property
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 

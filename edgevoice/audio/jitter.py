@@ -1,102 +1,264 @@
-"""Interim jitter buffer (replaced by the full implementation from the audio branch)."""
+"""Reply audio jitter buffer: a plain object between the network and the speaker.
+
+Gemini sends reply audio in bursts, faster or slower than real time; the speaker wants a
+steady period every few milliseconds. This buffer evens that out, with no threads and no
+clock inside: the caller pushes reply chunks as they arrive and pulls one device period at
+a time, saying whether the device would run dry without data.
+
+Semantics:
+- A reply starts playing once ``prebuffer_ms`` of it is queued, or once ``end_of_reply()``
+  says no more is coming (a short reply plays without waiting).
+- While a reply plays, a pull takes whatever is queued. If the queue runs dry mid-reply and
+  the device is starving, the pull is padded with counted underrun silence; on a device
+  that is not starving (an unpaced file sink) the buffer just waits ("idle").
+- When a reply's last frame has been pulled (after ``end_of_reply()``), the buffer goes
+  back to waiting for the next reply's prebuffer. Audio pushed after ``end_of_reply()``
+  belongs to the next reply even if the previous one is still playing.
+- ``interrupt()`` (barge-in, server "interrupted") drops everything queued. If a reply was
+  playing, the next few milliseconds of it are kept and faded out with a raised-cosine ramp
+  ending at zero, so the cut does not click.
+
+PCM is S16_LE mono ``bytes`` at ``rate``.
+"""
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
+from typing import Final, Literal
 
 import numpy as np
 
+_SAMPLE_BYTES: Final = 2
+MAX_VOLUME: Final = 4.0
 
-@dataclass(frozen=True)
+PullKind = Literal["audio", "underrun", "idle"]
+
+
+@dataclass(frozen=True, slots=True)
 class Pull:
-    kind: str  # "audio" | "underrun" | "idle"
+    """One device period's worth of output.
+
+    ``kind``: "audio" (reply audio, possibly followed by silence padding), "underrun"
+    (the reply is playing but nothing is queued: silence, counted), "idle" (nothing to
+    play: write nothing). ``pcm`` is ``frames * 2`` bytes except for "idle" (``b""``).
+    ``audio_frames`` is how many frames at the start of ``pcm`` are reply audio; the rest
+    is silence.
+    """
+
+    kind: PullKind
     pcm: bytes
+    audio_frames: int
+
+
+@dataclass(slots=True)
+class JitterCounters:
+    """Running totals, for logs and metrics."""
+
+    # Times the queue ran dry mid-reply while the device needed data (one per dry spell).
+    underruns: int = 0
+    # Silence frames handed out because of those.
+    underrun_frames: int = 0
+    # Reply frames handed out, fade-out frames included.
+    played_frames: int = 0
+    # Reply frames discarded by interrupt().
+    dropped_frames: int = 0
+    interrupts: int = 0
+
+
+def _check_non_negative(name: str, value: float) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{name} must not be negative, got {value!r}")
+    return float(value)
 
 
 class JitterBuffer:
+    """See the module docstring for the playback semantics."""
+
     def __init__(
         self, rate: int = 24000, prebuffer_ms: float = 100, fade_ms: float = 5, volume: float = 1.0
     ) -> None:
+        if not isinstance(rate, int) or isinstance(rate, bool) or rate <= 0:
+            raise ValueError(f"rate must be a positive integer in Hz, got {rate!r}")
         self.rate = rate
-        self.prebuffer_frames = int(rate * prebuffer_ms / 1000)
-        self.fade_frames = max(1, int(rate * fade_ms / 1000))
+        prebuffer_ms = _check_non_negative("prebuffer_ms", prebuffer_ms)
+        self.prebuffer_frames = round(prebuffer_ms * rate / 1000)
+        self.fade_frames = round(_check_non_negative("fade_ms", fade_ms) * rate / 1000)
+        self._volume = 1.0
         self.volume = volume
-        self._queue: deque[bytes] = deque()
-        self._queued = 0
-        self._ended = False
-        self.playing = False
-        self._fade: bytes = b""
-        self.underruns = 0
-        self.underrun_frames = 0
-        self.played_frames = 0
-        self.dropped_frames = 0
-        self.interrupts = 0
+        self.counters = JitterCounters()
+        self._queue = bytearray()
+        # A lone byte of a sample split across two pushes.
+        self._half_sample = b""
+        # Frame counts since creation: everything ever queued, and everything taken out of
+        # the queue (played, moved to a fade-out, or dropped). Reply ends are positions on
+        # the "queued" count, so audio pushed after end_of_reply() is the next reply's.
+        self._queued_total = 0
+        self._taken_total = 0
+        self._reply_ends: deque[int] = deque()
+        self._playing = False
+        self._dry = False
+        self._fade_out = b""
+
+    # -- properties ------------------------------------------------------------------
+
+    @property
+    def volume(self) -> float:
+        return self._volume
+
+    @volume.setter
+    def volume(self, value: float) -> None:
+        value = _check_non_negative("volume", value)
+        if value > MAX_VOLUME:
+            raise ValueError(f"volume must be at most {MAX_VOLUME}, got {value!r}")
+        self._volume = value
+
+    @property
+    def playing(self) -> bool:
+        """A reply is in progress: it started (prebuffer reached) and has not ended."""
+        return self._playing
 
     @property
     def buffered_ms(self) -> float:
-        return self._queued / 2 / self.rate * 1000
+        """Audio waiting to be pulled (a pending fade-out included)."""
+        frames = (len(self._queue) + len(self._fade_out)) // _SAMPLE_BYTES
+        return frames * 1000 / self.rate
+
+    # -- events ----------------------------------------------------------------------
 
     def push(self, pcm: bytes) -> None:
-        if pcm:
-            self._queue.append(pcm)
-            self._queued += len(pcm)
+        """Reply audio arrived."""
+        if self._half_sample:
+            pcm = self._half_sample + bytes(pcm)
+            self._half_sample = b""
+        if len(pcm) % _SAMPLE_BYTES:
+            self._half_sample = bytes(pcm[-1:])
+            pcm = pcm[:-1]
+        self._queue += pcm
+        self._queued_total += len(pcm) // _SAMPLE_BYTES
 
     def end_of_reply(self) -> None:
-        self._ended = True
+        """No more audio for the current reply (generationComplete / turnComplete)."""
+        # A split sample at the very end of a reply is not audio; never glue it to the next.
+        self._half_sample = b""
+        latest_reply_start = self._reply_ends[-1] if self._reply_ends else self._taken_total
+        if self._queued_total > latest_reply_start:
+            self._reply_ends.append(self._queued_total)
+        elif self._playing and not self._reply_ends:
+            # Everything of this reply has already been pulled (it ran dry): it is over.
+            self._finish_reply()
 
-    def interrupt(self, fade: bool = True) -> int:
-        faded = self._take(self.fade_frames * 2) if fade and self.playing else b""
-        if faded:
-            fade_pcm = faded
-            ramp = np.linspace(1.0, 0.0, len(fade_pcm) // 2, endpoint=True)
-            self._fade = (np.frombuffer(fade_pcm, "<i2") * ramp).astype("<i2").tobytes()
-        dropped = self._queued // 2
+    def interrupt(self, *, fade: bool = True) -> int:
+        """Barge-in: drop the queue, fade out what was playing. Returns frames dropped.
+
+        ``fade=False``: drop everything at once (for a caller that fades out from audio
+        the sound card still held, which is what was actually playing)."""
+        self.counters.interrupts += 1
+        queued = len(self._queue) // _SAMPLE_BYTES
+        keep = 0
+        if fade and self._playing and self.fade_frames and not self._fade_out:
+            keep = min(self.fade_frames, self._head_reply_frames())
+            self._fade_out = self._faded(bytes(self._queue[: keep * _SAMPLE_BYTES]))
+        dropped = queued - keep
+        self.counters.dropped_frames += dropped
+        self._taken_total += queued
         self._queue.clear()
-        self._queued = 0
-        self._ended = False
-        self.playing = False
-        self.dropped_frames += dropped
-        self.interrupts += 1
+        self._half_sample = b""
+        self._reply_ends.clear()
+        self._playing = False
+        self._dry = False
         return dropped
 
     def pull(self, frames: int, *, device_starving: bool) -> Pull:
-        want = frames * 2
-        if self._fade:
-            out, self._fade = self._fade[:want], self._fade[want:]
-            return Pull("audio", out + bytes(want - len(out)))
-        if not self.playing:
-            if self._queued and (self._queued >= self.prebuffer_frames * 2 or self._ended):
-                self.playing = True
-            else:
-                return Pull("idle", b"")
-        if self._queued == 0:
-            if self._ended:
-                self.playing = False
-                self._ended = False
-                return Pull("idle", b"")
-            if device_starving:
-                self.underruns += 1
-                self.underrun_frames += frames
-                return Pull("underrun", bytes(want))
-            return Pull("idle", b"")
-        if self._queued < want and not self._ended and not device_starving:
-            return Pull("idle", b"")
-        out = self._take(want)
-        self.played_frames += len(out) // 2
-        return Pull("audio", out)
+        """The device can take ``frames`` frames now.
 
-    def _take(self, nbytes: int) -> bytes:
-        parts = []
-        while nbytes > 0 and self._queue:
-            head = self._queue[0]
-            if len(head) <= nbytes:
-                parts.append(self._queue.popleft())
-                nbytes -= len(head)
-            else:
-                parts.append(head[:nbytes])
-                self._queue[0] = head[nbytes:]
-                nbytes = 0
-        out = b"".join(parts)
-        self._queued -= len(out)
-        return out
+        ``device_starving``: the device runs dry if nothing is written (a real, clock-paced
+        card). False for an unpaced sink, where underrun silence must never be invented.
+        """
+        if not isinstance(frames, int) or isinstance(frames, bool) or frames <= 0:
+            raise ValueError(f"frames must be a positive integer, got {frames!r}")
+        if self._fade_out:
+            return self._pull_fade_out(frames)
+        if not self._playing and not self._try_start():
+            return Pull("idle", b"", 0)
+
+        available = self._head_reply_frames()
+        reply_ends_here = bool(self._reply_ends) and available <= frames
+        if available >= frames and not reply_ends_here:
+            self._dry = False
+            return Pull("audio", self._take(frames), frames)
+        if reply_ends_here:
+            pcm = self._take(available)
+            self._reply_ends.popleft()
+            self._finish_reply()
+            if not available:
+                return Pull("idle", b"", 0)
+            return Pull("audio", self._padded(pcm, frames), available)
+        # Mid-reply and the queue holds less than a period.
+        if not device_starving:
+            return Pull("idle", b"", 0)
+        pcm = self._take(available)
+        self.counters.underrun_frames += frames - available
+        if not self._dry:
+            self.counters.underruns += 1
+            self._dry = True
+        return Pull("audio" if available else "underrun", self._padded(pcm, frames), available)
+
+    # -- internals -------------------------------------------------------------------
+
+    def _head_reply_frames(self) -> int:
+        """Queued frames that belong to the reply at the head of the queue."""
+        end = self._reply_ends[0] if self._reply_ends else self._queued_total
+        return end - self._taken_total
+
+    def _try_start(self) -> bool:
+        head = self._head_reply_frames()
+        ended = bool(self._reply_ends)
+        if head >= max(self.prebuffer_frames, 1) or (ended and head > 0):
+            self._playing = True
+            self._dry = False
+        return self._playing
+
+    def _finish_reply(self) -> None:
+        self._playing = False
+        self._dry = False
+
+    def _take(self, frames: int) -> bytes:
+        size = frames * _SAMPLE_BYTES
+        pcm = bytes(self._queue[:size])
+        del self._queue[:size]  # CPython trims a bytearray's head in O(1)
+        self._taken_total += frames
+        self.counters.played_frames += frames
+        return self._apply_volume(pcm)
+
+    def _pull_fade_out(self, frames: int) -> Pull:
+        size = min(frames * _SAMPLE_BYTES, len(self._fade_out))
+        pcm, self._fade_out = self._fade_out[:size], self._fade_out[size:]
+        audio_frames = size // _SAMPLE_BYTES
+        self.counters.played_frames += audio_frames
+        return Pull("audio", self._padded(self._apply_volume(pcm), frames), audio_frames)
+
+    def _faded(self, pcm: bytes) -> bytes:
+        """Raised-cosine ramp over ``fade_frames``: the first sample keeps almost its full
+        level (so the step from the last played sample is what it would have been) and the
+        ramp reaches exactly zero on the last frame. Fewer queued frames than the ramp:
+        the audio ends there anyway."""
+        n = self.fade_frames
+        gain = 0.5 * (1.0 + np.cos(np.pi * np.arange(1, n + 1) / n))
+        samples = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
+        faded = np.rint(samples * gain[: len(samples)])
+        return faded.astype("<i2").tobytes()
+
+    def _apply_volume(self, pcm: bytes) -> bytes:
+        if self._volume == 1.0 or not pcm:
+            return pcm  # bit-exact pass-through
+        scaled = np.rint(np.frombuffer(pcm, dtype="<i2") * self._volume)
+        np.clip(scaled, -32768, 32767, out=scaled)
+        return scaled.astype("<i2").tobytes()
+
+    @staticmethod
+    def _padded(pcm: bytes, frames: int) -> bytes:
+        return pcm + bytes(frames * _SAMPLE_BYTES - len(pcm))

@@ -119,6 +119,10 @@ class Speaker:
             self._thread.join(timeout)
 
     @property
+    def thread(self) -> threading.Thread | None:
+        return self._thread
+
+    @property
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
@@ -168,10 +172,14 @@ class Speaker:
                     self._cond.wait(0.2)
                     self._heartbeat()
                     continue
-                marks = self._take_marks(pulled.kind, len(pulled.pcm))
+                marks = self._take_marks(pulled.kind, pulled.audio_frames * SAMPLE_BYTES)
+            reply = pulled.pcm
             if pulled.kind == "audio":
                 self._active = True
-            data = fade + _mix(pulled.pcm, earcon)
+                if not self._paced:
+                    # Padding a reply's last period only matters to a card that runs dry.
+                    reply = reply[: pulled.audio_frames * SAMPLE_BYTES]
+            data = fade + _mix(reply, earcon)
             try:
                 written_t = self._clock()
                 device.write(data)

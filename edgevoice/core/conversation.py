@@ -33,6 +33,7 @@ from edgevoice.core.events import (
     Captured,
     CloseLink,
     Connect,
+    DeviceProblem,
     DeviceState,
     Earcon,
     EndOfReply,
@@ -186,6 +187,7 @@ class Conversation:
         self._recent: deque[str] = deque(maxlen=RECENT_EXCHANGES)
 
         self._goaway_switch_at: float | None = None
+        self._device_problems: dict[str, str] = {}
         self._status: Status | None = None
         self._stopping = False
 
@@ -350,6 +352,15 @@ class Conversation:
 
     def _on_playback_idle(self, event: PlaybackIdle, actions: list[Action]) -> None:
         self._playing = False
+
+    def _on_device_problem(self, event: DeviceProblem, actions: list[Action]) -> None:
+        if event.problem is None:
+            if self._device_problems.pop(event.device, None) is not None:
+                actions.append(Log(logging.INFO, f"the {event.device} is back"))
+        elif event.device not in self._device_problems:
+            self._device_problems[event.device] = event.problem
+            actions.append(Log(logging.ERROR, event.problem))
+            actions.append(PlayEarcon(Earcon.ERROR))
 
     def _on_tick(self, event: Tick, actions: list[Action]) -> None:
         t = event.t
@@ -759,6 +770,8 @@ class Conversation:
             actions.append(status)
 
     def _derive_status(self) -> Status:
+        if self._device_problems:
+            return Status(DeviceState.ERROR, "; ".join(self._device_problems.values()))
         offline_detail = ""
         if not self.link_up:
             if self._failures:
@@ -782,6 +795,7 @@ class Conversation:
         Released: _on_released,
         Captured: _on_captured,
         PlaybackIdle: _on_playback_idle,
+        DeviceProblem: _on_device_problem,
         Tick: _on_tick,
         LinkUp: _on_link_up,
         LinkDown: _on_link_down,

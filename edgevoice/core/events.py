@@ -48,6 +48,15 @@ class PlaybackIdle:
 
 
 @dataclass(frozen=True, slots=True)
+class DeviceProblem:
+    """An audio device failed (``problem`` says how) or came back (``problem`` None)."""
+
+    device: str  # "microphone" | "speaker"
+    problem: str | None
+    t: float
+
+
+@dataclass(frozen=True, slots=True)
 class Tick:
     """A deadline the core asked for (see ``Conversation.next_deadline``) has passed."""
 
@@ -181,6 +190,7 @@ Event = (
     | Released
     | Captured
     | PlaybackIdle
+    | DeviceProblem
     | Tick
     | LinkUp
     | LinkDown

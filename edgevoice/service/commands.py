@@ -20,6 +20,8 @@ from edgevoice.config import (
 )
 from edgevoice.errors import UserError
 from edgevoice.service.daemon import Daemon, alsa_hardware
+from edgevoice.service.logging import register_secret, setup_logging
+from edgevoice.service.watchdog import enable_crash_dumps
 
 log = logging.getLogger("edgevoice")
 
@@ -47,7 +49,12 @@ def check_config(args: argparse.Namespace) -> int:
 def run_daemon(args: argparse.Namespace) -> int:
     path = resolve_config_path(args.config, os.environ)
     loaded = load_settings(path)
-    logging.basicConfig(level=loaded.settings.logging.level, format="%(levelname)s %(name)s: %(message)s")
+    settings = loaded.settings
+    setup_logging(settings.logging.level, settings.logging.transcripts)
+    # A watchdog abort (SIGABRT) or a crash leaves every thread's stack in the journal.
+    enable_crash_dumps()
+    if settings.gemini_api_key is not None:
+        register_secret(settings.gemini_api_key.get_secret_value())
     return asyncio.run(_run(path, loaded))
 
 
@@ -93,6 +100,9 @@ async def _reload(daemon: Daemon, path: Path) -> None:
         problems = exc.problems if isinstance(exc, ConfigError) else [str(exc)]
         log.error("configuration reload refused, keeping the running one: %s", "; ".join(problems))
     else:
+        setup_logging(settings.logging.level, settings.logging.transcripts)
+        if settings.gemini_api_key is not None:
+            register_secret(settings.gemini_api_key.get_secret_value())
         changed = await daemon.reload(settings, alsa_hardware(settings))
         log.info("configuration reloaded; changed: %s", ", ".join(changed) or "nothing")
     status = daemon.conversation.status

@@ -15,14 +15,19 @@ import logging
 import ssl
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from google.genai import types
+from gpiozero.exc import GPIOZeroError
 
-from edgevoice.audio.alsa import AudioDeviceError, CaptureDevice, PlaybackDevice, open_pcm
+from edgevoice.audio.alsa import AudioDeviceError, CaptureDevice, PlaybackDevice
 from edgevoice.audio.capture import Microphone
+from edgevoice.audio.devices import open_capture as open_capture_device
+from edgevoice.audio.devices import open_playback as open_playback_device
+from edgevoice.audio.earcons import Earcons
 from edgevoice.audio.jitter import JitterBuffer
 from edgevoice.audio.playback import Speaker
 from edgevoice.bench.probe import NullProbe, Probe
@@ -35,10 +40,12 @@ from edgevoice.core.events import (
     Captured,
     CloseLink,
     Connect,
+    DeviceProblem,
     EndOfReply,
     Event,
     GenerationComplete,
     Interrupted,
+    LinkUp,
     Log,
     PersistHandle,
     PlayAudio,
@@ -62,35 +69,18 @@ from edgevoice.core.events import (
 )
 from edgevoice.errors import UserError
 from edgevoice.hardware.button import PushToTalkButton, Stamper
+from edgevoice.hardware.led import StatusLed
 from edgevoice.live.handle_store import HandleStore
 from edgevoice.live.link import CredentialSource, LiveLink
+from edgevoice.service.logging import clear_log_fields, set_log_fields
+from edgevoice.service.notify import SystemdNotifier
+from edgevoice.service.watchdog import DEFAULT_STALL_AFTER_S, Heartbeat, WatchdogPolicy, run_watchdog
 
 log = logging.getLogger("edgevoice")
 transcript_log = logging.getLogger("edgevoice.transcript")
 
 CAPTURE_RATE = 16000
 PLAYBACK_RATE = 24000
-
-
-class Notifier(Protocol):
-    def ready(self, status: str | None = None) -> None: ...
-    def status(self, text: str) -> None: ...
-    def reloading(self) -> None: ...
-    def stopping(self) -> None: ...
-
-
-class _SilentNotifier:
-    def ready(self, status: str | None = None) -> None:
-        pass
-
-    def status(self, text: str) -> None:
-        pass
-
-    def reloading(self) -> None:
-        pass
-
-    def stopping(self) -> None:
-        pass
 
 
 class Toolbox(Protocol):
@@ -118,31 +108,45 @@ class Hardware:
     stamp_and_post: Stamper | None = None
 
 
+# Two periods in the card: enough to ride scheduling jitter, little enough that a barge-in
+# has almost nothing to cut.
+PLAYBACK_PERIODS = 2
+
+
 def alsa_hardware(settings: Settings) -> Hardware:
+    """The board's sound card(s), opened at whatever format they accept."""
     audio = settings.audio
-    capture_period = CAPTURE_RATE * audio.period_ms // 1000
-    playback_period = PLAYBACK_RATE * audio.period_ms // 1000
 
     def open_capture() -> CaptureDevice:
-        pcm, _format = open_pcm(
-            "capture", audio.capture_device, rate=CAPTURE_RATE, channels=1, period_frames=capture_period
+        device, _format = open_capture_device(
+            audio.capture_device,
+            rate=CAPTURE_RATE,
+            period_ms=audio.period_ms,
+            device_rate=audio.capture_device_rate,
+            device_channels=audio.capture_device_channels,
+            channel=audio.capture_channel,
         )
-        return pcm
+        return device
 
     def open_playback() -> PlaybackDevice:
-        pcm, _format = open_pcm(
-            "playback",
+        device, _format = open_playback_device(
             audio.playback_device,
             rate=PLAYBACK_RATE,
-            channels=1,
-            period_frames=playback_period,
-            periods=2,
+            period_ms=audio.period_ms,
+            periods=PLAYBACK_PERIODS,
+            device_rate=audio.playback_device_rate,
+            device_channels=audio.playback_device_channels,
         )
-        return pcm
+        return device
 
-    # Two periods in the card: enough to ride scheduling jitter, little enough that a
-    # barge-in has almost nothing to cut.
-    return Hardware(open_capture, open_playback, playback_buffer_frames=playback_period * 2)
+    playback_period = PLAYBACK_RATE * audio.period_ms // 1000
+    return Hardware(open_capture, open_playback, playback_buffer_frames=playback_period * PLAYBACK_PERIODS)
+
+
+def default_earcons(settings: Settings) -> Callable[[str], bytes | None] | None:
+    if not settings.audio.earcons:
+        return None
+    return Earcons(True, settings.audio.disabled_earcons).get
 
 
 class Daemon:
@@ -154,9 +158,9 @@ class Daemon:
         credentials: CredentialSource,
         ssl_context: ssl.SSLContext | None = None,
         toolbox: Toolbox | None = None,
-        notifier: Notifier | None = None,
+        notifier: SystemdNotifier | None = None,
         probe: Probe | None = None,
-        earcons_factory: Callable[[Settings], Callable[[str], bytes | None] | None] | None = None,
+        earcons_factory: Callable[[Settings], Callable[[str], bytes | None] | None] | None = default_earcons,
         observers: Iterable[Callable[[Event], None]] = (),
         handle_store: HandleStore | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -166,7 +170,10 @@ class Daemon:
         self._credentials = credentials
         self._ssl_context = ssl_context
         self.toolbox = toolbox
-        self.notifier = notifier or _SilentNotifier()
+        # A no-op outside systemd (NOTIFY_SOCKET unset); the watchdog still logs stalls.
+        self.notifier = notifier or SystemdNotifier()
+        self.heartbeats: dict[str, Heartbeat] = {}
+        self._session_id: str | None = None
         self.probe = probe or NullProbe()
         self._earcons_factory = earcons_factory
         self._earcons = earcons_factory(settings) if earcons_factory else None
@@ -199,6 +206,7 @@ class Daemon:
         self.link: LiveLink | None = None
         self.button: PushToTalkButton | None = None
         self.ready = threading.Event()
+        self.led: StatusLed | None = None
         # Called after every event the core has handled (the simulator's end-of-run check).
         self.after_dispatch: list[Callable[[], None]] = []
         self._model_words: list[str] = []
@@ -236,9 +244,11 @@ class Daemon:
         )
         try:
             self.button = self._make_button()
+            self.led = self._make_led()
         except UserError:
-            _close_quietly(capture_device)
-            _close_quietly(playback_device)
+            for resource in (self.button, capture_device, playback_device):
+                if resource is not None:
+                    _close_quietly(resource)
             raise
 
         self.conversation.resume_handle = self.handle_store.load()
@@ -247,8 +257,11 @@ class Daemon:
                 if self.toolbox is not None:
                     await resources.enter_async_context(self.toolbox)
                 tasks.create_task(self.link.run(), name="live-link")
-                self.microphone.start(capture_device)
-                self.speaker.start(playback_device)
+                self._start_audio(capture_device, playback_device)
+                watchdog = tasks.create_task(
+                    run_watchdog(self.notifier, self.heartbeats, policy=_watchdog_policy(self.notifier)),
+                    name="watchdog",
+                )
                 self._execute(self.conversation.start(self._clock()))
                 if self.button.is_pressed:
                     # Held through a restart: the user is talking now.
@@ -259,12 +272,16 @@ class Daemon:
                 log.info("ready: push the button to talk")
                 await self._stop.wait()
                 await self._shutdown()
+                watchdog.cancel()
         finally:
             if self._timer is not None:
                 self._timer.cancel()
             self.button.close()
+            if self.led is not None:
+                self.led.close()
             await asyncio.to_thread(self.microphone.stop)
             await asyncio.to_thread(self.speaker.stop)
+            clear_log_fields()
             self._loop = None
         return 0
 
@@ -272,11 +289,16 @@ class Daemon:
         audio = self.settings.audio
         self.capture_period = CAPTURE_RATE * audio.period_ms // 1000
         self.playback_period = PLAYBACK_RATE * audio.period_ms // 1000
+        # The same dict object for the watchdog task's whole life: replaced in place.
+        self.heartbeats["capture"] = capture_beat = Heartbeat()
+        self.heartbeats["playback"] = playback_beat = Heartbeat()
         microphone = Microphone(
             self.hardware.open_capture,
             rate=CAPTURE_RATE,
             period_frames=self.capture_period,
             on_frame=lambda position, pcm, t: self.post(Captured(position, pcm, t)),
+            on_problem=lambda problem: self.post(DeviceProblem("microphone", problem, self._clock())),
+            heartbeat=capture_beat.beat,
         )
         speaker = Speaker(
             self.hardware.open_playback,
@@ -287,9 +309,21 @@ class Daemon:
             paced=self.hardware.paced_playback,
             fade_ms=audio.fade_ms,
             on_idle=lambda: self.post(PlaybackIdle(self._clock())),
+            on_problem=lambda problem: self.post(DeviceProblem("speaker", problem, self._clock())),
+            heartbeat=playback_beat.beat,
             probe=self.probe,
         )
         return microphone, speaker
+
+    def _start_audio(
+        self, capture: CaptureDevice | None = None, playback: PlaybackDevice | None = None
+    ) -> None:
+        assert self.microphone is not None and self.speaker is not None
+        self.microphone.start(capture)
+        self.speaker.start(playback)
+        # A thread that dies counts as stalled, not as quietly idle.
+        self.heartbeats["capture"].attach_thread(self.microphone.thread)
+        self.heartbeats["playback"].attach_thread(self.speaker.thread)
 
     def _open_devices(self) -> tuple[CaptureDevice, PlaybackDevice]:
         """Open both devices before reporting ready, so a wrong name fails loudly at start."""
@@ -332,6 +366,13 @@ class Daemon:
             self.button = self._make_button()
         return changed
 
+    def _make_led(self) -> StatusLed:
+        led = self.settings.led
+        try:
+            return StatusLed(led.pin, led.pwm, self.hardware.pin_factory)
+        except (GPIOZeroError, OSError, ValueError) as exc:
+            raise UserError(f"the status LED on BCM pin {led.pin} cannot be used: {exc}") from None
+
     def _make_button(self) -> PushToTalkButton:
         assert self.microphone is not None
         button = self.settings.button
@@ -350,8 +391,7 @@ class Daemon:
         await asyncio.to_thread(self.speaker.stop)
         self.hardware = hardware
         self.microphone, self.speaker = self._make_audio()
-        self.microphone.start()
-        self.speaker.start()
+        self._start_audio()
 
     async def _shutdown(self) -> None:
         self.notifier.stopping()
@@ -376,6 +416,13 @@ class Daemon:
         self.post(Pressed(position, t) if pressed else Released(position, t))
 
     def _dispatch(self, event: Event) -> None:
+        if (
+            isinstance(event, LinkUp)
+            and event.link == self.conversation.link
+            and (not event.resumed or self._session_id is None)
+        ):
+            self._session_id = uuid.uuid4().hex[:8]
+            set_log_fields(session_id=self._session_id)
         if isinstance(event, Transcript | TurnComplete | GenerationComplete | Interrupted):
             self._log_transcript(event)
         for observer in self._observers:
@@ -424,6 +471,8 @@ class Daemon:
                 action, SendAudio | SendActivityStart | SendActivityEnd | SendToolResponses | SendContext
             ):
                 link.send(action)
+                if isinstance(action, SendActivityStart):
+                    set_log_fields(turn_id=action.utterance)
             elif isinstance(action, PlayAudio):
                 speaker.play(action.pcm, action.received_t)
             elif isinstance(action, EndOfReply):
@@ -454,6 +503,9 @@ class Daemon:
                 log.log(action.level, action.message)
 
     def _show_status(self, status: Status) -> None:
+        set_log_fields(state=status.state.value)
+        if self.led is not None:
+            self.led.show(status.state.value)
         log.info("status: %s", status.text())
         self.notifier.status(status.text())
 
@@ -475,6 +527,14 @@ class Daemon:
             )
             return
         self.toolbox.start(types.FunctionCall(id=call.id, name=call.name, args=call.args), done)
+
+
+def _watchdog_policy(notifier: SystemdNotifier) -> WatchdogPolicy:
+    # A stall must be noticed (and the ping withheld) well before systemd's own timeout.
+    stall_after = DEFAULT_STALL_AFTER_S
+    if notifier.watchdog_usec:
+        stall_after = min(stall_after, notifier.watchdog_usec / 1e6 / 2)
+    return WatchdogPolicy(stall_after_s=stall_after)
 
 
 def _device_settings(settings: Settings) -> tuple[object, ...]:

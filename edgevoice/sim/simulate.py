@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -41,6 +42,8 @@ from edgevoice.errors import UserError
 from edgevoice.live import wire
 from edgevoice.live.link import CredentialError
 from edgevoice.service.daemon import CAPTURE_RATE, PLAYBACK_RATE, Daemon, Hardware
+from edgevoice.service.logging import setup_logging
+from edgevoice.service.watchdog import enable_crash_dumps
 from edgevoice.sim.devices import ButtonSchedule, SimulatedCapture, SimulatedPlayback
 from edgevoice.sim.fussy import asoundrc_for
 from edgevoice.sim.wav import read_wav_as, write_wav
@@ -95,10 +98,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--timeout", type=float, default=120.0, help="give up after this many seconds (default 120)"
     )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what the daemon does (INFO)")
     parser.set_defaults(handler=run_simulate_command)
 
 
 def run_simulate_command(args: argparse.Namespace) -> int:
+    setup_logging("INFO" if args.verbose else "WARNING", transcripts=False)
+    enable_crash_dumps()
     options = SimulationOptions(
         config=Path(args.config) if args.config else None,
         mic=args.mic,
@@ -113,7 +119,7 @@ def run_simulate_command(args: argparse.Namespace) -> int:
         timeout_s=args.timeout,
         faults=args.fault,
     )
-    result = asyncio.run(simulate(options, stdout=sys.stdout))
+    result = asyncio.run(simulate(options, stdout=sys.stdout, handle_signals=True))
     print(f"speaker output: {options.out} ({result.output_seconds:.2f} s)")
     return 0
 
@@ -150,12 +156,18 @@ class SimulationResult:
     daemons: list[Daemon] = field(default_factory=list)
 
 
-async def simulate(options: SimulationOptions, stdout: TextIO | None = None) -> SimulationResult:
+async def simulate(
+    options: SimulationOptions, stdout: TextIO | None = None, *, handle_signals: bool = False
+) -> SimulationResult:
+    """Run one simulated conversation. ``handle_signals``: SIGTERM/SIGINT end it the way
+    they end the daemon (the command line sets it; tests in-process do not)."""
     with tempfile.TemporaryDirectory(prefix="edgevoice-sim-") as scratch:
-        return await _simulate_in(Path(scratch), options, stdout)
+        return await _simulate_in(Path(scratch), options, stdout, handle_signals)
 
 
-async def _simulate_in(scratch: Path, options: SimulationOptions, stdout: TextIO | None) -> SimulationResult:
+async def _simulate_in(
+    scratch: Path, options: SimulationOptions, stdout: TextIO | None, handle_signals: bool
+) -> SimulationResult:
     mic_path = options.mic
     presses = list(options.presses)
     if mic_path is None:
@@ -229,6 +241,10 @@ async def _simulate_in(scratch: Path, options: SimulationOptions, stdout: TextIO
 
         trace = stack.enter_context(_trace_writer(options.trace))
         run = _SimulatedRun(settings, schedule, options, trace, stdout, restarts)
+        if handle_signals:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, run.done.set)
         await run.run(credentials, ssl_context)
         daemon = run.daemon
 
@@ -301,7 +317,6 @@ class _SimulatedRun:
             credentials=credentials,
             ssl_context=ssl_context,
             toolbox=ToolBox.from_settings(settings.home, settings.paths.state_dir),
-            earcons_factory=_earcons,
             observers=[self._observe],
         )
         daemon.after_dispatch.append(lambda: self._check_done(daemon))
@@ -545,16 +560,6 @@ def _frame_record(direction: str, frame: Any) -> dict[str, Any]:
 def _sample_utterance() -> np.ndarray:
     with resources.as_file(resources.files("edgevoice.sim") / "data" / SAMPLE_WAV) as path:
         return read_wav_as(path, CAPTURE_RATE)
-
-
-def _earcons(settings: Settings) -> Callable[[str], bytes | None] | None:
-    if not settings.audio.earcons:
-        return None
-    try:
-        from edgevoice.audio.earcons import Earcons
-    except ImportError:
-        return None
-    return Earcons(True, settings.audio.disabled_earcons).get
 
 
 __all__ = ["AudioDeviceError", "SimulationOptions", "SimulationResult", "register", "simulate"]

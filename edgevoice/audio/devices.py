@@ -1,0 +1,158 @@
+"""Sound cards as the pipeline wants them: 16 kHz mono in, 24 kHz mono out.
+
+Many USB and I2S cards run only at 44.1 or 48 kHz, often stereo. The card is asked for the
+pipeline's format; when it answers with its own (pyalsaaudio reports what libasound
+negotiated), it is reopened at that format with a period of the same duration and a
+streaming resampler converts (:mod:`edgevoice.audio.convert`). The audio threads never
+know: they read 16 kHz mono and write 24 kHz mono.
+
+ALSA's transient errors are absorbed here: a playback underrun (``write() == -EPIPE``,
+the data not written) is counted and the period written again.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+from collections.abc import Callable
+
+from edgevoice.audio.alsa import SAMPLE_BYTES, CaptureDevice, OpenedFormat, PlaybackDevice, open_pcm
+from edgevoice.audio.convert import CaptureConverter, PlaybackConverter
+
+log = logging.getLogger(__name__)
+
+
+class ConvertingCapture:
+    """A capture PCM at the card's format, read as 16 kHz mono."""
+
+    def __init__(self, pcm: CaptureDevice, converter: CaptureConverter) -> None:
+        self._pcm = pcm
+        self._converter = converter
+
+    def read(self) -> tuple[int, bytes]:
+        length, data = self._pcm.read()
+        if length <= 0:
+            return length, b""
+        out = self._converter.process(data)
+        return len(out) // SAMPLE_BYTES, out
+
+    def close(self) -> None:
+        self._pcm.close()
+
+
+class ConvertingPlayback:
+    """A playback PCM at the card's format, written as 24 kHz mono. ``avail`` and the
+    buffer size are given in source (24 kHz) frames, so the speaker's cut-and-fade works
+    the same on any card."""
+
+    def __init__(
+        self, pcm: PlaybackDevice, converter: PlaybackConverter | None, device_rate: int, source_rate: int
+    ) -> None:
+        self._pcm = pcm
+        self._converter = converter
+        self._ratio = source_rate / device_rate
+        self.underruns = 0
+
+    def write(self, data: bytes) -> int:
+        out = self._converter.process(data) if self._converter is not None else data
+        if not out:
+            return len(data) // SAMPLE_BYTES
+        written = self._pcm.write(out)
+        if written == -errno.EPIPE:
+            # The card ran dry; pyalsaaudio re-prepared it but did not write this period.
+            self.underruns += 1
+            written = self._pcm.write(out)
+        return len(data) // SAMPLE_BYTES if written >= 0 else written
+
+    def avail(self) -> int:
+        return int(self._pcm.avail() * self._ratio)
+
+    def drop(self) -> None:
+        self._pcm.drop()
+        if self._converter is not None:
+            self._converter.reset()
+
+    def close(self) -> None:
+        try:
+            # close() on a playback PCM drains, which can block for the whole buffer.
+            self._pcm.drop()
+        finally:
+            self._pcm.close()
+
+
+def open_capture(
+    device: str,
+    *,
+    rate: int,
+    period_ms: int,
+    device_rate: int | None = None,
+    device_channels: int | None = None,
+    channel: str | int = "mix",
+) -> tuple[CaptureDevice, OpenedFormat]:
+    """Open ``device`` for capture, delivering mono at ``rate`` whatever the card runs at."""
+    pcm, opened = _open_negotiated("capture", device, rate, 1, period_ms, device_rate, device_channels)
+    if opened.rate == rate and opened.channels == 1:
+        return pcm, opened
+    log.info("the microphone runs at %d Hz, %d channel(s): converting", opened.rate, opened.channels)
+    converter = CaptureConverter(opened.rate, opened.channels, channel, target_rate=rate)
+    return ConvertingCapture(pcm, converter), opened
+
+
+def open_playback(
+    device: str,
+    *,
+    rate: int,
+    period_ms: int,
+    periods: int = 2,
+    device_rate: int | None = None,
+    device_channels: int | None = None,
+    wrap: Callable[[PlaybackDevice, OpenedFormat], PlaybackDevice] | None = None,
+) -> tuple[ConvertingPlayback, OpenedFormat]:
+    """Open ``device`` for playback of mono at ``rate`` whatever the card runs at.
+    ``wrap`` puts something between the card and the converter (the simulator's clock)."""
+    pcm, opened = _open_negotiated(
+        "playback", device, rate, 1, period_ms, device_rate, device_channels, periods=periods
+    )
+    if wrap is not None:
+        pcm = wrap(pcm, opened)
+    converter = None
+    if opened.rate != rate or opened.channels != 1:
+        log.info("the speaker runs at %d Hz, %d channel(s): converting", opened.rate, opened.channels)
+        converter = PlaybackConverter(rate, device_rate=opened.rate, device_channels=opened.channels)
+    return ConvertingPlayback(pcm, converter, opened.rate, rate), opened
+
+
+def _open_negotiated(
+    kind: str,
+    device: str,
+    rate: int,
+    channels: int,
+    period_ms: int,
+    device_rate: int | None,
+    device_channels: int | None,
+    *,
+    periods: int = 4,
+) -> tuple[CaptureDevice, OpenedFormat]:
+    want_rate = device_rate or rate
+    want_channels = device_channels or channels
+    pcm, opened = open_pcm(
+        kind,
+        device,
+        rate=want_rate,
+        channels=want_channels,
+        period_frames=want_rate * period_ms // 1000,
+        periods=periods,
+    )
+    if (opened.rate, opened.channels) == (want_rate, want_channels):
+        return pcm, opened
+    # The card chose its own format; the period was sized for ours: open it again with a
+    # period of the same duration at the card's rate.
+    pcm.close()
+    return open_pcm(
+        kind,
+        device,
+        rate=opened.rate,
+        channels=opened.channels,
+        period_frames=opened.rate * period_ms // 1000,
+        periods=periods,
+    )

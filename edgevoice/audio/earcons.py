@@ -1,0 +1,86 @@
+"""Earcons: short cue sounds, generated in code, in the reply audio format.
+
+They are rendered at 24 kHz mono S16_LE so they go out through the same playback path as
+Gemini's replies. Each is a few sine notes or a glide, every note shaped by a raised-cosine
+envelope that starts and ends at exactly zero (no clicks), normalised to a -12 dBFS peak so
+they sit below speech.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+
+RATE: Final = 24000
+PEAK_DBFS: Final = -12.0
+# Attack and release of each note; long enough to be click-free, short enough to be crisp.
+EDGE_MS: Final = 10.0
+
+
+@dataclass(frozen=True)
+class _Note:
+    start_hz: float
+    end_hz: float  # equal to start_hz for a steady tone, otherwise a glide
+    ms: float
+
+
+# Rising = attention on (press), falling = done (release); low and falling = something wrong.
+_RECIPES: Final[dict[str, tuple[_Note, ...]]] = {
+    "listening": (_Note(880, 880, 70), _Note(1319, 1319, 90)),  # A5 up to E6
+    "sent": (_Note(1319, 1319, 60), _Note(880, 880, 80)),  # E6 down to A5
+    "error": (_Note(440, 440, 110), _Note(311, 311, 140)),  # A4 down a tritone
+    "offline": (_Note(660, 330, 200),),  # a sinking glide
+    "reconnected": (_Note(523, 523, 60), _Note(659, 659, 60), _Note(784, 784, 80)),  # C-E-G
+}
+
+EARCON_KINDS: Final[tuple[str, ...]] = tuple(_RECIPES)
+
+
+def _note(note: _Note) -> np.ndarray:
+    n = round(RATE * note.ms / 1000)
+    # Integrate the frequency so a glide has a continuous phase.
+    hz = np.linspace(note.start_hz, note.end_hz, n)
+    phase = 2 * np.pi * np.cumsum(hz) / RATE
+    wave = np.sin(phase - phase[0])
+    edge = min(round(RATE * EDGE_MS / 1000), n // 2)
+    envelope = np.ones(n)
+    ramp = 0.5 * (1 - np.cos(np.pi * np.arange(edge) / edge))
+    envelope[:edge] = ramp
+    envelope[n - edge :] = ramp[::-1]
+    return wave * envelope
+
+
+@functools.cache
+def render(kind: str) -> bytes:
+    """The earcon ``kind`` as 24 kHz mono S16_LE bytes (computed once per process)."""
+    if kind not in _RECIPES:
+        raise ValueError(f"unknown earcon {kind!r}; known earcons: {', '.join(EARCON_KINDS)}")
+    signal = np.concatenate([_note(note) for note in _RECIPES[kind]])
+    peak = 10 ** (PEAK_DBFS / 20) * 32767
+    signal *= peak / np.max(np.abs(signal))
+    return np.rint(signal).astype("<i2").tobytes()
+
+
+class Earcons:
+    """The earcons this daemon plays; ``get`` returns None for a disabled one."""
+
+    def __init__(self, enabled: bool, disabled: Iterable[str] = ()) -> None:
+        disabled = frozenset(disabled)
+        unknown = sorted(disabled - set(EARCON_KINDS))
+        if unknown:
+            raise ValueError(
+                f"unknown earcon name(s) {', '.join(map(repr, unknown))} in disabled earcons; "
+                f"known earcons: {', '.join(EARCON_KINDS)}"
+            )
+        self.enabled = enabled
+        self.disabled = disabled
+
+    def get(self, kind: str) -> bytes | None:
+        sound = render(kind)  # validates the name even when disabled: a typo is a bug
+        if not self.enabled or kind in self.disabled:
+            return None
+        return sound

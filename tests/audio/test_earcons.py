@@ -1,0 +1,70 @@
+"""Earcons: short, quiet, click-free, cached, and switchable."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from edgevoice.audio.earcons import EARCON_KINDS, RATE, Earcons, render
+
+EXPECTED = {"listening", "sent", "error", "offline", "reconnected"}
+
+
+def as_samples(pcm: bytes) -> np.ndarray:
+    return np.frombuffer(pcm, dtype="<i2").astype(np.float64)
+
+
+def test_all_five_kinds_exist():
+    assert set(EARCON_KINDS) == EXPECTED
+
+
+@pytest.mark.parametrize("kind", sorted(EXPECTED))
+def test_earcon_shape(kind):
+    x = as_samples(render(kind))
+    duration_ms = len(x) * 1000 / RATE
+    assert 60 <= duration_ms <= 250
+
+    peak_dbfs = 20 * math.log10(np.max(np.abs(x)) / 32767)
+    assert abs(peak_dbfs - (-12.0)) < 0.1
+
+    # Starts and ends at silence: no step when it begins or stops playing.
+    assert abs(x[0]) <= 1 and abs(x[-1]) <= 1
+
+    # No clicks: no step larger than a sine at the highest note (E6, 1319 Hz) can make,
+    # plus the 10 ms envelope's own slope. A click is a step of a large part of the peak.
+    peak = np.max(np.abs(x))
+    bound = peak * (2 * math.pi * 1400 / RATE + math.pi / (2 * 240)) + 2
+    assert np.max(np.abs(np.diff(x))) <= bound
+
+    spectrum = np.abs(np.fft.rfft(x)) ** 2
+    freqs = np.fft.rfftfreq(len(x), 1 / RATE)
+    # Pleasant: the energy stays in the tones, none splashes into the treble as a click
+    # would (broadband).
+    assert spectrum[freqs > 4000].sum() / spectrum.sum() < 1e-4
+
+
+def test_a_click_would_be_caught():
+    x = as_samples(render("listening")).copy()
+    x[len(x) // 2 :] = 0  # cut off mid-note
+    spectrum = np.abs(np.fft.rfft(x)) ** 2
+    freqs = np.fft.rfftfreq(len(x), 1 / RATE)
+    assert spectrum[freqs > 4000].sum() / spectrum.sum() >= 1e-4
+
+
+def test_get_returns_cached_sounds_and_none_when_disabled():
+    earcons = Earcons(enabled=True, disabled=["offline"])
+    assert earcons.get("listening") is earcons.get("listening")
+    assert earcons.get("listening") == render("listening")
+    assert earcons.get("offline") is None
+    assert all(Earcons(enabled=False, disabled=[]).get(kind) is None for kind in EXPECTED)
+
+
+def test_unknown_names_are_clear_errors():
+    with pytest.raises(ValueError, match="unknown earcon 'beep'"):
+        Earcons(enabled=True, disabled=[]).get("beep")
+    with pytest.raises(ValueError, match=r"'lisening'.*known earcons: listening"):
+        Earcons(enabled=True, disabled=["lisening"])
+    with pytest.raises(ValueError, match="unknown earcon"):
+        Earcons(enabled=False, disabled=[]).get("beep")
