@@ -32,7 +32,9 @@ _observer: FrameObserver | None = None
 
 # websockets logs every handshake header at DEBUG, the API key (x-goog-api-key) and the
 # ephemeral token (Authorization: Token ...) among them. Our connections log through this
-# logger, whose filter blanks those values before any handler sees the record.
+# logger, whose filter blanks those values before any handler sees the record. It lives
+# under "websockets.client" so that whatever level is set there (the service keeps it at
+# INFO: every audio frame is logged at DEBUG) still applies.
 SENSITIVE_HEADERS = frozenset({"x-goog-api-key", "authorization", "proxy-authorization", "cookie"})
 _SECRET_QUERY = re.compile(r"(?i)([?&](?:key|access_token)=)[^&\s]+")
 REDACTED = "[redacted]"
@@ -49,7 +51,7 @@ class _RedactHandshake(logging.Filter):
         return True
 
 
-ws_logger = logging.getLogger("edgevoice.live.websockets")
+ws_logger = logging.getLogger("websockets.client.edgevoice")
 ws_logger.addFilter(_RedactHandshake())
 
 

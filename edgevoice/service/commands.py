@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -55,6 +56,12 @@ def run_daemon(args: argparse.Namespace) -> int:
     enable_crash_dumps()
     if settings.gemini_api_key is not None:
         register_secret(settings.gemini_api_key.get_secret_value())
+    if settings.auth.mode == "token_broker":
+        from edgevoice.security.credentials import read_device_secret
+
+        # A missing secret is reported clearly when the credential source is built.
+        with contextlib.suppress(ConfigError):
+            register_secret(read_device_secret(os.environ))
     return asyncio.run(_run(path, loaded))
 
 

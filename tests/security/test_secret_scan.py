@@ -255,9 +255,18 @@ async def test_the_cli_in_a_subprocess_leaks_nothing(tmp_path):
         os.environ, CREDENTIALS_DIRECTORY=str(creds), HOMEASSISTANT_TOKEN=HA_SECRET, PYTHONFAULTHANDLER="1"
     )
     env.pop("GEMINI_API_KEY", None)
+    # simulate configures its own logging (WARNING, or INFO with -v, and the service's
+    # redacting handler): the driver swaps that for plain logging at DEBUG, every logger
+    # included, so what is scanned is what the code itself writes.
     driver = (
         "import logging, sys\n"
-        "logging.basicConfig(level=logging.DEBUG, format='%(levelname)s %(name)s: %(message)s')\n"
+        "import edgevoice.sim.simulate as simulate\n"
+        "def plain_debug(*args, **kwargs):\n"
+        "    logging.basicConfig(level=logging.DEBUG, force=True,\n"
+        "                        format='%(levelname)s %(name)s: %(message)s')\n"
+        "    for name in list(logging.root.manager.loggerDict):\n"
+        "        logging.getLogger(name).setLevel(logging.NOTSET)\n"
+        "simulate.setup_logging = plain_debug\n"
         "from edgevoice.cli import main\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )
@@ -292,7 +301,7 @@ async def test_the_cli_in_a_subprocess_leaks_nothing(tmp_path):
         await ha.stop()
     assert simulated[0] == 0, simulated[2][-3000:]
     assert "assistant: The kitchen light is on." in simulated[1]
-    assert "DEBUG edgevoice.live.websockets: > x-goog-api-key: [redacted]" in simulated[2]
+    assert "DEBUG websockets.client.edgevoice: > x-goog-api-key: [redacted]" in simulated[2]
     assert any(r["headers"].get("Authorization") == f"Bearer {HA_SECRET}" for r in ha.requests)
     assert checked[0] == 0 and "gemini_api_key: set (redacted)" in checked[1]
     places = {
