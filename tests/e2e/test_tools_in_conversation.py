@@ -38,7 +38,7 @@ async def test_a_2_s_call_while_the_user_talks_and_the_answer_plays(tmp_path: Pa
             },
             {
                 "input_transcript": "and tell me a story",
-                "reply": "Once upon a time there was a light in a kitchen that wanted to shine all night long.",
+                "reply": "Once upon a time there was a light in a kitchen that wanted to shine all night.",
             },
         ],
     )
