@@ -70,8 +70,8 @@ class AudioSettings(_Section):
     fade_ms: float = Field(5.0, ge=0, le=50)
     volume: float = Field(1.0, ge=0.0, le=2.0)
     earcons: bool = True
-    # Any of: listening, sent, error, offline, reconnected. Empty means all enabled.
-    disabled_earcons: list[str] = []
+    # Turn single earcons off. Empty means all enabled.
+    disabled_earcons: list[Literal["listening", "sent", "error", "offline", "reconnected"]] = []
 
 
 class ButtonSettings(_Section):
