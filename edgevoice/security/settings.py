@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 DEVICE_SECRET_CREDENTIAL = "edgevoice-device-secret"
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -56,8 +56,8 @@ class AuthSettings(_Section):
 
     mode: Literal["api_key", "token_broker"] = "api_key"
     # token_broker mode: the broker's base URL, e.g. https://homeserver.local:8443
-    broker_url: str | None = None
-    device_id: str | None = None
+    broker_url: str | None = Field(None, validate_default=True)
+    device_id: str | None = Field(None, validate_default=True)
     # A CA certificate (PEM) to trust for broker_url (a self-signed home server); unset: the
     # system's trust store.
     broker_ca_file: Path | None = None
@@ -65,21 +65,24 @@ class AuthSettings(_Section):
 
     @field_validator("broker_url")
     @classmethod
-    def _broker_url(cls, value: str | None) -> str | None:
-        return None if value is None else check_https_url(value)
+    def _broker_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return _required_by_mode(info)
+        return check_https_url(value)
 
     @field_validator("device_id")
     @classmethod
-    def _device_id(cls, value: str | None) -> str | None:
-        return None if value is None else check_device_id(value)
+    def _device_id(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return _required_by_mode(info)
+        return check_device_id(value)
 
-    @model_validator(mode="after")
-    def _complete(self) -> AuthSettings:
-        if self.mode == "token_broker":
-            missing = [name for name in ("broker_url", "device_id") if getattr(self, name) is None]
-            if missing:
-                raise ValueError(f'mode = "token_broker" needs {" and ".join(missing)}')
-        return self
+
+def _required_by_mode(info: ValidationInfo) -> None:
+    # Reported on the missing key itself, so the error names auth.broker_url / auth.device_id.
+    if info.data.get("mode") == "token_broker":
+        raise ValueError('is required when mode = "token_broker"')
+    return None
 
 
 # -- the token broker's configuration file ----------------------------------------------------
