@@ -501,6 +501,10 @@ class _SimulatedRun:
 
     def _ready_for_press(self, timeout: float) -> bool:
         daemon = self.daemon
+        # The simulated user waiting for an answer is not a stalled microphone.
+        heartbeat = daemon.heartbeats.get("capture")
+        if heartbeat is not None:
+            heartbeat.beat()
         return daemon.quiet.wait(timeout) and daemon.conversation.link_up
 
     def _stamp_and_post(self, post: Callable[[int], None]) -> None:
