@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Imported here so `edgevoice --help` stays fast and a broken room names itself.
     from edgevoice.bench import cli as bench_cli
     from edgevoice.emulator import cli as emulator_cli
+    from edgevoice.security import broker_cli
     from edgevoice.service import commands as service_commands
     from edgevoice.service import diagnostics
     from edgevoice.sim import simulate
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     diagnostics.register(subparsers)
     simulate.register(subparsers)
     emulator_cli.register(subparsers)
+    broker_cli.register(subparsers)
     bench_cli.register(subparsers)
     return parser
 

@@ -29,6 +29,7 @@ from pydantic_settings import (
 )
 from pydantic_settings.sources.utils import parse_env_vars
 
+from edgevoice.security.settings import AuthSettings
 from edgevoice.tools.settings import HomeSettings
 
 DEFAULT_CONFIG_PATH = Path("/etc/edgevoice/edgevoice.toml")
@@ -69,8 +70,8 @@ class AudioSettings(_Section):
     fade_ms: float = Field(5.0, ge=0, le=50)
     volume: float = Field(1.0, ge=0.0, le=2.0)
     earcons: bool = True
-    # Any of: listening, sent, error, offline, reconnected. Empty means all enabled.
-    disabled_earcons: list[str] = []
+    # Turn single earcons off. Empty means all enabled.
+    disabled_earcons: list[Literal["listening", "sent", "error", "offline", "reconnected"]] = []
 
 
 class ButtonSettings(_Section):
@@ -144,6 +145,7 @@ class Settings(BaseSettings):
     paths: PathsSettings = PathsSettings()
     logging: LoggingSettings = LoggingSettings()
     home: HomeSettings = HomeSettings()
+    auth: AuthSettings = AuthSettings()
 
     # Filled from GEMINI_API_KEY or the systemd credential, never from the TOML file.
     gemini_api_key: SecretStr | None = Field(None, exclude=True)

@@ -61,9 +61,7 @@ class _Resampler:
     """Mono float32 streaming resampler with a flush that leaves it ready for a new stream."""
 
     def __init__(self, in_rate: int, out_rate: int) -> None:
-        self._stream = soxr.ResampleStream(
-            in_rate, out_rate, 1, dtype="float32", quality=RESAMPLE_QUALITY
-        )
+        self._stream = soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32", quality=RESAMPLE_QUALITY)
 
     def process(self, mono: np.ndarray) -> np.ndarray:
         return self._stream.resample_chunk(mono)
@@ -79,9 +77,7 @@ class _Resampler:
 
 def _check_rate(name: str, value: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or not 1000 <= value <= 384000:
-        raise ValueError(
-            f"{name} must be a sample rate in Hz between 1000 and 384000, got {value!r}"
-        )
+        raise ValueError(f"{name} must be a sample rate in Hz between 1000 and 384000, got {value!r}")
 
 
 def _check_channels(name: str, value: int) -> None:
@@ -107,8 +103,7 @@ class CaptureConverter:
         _check_rate("target_rate", target_rate)
         _check_channels("device_channels", device_channels)
         if channel != "mix" and (
-            not isinstance(channel, int) or isinstance(channel, bool)
-            or not 0 <= channel < device_channels
+            not isinstance(channel, int) or isinstance(channel, bool) or not 0 <= channel < device_channels
         ):
             raise ValueError(
                 f"capture channel must be 'mix' or a channel index from 0 to "
@@ -120,9 +115,7 @@ class CaptureConverter:
         self.target_rate = target_rate
         self.passthrough: bool = device_rate == target_rate and device_channels == 1
         self._aligner = _FrameAligner(device_channels * _SAMPLE_BYTES)
-        self._resampler = (
-            None if device_rate == target_rate else _Resampler(device_rate, target_rate)
-        )
+        self._resampler = None if device_rate == target_rate else _Resampler(device_rate, target_rate)
 
     def _to_mono(self, pcm: bytes) -> np.ndarray:
         samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32)
@@ -163,9 +156,7 @@ class PlaybackConverter:
     Mono is resampled once and then duplicated to every output channel.
     """
 
-    def __init__(
-        self, source_rate: int = 24000, device_rate: int = 24000, device_channels: int = 1
-    ) -> None:
+    def __init__(self, source_rate: int = 24000, device_rate: int = 24000, device_channels: int = 1) -> None:
         _check_rate("source_rate", source_rate)
         _check_rate("device_rate", device_rate)
         _check_channels("device_channels", device_channels)
@@ -174,9 +165,7 @@ class PlaybackConverter:
         self.device_channels = device_channels
         self.passthrough: bool = source_rate == device_rate and device_channels == 1
         self._aligner = _FrameAligner(_SAMPLE_BYTES)
-        self._resampler = (
-            None if source_rate == device_rate else _Resampler(source_rate, device_rate)
-        )
+        self._resampler = None if source_rate == device_rate else _Resampler(source_rate, device_rate)
 
     def _out(self, mono: np.ndarray) -> bytes:
         if self.device_channels > 1:

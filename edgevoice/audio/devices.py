@@ -21,6 +21,8 @@ from edgevoice.audio.convert import CaptureConverter, PlaybackConverter
 
 log = logging.getLogger(__name__)
 
+MAX_READS_FOR_OUTPUT = 8
+
 
 class ConvertingCapture:
     """A capture PCM at the card's format, read as 16 kHz mono."""
@@ -30,11 +32,16 @@ class ConvertingCapture:
         self._converter = converter
 
     def read(self) -> tuple[int, bytes]:
-        length, data = self._pcm.read()
-        if length <= 0:
-            return length, b""
-        out = self._converter.process(data)
-        return len(out) // SAMPLE_BYTES, out
+        # The resampler holds a few milliseconds back, so one period in can give nothing
+        # out; read on until it gives something, like a card at the pipeline's rate would.
+        for _ in range(MAX_READS_FOR_OUTPUT):
+            length, data = self._pcm.read()
+            if length <= 0:
+                return length, b""
+            out = self._converter.process(data)
+            if out:
+                return len(out) // SAMPLE_BYTES, out
+        return 0, b""
 
     def close(self) -> None:
         self._pcm.close()
@@ -65,7 +72,9 @@ class ConvertingPlayback:
         return len(data) // SAMPLE_BYTES if written >= 0 else written
 
     def avail(self) -> int:
-        return int(self._pcm.avail() * self._ratio)
+        avail = self._pcm.avail()
+        # Negative: an error code (-EPIPE once the card has run dry), passed on as is.
+        return avail if avail < 0 else int(avail * self._ratio)
 
     def drop(self) -> None:
         self._pcm.drop()

@@ -173,11 +173,17 @@ class Speaker:
                 )
                 earcon = self._take_earcon(len(pulled.pcm) or self.period_frames * SAMPLE_BYTES)
                 if pulled.kind == "idle" and not earcon and not fade:
+                    wait = 0.2
                     if self._active:
-                        self._active = False
-                        self._on_idle()
+                        # Finished only once the card has played what it holds.
+                        held = self._held_frames(device)
+                        if held:
+                            wait = min(wait, held / self.rate)
+                        else:
+                            self._active = False
+                            self._on_idle()
                     waited = True
-                    self._cond.wait(0.2)
+                    self._cond.wait(wait)
                     self._heartbeat()
                     continue
                 marks = self._take_marks(pulled.kind, pulled.audio_frames * SAMPLE_BYTES)
@@ -208,10 +214,7 @@ class Speaker:
     def _cut(self, device: PlaybackDevice) -> bytes:
         """Stop what the card holds and return a fade-out from the sample it is playing."""
         self.interrupts += 1
-        try:
-            queued = max(0, self.buffer_frames - device.avail())
-        except Exception:
-            queued = 0
+        queued = self._held_frames(device)
         held = bytes(self._recent[len(self._recent) - queued * SAMPLE_BYTES :]) if queued else b""
         if queued:
             try:
@@ -229,6 +232,14 @@ class Speaker:
         samples = np.frombuffer(source, dtype="<i2").astype(np.float32)
         ramp = 0.5 * (1.0 + np.cos(np.linspace(0.0, np.pi, len(samples))))
         return (samples * ramp).astype("<i2").tobytes()
+
+    def _held_frames(self, device: PlaybackDevice) -> int:
+        """Frames the card still has to play (0 once it has run dry: avail() is -EPIPE)."""
+        try:
+            avail = device.avail()
+        except Exception:
+            return 0
+        return 0 if avail < 0 else max(0, self.buffer_frames - avail)
 
     def _take_earcon(self, nbytes: int) -> bytes:
         if not self._earcons:

@@ -45,6 +45,7 @@ from edgevoice.core.events import (
     LinkFailed,
     LinkUp,
     Log,
+    NetworkChanged,
     PersistHandle,
     PlayAudio,
     PlaybackIdle,
@@ -352,6 +353,13 @@ class Conversation:
 
     def _on_playback_idle(self, event: PlaybackIdle, actions: list[Action]) -> None:
         self._playing = False
+
+    def _on_network_changed(self, event: NetworkChanged, actions: list[Action]) -> None:
+        if self._retry_at is not None and not self._stopping:
+            # Waiting out a backoff while the network may just have come back: try now.
+            self._retry_at = None
+            actions.append(Log(logging.INFO, "the network changed: reconnecting now"))
+            self._connect(actions, event.t)
 
     def _on_device_problem(self, event: DeviceProblem, actions: list[Action]) -> None:
         if event.problem is None:
@@ -796,6 +804,7 @@ class Conversation:
         Captured: _on_captured,
         PlaybackIdle: _on_playback_idle,
         DeviceProblem: _on_device_problem,
+        NetworkChanged: _on_network_changed,
         Tick: _on_tick,
         LinkUp: _on_link_up,
         LinkDown: _on_link_down,

@@ -57,6 +57,13 @@ class DeviceProblem:
 
 
 @dataclass(frozen=True, slots=True)
+class NetworkChanged:
+    """A network interface, address or route changed (the network may be back)."""
+
+    t: float
+
+
+@dataclass(frozen=True, slots=True)
 class Tick:
     """A deadline the core asked for (see ``Conversation.next_deadline``) has passed."""
 
@@ -191,6 +198,7 @@ Event = (
     | Captured
     | PlaybackIdle
     | DeviceProblem
+    | NetworkChanged
     | Tick
     | LinkUp
     | LinkDown

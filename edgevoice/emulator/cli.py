@@ -76,6 +76,8 @@ async def _serve(scenario: Scenario, host: str, port: int, ca_out: str | None) -
         # key=value lines: readable, and easy for a parent process to parse.
         print(f"url={emulator.base_url}", flush=True)
         print(f"ca={ca_path}", flush=True)
+        # The REST side (auth_tokens.create), for a token broker's [gemini] base_url.
+        print(f"rest_url={emulator.rest_base_url}", flush=True)
         print(f"scenario={scenario.name or '(unnamed)'} voice={scenario.voice} "
               f"pace={scenario.pace}", file=sys.stderr, flush=True)
         await stop.wait()

@@ -22,11 +22,19 @@ import secrets
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
-from edgevoice.emulator.auth import ApiKeyAuthenticator, AuthDecision, Authenticator
+from edgevoice.emulator.auth import (
+    TOKEN_EXPIRED,
+    AuthDecision,
+    Authenticator,
+    TokenAuthenticator,
+    TokenResult,
+    apply_constraints,
+)
 from edgevoice.emulator.faults import Fault
 from edgevoice.emulator.records import (
     ConnectionRecord,
@@ -39,7 +47,7 @@ from edgevoice.emulator.records import (
     ToolResponseRecord,
     UtteranceRecord,
 )
-from edgevoice.emulator.scenario import Scenario, ToolCallSpec, Turn, placement_chunk
+from edgevoice.emulator.scenario import InjectSpec, Scenario, ToolCallSpec, Turn, placement_chunk
 from edgevoice.emulator.voice import OUTPUT_RATE, SAMPLE_WIDTH
 from edgevoice.emulator.wire import duration_string, encode_frame, normalise, rate_from_mime
 
@@ -189,6 +197,8 @@ class _Speech:
     """Index in the turn's tool_calls -> the id assigned at start."""
     issued: set[str] = field(default_factory=set)
     group: int | None = None
+    injections: list[InjectSpec] = field(default_factory=list)
+    """One-shot frames armed with :meth:`EmulatorCore.arm_injections`."""
 
 
 # ---------------------------------------------------------------------------------------
@@ -209,7 +219,9 @@ class EmulatorCore:
         # benchmark can leave them out of received/sent (utterances and replies keep the PCM).
         self.record_audio_frames = record_audio_frames
         self.render = render
-        self.authenticator: Authenticator = authenticator or ApiKeyAuthenticator()
+        # By default tokens the emulator issued are enforced and made-up ones still pass.
+        self.authenticator: Authenticator = authenticator or TokenAuthenticator(
+            accept_unissued_tokens=True)
         self.received: list[ReceivedFrame] = []
         self.sent: list[SentFrame] = []
         self.connections: list[ConnectionRecord] = []
@@ -219,7 +231,9 @@ class EmulatorCore:
         self.tool_responses: list[ToolResponseRecord] = []
         self.fired_faults: list[FaultRecord] = []
         self.rejected_handshakes: list[tuple[float, str, int]] = []
+        self.rest_requests: list[tuple[float, str, int]] = []
         self.errors: list[str] = []
+        self._armed_injections: list[InjectSpec] = []
         self.refuse_until = float("-inf")
         self.current_session: SessionState | None = None
         self._armed = [_ArmedFault(fault) for fault in scenario.faults]
@@ -264,6 +278,41 @@ class EmulatorCore:
 
     def live_connections(self) -> list[Connection]:
         return list(self._live.values())
+
+    # REST: ephemeral tokens ------------------------------------------------------------------
+
+    def create_auth_token(self, version: str, headers: Mapping[str, str], body: Any,
+                          wall_now: datetime, now: float) -> TokenResult:
+        """``POST /{version}/auth_tokens`` (the SDK's ``auth_tokens.create``)."""
+        issue = getattr(self.authenticator, "issue", None)
+        if issue is None:
+            result = TokenResult(501, {"error": {
+                "code": 501, "status": "UNIMPLEMENTED",
+                "message": "this emulator's authenticator does not issue tokens"}})
+        else:
+            result = issue(version, headers, body, wall_now, now)
+        # The token is in the answer; only the status is recorded.
+        self.rest_requests.append((now, f"/{version}/auth_tokens", result.status))
+        return result
+
+    @property
+    def issued_tokens(self) -> list[Any]:
+        """Tokens issued so far (fingerprints, times, uses; never the token)."""
+        return list(getattr(self.authenticator, "issued", []))
+
+    # One-shot injections ---------------------------------------------------------------------
+
+    def arm_injections(self, injections: list[InjectSpec], *, replace: bool = False) -> None:
+        """Send these raw frames once, at their placements in the next reply to an
+        utterance (whatever its number, on whichever connection). ``replace`` drops
+        injections armed before and not sent yet."""
+        if replace:
+            self._armed_injections = []
+        self._armed_injections.extend(injections)
+
+    def take_armed_injections(self) -> list[InjectSpec]:
+        armed, self._armed_injections = self._armed_injections, []
+        return armed
 
     # Faults ---------------------------------------------------------------------------
 
@@ -576,6 +625,11 @@ class Connection:
         if not self.auth.ok:
             self.record.auth_rejected = self.auth.reason
             raise ProtocolViolation(self.auth.close_code or 1008, self.auth.reason or "")
+        if self.auth.constraints is not None:
+            # An ephemeral token's locked fields win over what the client asked for.
+            setup, self.record.locked_fields = apply_constraints(
+                setup, self.auth.constraints, self.auth.field_mask)
+        self.record.effective_setup = setup
         model = setup.get("model")
         if not isinstance(model, str) or not model:
             raise ProtocolViolation(1007, "setup.model is required.")
@@ -611,10 +665,16 @@ class Connection:
         self.core.attach_session(session, self.record.id)
         self.record.accepted = True
         self._send({"setupComplete": {}})
+        if self.auth.expires_t is not None:
+            self._at(self.auth.expires_t, self._token_expired)
         if self._resumption:
             self._issue_handle(now)
         for fault in self.core.take_next_setup_faults():
             self.fire_fault(fault, now)
+
+    def _token_expired(self, now: float) -> None:
+        log.info("connection %d: its ephemeral token expired; closing", self.record.id)
+        self.terminate(Close(*TOKEN_EXPIRED))
 
     # Realtime input ------------------------------------------------------------------------
 
@@ -819,6 +879,8 @@ class Connection:
                 group = max(self.session.groups, default=0) + 1
                 self.session.groups[group] = FollowUpGroup(turn.follow_up, set(call_ids.values()))
         speech = _Speech(request, record, deque(), chunks, pieces, call_ids, group=group)
+        if request.kind == "reply":
+            speech.injections = self.core.take_armed_injections()
         interval = scenario.chunk_interval
         steps = speech.steps
         steps.append((t0, partial(self._begin, speech)))
@@ -830,6 +892,9 @@ class Connection:
         self._speech = speech
 
     def _placement_actions(self, speech: _Speech, placement: str, now: float) -> None:
+        for inject in [item for item in speech.injections if item.when == placement]:
+            speech.injections.remove(inject)
+            self._send_raw(inject.payload)
         turn = speech.request.turn
         if turn is None or speech.request.kind == "client":
             return
@@ -915,8 +980,10 @@ class Connection:
         # Calls and injections placed after a chunk the reply never reached (a short reply)
         # still go out with it, in chunk order.
         turn = speech.request.turn
-        if turn is not None:
-            placements = {item.when for item in [*turn.tool_calls, *turn.inject]}
+        placements = {item.when for item in speech.injections}
+        if turn is not None and speech.request.kind != "client":
+            placements |= {item.when for item in [*turn.tool_calls, *turn.inject]}
+        if placements:
             unreached = sorted((chunk, when) for when in placements
                                if (chunk := placement_chunk(when)) is not None
                                and chunk > len(speech.chunks))

@@ -43,6 +43,11 @@ class ConnectionRecord:
     auth_scheme: str | None = None
     auth_rejected: str | None = None
     setup: dict[str, Any] | None = None
+    """The setup frame as the client sent it (normalised)."""
+    effective_setup: dict[str, Any] | None = None
+    """The setup the session runs with: ``setup`` with an ephemeral token's locked fields."""
+    locked_fields: list[str] | None = None
+    """Fields the ephemeral token locked (``["*"]``: all); None without constraints."""
     resumed_handle: str | None = None
     session_id: int | None = None
     accepted: bool = False

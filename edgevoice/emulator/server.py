@@ -15,11 +15,13 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 import trustme
+from aiohttp import web
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
@@ -45,7 +47,7 @@ from edgevoice.emulator.records import (
     ToolResponseRecord,
     UtteranceRecord,
 )
-from edgevoice.emulator.scenario import Scenario
+from edgevoice.emulator.scenario import InjectSpec, Scenario
 from edgevoice.emulator.voice import CachedVoice, make_voice
 
 log = logging.getLogger(__name__)
@@ -104,6 +106,16 @@ class _RecordViews:
         return self._get_core().rejected_handshakes
 
     @property
+    def issued_tokens(self) -> list[Any]:
+        """Ephemeral tokens issued through the REST endpoint (:class:`auth.IssuedToken`)."""
+        return self._get_core().issued_tokens
+
+    @property
+    def rest_requests(self) -> list[tuple[float, str, int]]:
+        """(t, path, HTTP status) of every REST request."""
+        return self._get_core().rest_requests
+
+    @property
     def errors(self) -> list[str]:
         """Tracebacks of the emulator's own failures (a test can assert there are none)."""
         return self._get_core().errors
@@ -134,10 +146,13 @@ class Emulator(_RecordViews):
         ping_interval: float | None = 20.0,
         close_timeout: float = 2.0,
         record_audio_frames: bool = True,
+        rest_port: int = 0,
     ):
         self.scenario = scenario if scenario is not None else Scenario()
         self.host = host
         self.port = port
+        self.rest_port = rest_port
+        self._rest_runner: web.AppRunner | None = None
         self.clock = clock
         self._authenticator = authenticator
         self._ping_interval = ping_interval
@@ -184,13 +199,39 @@ class Emulator(_RecordViews):
             server_header="edgevoice-emulator",
         )
         self.port = self._server.sockets[0].getsockname()[1]
-        log.info("Live API emulator listening on %s", self.base_url)
+        await self._start_rest(server_context)
+        log.info("Live API emulator listening on %s (REST on %s)", self.base_url, self.rest_base_url)
+
+    async def _start_rest(self, context: ssl.SSLContext) -> None:
+        # websockets serves GET upgrades only; the REST side (auth_tokens.create) needs a
+        # POST with a body, so it gets its own listener with the same certificate.
+        app = web.Application()
+        app.router.add_post("/{version}/auth_tokens", self._rest_auth_tokens)
+        self._rest_runner = web.AppRunner(app, access_log=None)
+        await self._rest_runner.setup()
+        site = web.TCPSite(self._rest_runner, self.host, self.rest_port, ssl_context=context)
+        await site.start()
+        self.rest_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def _rest_auth_tokens(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        headers = {key.lower(): value for key, value in request.headers.items()}
+        result = self._get_core().create_auth_token(
+            request.match_info["version"], headers, body, datetime.now(UTC), self.clock())
+        self._notify()
+        return web.json_response(result.body, status=result.status)
 
     async def aclose(self) -> None:
         """Close every connection (1001), stop listening and wait for the handlers."""
         server, self._server = self._server, None
         if server is None:
             return
+        rest, self._rest_runner = self._rest_runner, None
+        if rest is not None:
+            await rest.cleanup()
         server.close()
         try:
             await asyncio.wait_for(server.wait_closed(), SHUTDOWN_TIMEOUT)
@@ -209,6 +250,25 @@ class Emulator(_RecordViews):
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"https://{host}:{self.port}"
 
+    @property
+    def rest_base_url(self) -> str:
+        """Base URL of the REST side (``auth_tokens``): a client's ``http_options.base_url``."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"https://{host}:{self.rest_port}"
+
+    def arm_injections(self, injections: list[InjectSpec | dict[str, Any]], *,
+                       replace: bool = False) -> None:
+        """Send raw frames once, at their placements in the next reply to an utterance."""
+        self._get_core().arm_injections(_inject_specs(injections), replace=replace)
+
+    def set_scenario(self, scenario: Scenario) -> None:
+        """Answer from ``scenario`` from now on (connections already open included)."""
+        self.scenario = scenario
+        core = self._get_core()
+        core.scenario = scenario
+        for connection in core.live_connections():
+            connection.scenario = scenario
+
     def client_ssl_context(self) -> ssl.SSLContext:
         """An SSL context that trusts this emulator's certificate authority."""
         context = ssl.create_default_context()
@@ -220,6 +280,12 @@ class Emulator(_RecordViews):
         path = Path(path)
         self._ca.cert_pem.write_to_path(str(path))
         return path
+
+    def wake(self) -> None:
+        """Re-check every connection's timers now (after moving an :class:`OffsetClock`)."""
+        for wake in self._wakes.values():
+            wake.set()
+        self._notify()
 
     def inject_fault(self, fault: Fault | str) -> None:
         """Make ``fault`` happen at its trigger, or now if it has none."""
@@ -356,6 +422,11 @@ class Emulator(_RecordViews):
         self._get_core().errors.append(text)
 
 
+def _inject_specs(injections: list[InjectSpec | dict[str, Any]]) -> list[InjectSpec]:
+    return [item if isinstance(item, InjectSpec) else InjectSpec.model_validate(item)
+            for item in injections]
+
+
 def _close_info(websocket: ServerConnection, aborted: bool) -> tuple[int, str, str]:
     protocol = websocket.protocol
     received, sent = protocol.close_rcvd, protocol.close_sent
@@ -454,6 +525,10 @@ class EmulatorThread(_RecordViews):
     def scenario(self) -> Scenario:
         return self._emulator.scenario
 
+    @property
+    def rest_base_url(self) -> str:
+        return self._emulator.rest_base_url
+
     def client_ssl_context(self) -> ssl.SSLContext:
         return self._emulator.client_ssl_context()
 
@@ -466,19 +541,29 @@ class EmulatorThread(_RecordViews):
     def inject_fault(self, fault: Fault | str, timeout: float = 5.0) -> None:
         if isinstance(fault, str):
             fault = parse_fault(fault)
+        self._call(lambda: self._emulator.inject_fault(fault), timeout, "the fault")
+
+    def arm_injections(self, injections: list[InjectSpec | dict[str, Any]], *,
+                       replace: bool = False, timeout: float = 5.0) -> None:
+        """As :meth:`Emulator.arm_injections`, from another thread."""
+        specs = _inject_specs(injections)
+        self._call(lambda: self._emulator.arm_injections(specs, replace=replace), timeout,
+                   "the injections")
+
+    def _call(self, function: Callable[[], None], timeout: float, what: str) -> None:
         if self._loop is None:
             raise RuntimeError("the emulator thread is not running")
         done = threading.Event()
 
-        def inject() -> None:
+        def run() -> None:
             try:
-                self._emulator.inject_fault(fault)
+                function()
             finally:
                 done.set()
 
-        self._loop.call_soon_threadsafe(inject)
+        self._loop.call_soon_threadsafe(run)
         if not done.wait(timeout):
-            raise TimeoutError("the emulator thread did not take the fault")
+            raise TimeoutError(f"the emulator thread did not take {what}")
 
     def wait_for(self, predicate: Callable[[EmulatorThread], bool],
                  timeout: float = DEFAULT_WAIT_TIMEOUT) -> None:

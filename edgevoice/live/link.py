@@ -58,6 +58,7 @@ CLOSE_TIMEOUT_S = 1.0
 MAX_BAD_FRAMES = 20
 
 CredentialSource = Callable[[], Awaitable[str]]
+EPHEMERAL_TOKEN_PREFIX = "auth_tokens/"
 
 # The frames google-genai's send_realtime_input writes for audio and activity markers
 # (3.4.0), built here directly: for a 20 ms period the SDK's pydantic validation and
@@ -221,6 +222,9 @@ class LiveLink:
                 options.base_url = self._live.base_url
             if self._live.api_version:
                 options.api_version = self._live.api_version
+            elif key.startswith(EPHEMERAL_TOKEN_PREFIX):
+                # The Live API takes ephemeral tokens on v1alpha only.
+                options.api_version = "v1alpha"
             if self._ssl_context is not None:
                 options.async_client_args = {"ssl": self._ssl_context}
             client = genai.Client(api_key=key, http_options=options)
@@ -268,7 +272,7 @@ class LiveLink:
             except (OSError, WebSocketException) as exc:
                 self._post(LinkDown(connection.link, 1006, _short(exc), self._clock()))
                 return
-            except (ValueError, pydantic.ValidationError) as exc:
+            except (ValueError, TypeError, RecursionError, pydantic.ValidationError) as exc:
                 # Our own message was refused by the SDK (a tool result it cannot encode):
                 # a bug to log, not a reason to drop the conversation.
                 log.error("could not send %s: %s", type(action).__name__, _short(exc))
@@ -294,9 +298,12 @@ class LiveLink:
             except (OSError, WebSocketException) as exc:
                 self._post(LinkDown(link, 1006, _short(exc), self._clock()))
                 return
-            except (TypeError, ValueError, KeyError, AttributeError, pydantic.ValidationError) as exc:
+            except (
+                TypeError, ValueError, KeyError, AttributeError, RecursionError, pydantic.ValidationError
+            ) as exc:
                 # The SDK could not parse a frame (unknown or snake_case key, bad JSON,
-                # wrong type). The frame is consumed; the connection may still be fine.
+                # wrong type, JSON nested too deep for the parser). The frame is consumed;
+                # the connection may still be fine.
                 bad_frames += 1
                 self._post(ServerProblem(link, f"unreadable frame: {_short(exc)}", self._clock()))
                 if bad_frames >= MAX_BAD_FRAMES:
@@ -305,6 +312,12 @@ class LiveLink:
                     )
                     return
                 continue
+            except Exception as exc:
+                # Anything else: a receiver that died quietly would leave the daemon deaf
+                # until the reply timeout. Say so and let the core reconnect now.
+                log.error("the receiver of connection %d failed", link, exc_info=True)
+                self._post(LinkDown(link, None, f"receiving failed: {_short(exc)}", self._clock()))
+                return
             empty_passes = empty_passes + 1 if received == 0 else 0
             if empty_passes >= MAX_BAD_FRAMES:
                 self._post(LinkDown(link, None, "the server stream ended", self._clock()))
@@ -333,7 +346,12 @@ def _frame_writer(session: Any) -> Callable[[str], Awaitable[None]]:
 
 
 def _api_error_text(exc: errors.APIError) -> str:
-    message = exc.message or exc.status or ""
+    # A websocket close carries its reason in ``details`` (a string), not ``message``: it is
+    # what says why the server refused (an invalid key, a spent or expired token).
+    details = exc.details if isinstance(exc.details, str) else ""
+    message = " ".join(str(exc.message or exc.status or details or "").split())
+    if len(message) > 200:
+        message = message[:197] + "..."
     return f"{exc.code} {message}".strip() if message else str(exc.code)
 
 

@@ -73,6 +73,10 @@ def events_from_message(message: types.LiveServerMessage, link: int, t: float) -
         events.append(ResumptionUpdate(link, update.new_handle or None, bool(update.resumable), t))
     if message.go_away is not None:
         events.append(GoAway(link, parse_duration(message.go_away.time_left), t))
+    if not events and all(getattr(message, name) is None for name in type(message).model_fields):
+        # What the SDK makes of an empty frame, "{}", "[]" or "null": nothing to act on,
+        # but a server that sends it is worth a line in the log.
+        events.append(ServerProblem(link, "an empty server message: ignored", t))
     return events
 
 

@@ -10,6 +10,8 @@ to abort a connection that will not close politely. Checked against google-genai
 
 from __future__ import annotations
 
+import logging
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -27,6 +29,30 @@ PING_TIMEOUT_S = 40.0
 
 _original_connect = sdk_live.ws_connect
 _observer: FrameObserver | None = None
+
+# websockets logs every handshake header at DEBUG, the API key (x-goog-api-key) and the
+# ephemeral token (Authorization: Token ...) among them. Our connections log through this
+# logger, whose filter blanks those values before any handler sees the record. It lives
+# under "websockets.client" so that whatever level is set there (the service keeps it at
+# INFO: every audio frame is logged at DEBUG) still applies.
+SENSITIVE_HEADERS = frozenset({"x-goog-api-key", "authorization", "proxy-authorization", "cookie"})
+_SECRET_QUERY = re.compile(r"(?i)([?&](?:key|access_token)=)[^&\s]+")
+REDACTED = "[redacted]"
+
+
+class _RedactHandshake(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 2 and record.msg in ("> %s: %s", "< %s: %s"):
+            if str(args[0]).lower() in SENSITIVE_HEADERS:
+                record.args = (args[0], REDACTED)
+        elif isinstance(args, tuple) and len(args) == 1 and record.msg == "> GET %s HTTP/1.1":
+            record.args = (_SECRET_QUERY.sub(r"\1" + REDACTED, str(args[0])),)
+        return True
+
+
+ws_logger = logging.getLogger("websockets.client.edgevoice")
+ws_logger.addFilter(_RedactHandshake())
 
 
 def set_frame_observer(observer: FrameObserver | None) -> None:
@@ -46,6 +72,7 @@ class _TappedConnect:
         kwargs.setdefault("ping_timeout", PING_TIMEOUT_S)
         # Reply audio frames are ~13 kB; a hostile 100 MB frame must not be buffered.
         kwargs.setdefault("max_size", 16 * 1024 * 1024)
+        kwargs.setdefault("logger", ws_logger)
         self._inner = _original_connect(*args, **kwargs)
 
     async def __aenter__(self) -> TappedSocket:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -19,7 +20,6 @@ from edgevoice.config import (
     resolve_config_path,
 )
 from edgevoice.errors import UserError
-from edgevoice.live.link import CredentialError
 from edgevoice.service.daemon import Daemon, alsa_hardware
 from edgevoice.service.logging import register_secret, setup_logging
 from edgevoice.service.watchdog import enable_crash_dumps
@@ -56,24 +56,23 @@ def run_daemon(args: argparse.Namespace) -> int:
     enable_crash_dumps()
     if settings.gemini_api_key is not None:
         register_secret(settings.gemini_api_key.get_secret_value())
+    if settings.auth.mode == "token_broker":
+        from edgevoice.security.credentials import read_device_secret
+
+        # A missing secret is reported clearly when the credential source is built.
+        with contextlib.suppress(ConfigError):
+            register_secret(read_device_secret(os.environ))
     return asyncio.run(_run(path, loaded))
 
 
 async def _run(path: Path, loaded: LoadedConfig) -> int:
     settings = loaded.settings
-    if settings.gemini_api_key is None:
-        raise UserError(
-            "no Gemini API key: set GEMINI_API_KEY or install the credential "
-            "(LoadCredential=gemini-api-key in the systemd unit)"
-        )
     daemon: Daemon
+    from edgevoice.security.credentials import credential_source
 
-    async def credentials() -> str:
-        # Read at every connection: a reload may have brought a new key.
-        key = daemon.settings.gemini_api_key
-        if key is None or not key.get_secret_value():
-            raise CredentialError("the Gemini API key is empty")
-        return key.get_secret_value()
+    # [auth] decides: the API key, or a fresh ephemeral token from the token broker for
+    # every connection. Settings are read at every connection: a reload may change them.
+    credentials = credential_source(settings, lambda: daemon.settings)
 
     from edgevoice.tools import ToolBox
 

@@ -49,6 +49,7 @@ from edgevoice.core.events import (
     LinkDown,
     LinkUp,
     Log,
+    NetworkChanged,
     PersistHandle,
     PlayAudio,
     PlaybackIdle,
@@ -74,6 +75,7 @@ from edgevoice.hardware.button import PushToTalkButton, Stamper
 from edgevoice.hardware.led import StatusLed
 from edgevoice.live.handle_store import HandleStore
 from edgevoice.live.link import CredentialSource, LiveLink
+from edgevoice.live.netwatch import NetworkWatch
 from edgevoice.service.logging import clear_log_fields, set_log_fields
 from edgevoice.service.notify import SystemdNotifier
 from edgevoice.service.watchdog import DEFAULT_STALL_AFTER_S, Heartbeat, WatchdogPolicy, run_watchdog
@@ -260,6 +262,9 @@ class Daemon:
                     await resources.enter_async_context(self.toolbox)
                 tasks.create_task(self.link.run(), name="live-link")
                 self._start_audio(capture_device, playback_device)
+                network = NetworkWatch(lambda: self._dispatch(NetworkChanged(self._clock())))
+                resources.callback(network.close)
+                network.start()
                 watchdog = tasks.create_task(
                     run_watchdog(self.notifier, self.heartbeats, policy=_watchdog_policy(self.notifier)),
                     name="watchdog",

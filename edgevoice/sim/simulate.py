@@ -25,7 +25,10 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
-from edgevoice.audio.alsa import AudioDeviceError, open_pcm
+from edgevoice.audio.alsa import AudioDeviceError, OpenedFormat
+from edgevoice.audio.devices import ConvertingPlayback
+from edgevoice.audio.devices import open_capture as open_capture_device
+from edgevoice.audio.devices import open_playback as open_playback_device
 from edgevoice.config import Settings, deep_merge, load_settings, resolve_config_path
 from edgevoice.core.events import (
     Captured,
@@ -41,11 +44,11 @@ from edgevoice.core.events import Transcript as TranscriptEvent
 from edgevoice.errors import UserError
 from edgevoice.live import wire
 from edgevoice.live.link import CredentialError
-from edgevoice.service.daemon import CAPTURE_RATE, PLAYBACK_RATE, Daemon, Hardware
+from edgevoice.service.daemon import CAPTURE_RATE, PLAYBACK_PERIODS, PLAYBACK_RATE, Daemon, Hardware
 from edgevoice.service.logging import setup_logging
 from edgevoice.service.watchdog import enable_crash_dumps
 from edgevoice.sim.devices import ButtonSchedule, SimulatedCapture, SimulatedPlayback
-from edgevoice.sim.fussy import asoundrc_for
+from edgevoice.sim.fussy import FussyPluginError, asoundrc_for, to_device_format
 from edgevoice.sim.wav import read_wav_as, write_wav
 
 if TYPE_CHECKING:
@@ -94,6 +97,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="break something (repeatable): KIND drop, close:CODE, goaway:SECONDS, refuse:SECONDS, "
         "restart; WHEN utterance:N:frame:K or reply:N:chunk:K",
     )
+    card = parser.add_argument_group(
+        "simulated sound card", "make the card accept only one format, as fussy USB/I2S cards do"
+    )
+    card.add_argument("--capture-device-rate", type=int, metavar="HZ", help="the microphone runs only at HZ")
+    card.add_argument(
+        "--capture-device-channels", type=int, metavar="N", help="the microphone has N channels"
+    )
+    card.add_argument("--playback-device-rate", type=int, metavar="HZ", help="the speaker runs only at HZ")
+    card.add_argument("--playback-device-channels", type=int, metavar="N", help="the speaker has N channels")
     parser.add_argument("--state-dir", type=Path, help="state directory (default: a temporary one)")
     parser.add_argument(
         "--timeout", type=float, default=120.0, help="give up after this many seconds (default 120)"
@@ -118,10 +130,26 @@ def run_simulate_command(args: argparse.Namespace) -> int:
         state_dir=args.state_dir,
         timeout_s=args.timeout,
         faults=args.fault,
+        card=SimulatedCard(
+            capture_rate=args.capture_device_rate,
+            capture_channels=args.capture_device_channels,
+            playback_rate=args.playback_device_rate,
+            playback_channels=args.playback_device_channels,
+        ),
     )
     result = asyncio.run(simulate(options, stdout=sys.stdout, handle_signals=True))
     print(f"speaker output: {options.out} ({result.output_seconds:.2f} s)")
     return 0
+
+
+@dataclass(frozen=True)
+class SimulatedCard:
+    """What the simulated sound card accepts (None: anything, like a forgiving card)."""
+
+    capture_rate: int | None = None
+    capture_channels: int | None = None
+    playback_rate: int | None = None
+    playback_channels: int | None = None
 
 
 @dataclass
@@ -137,6 +165,7 @@ class SimulationOptions:
     earcons: bool = True
     state_dir: Path | None = None
     timeout_s: float = 120.0
+    card: SimulatedCard = field(default_factory=SimulatedCard)
     # KIND@WHEN specs (see edgevoice.emulator.faults); "restart" restarts the daemon itself.
     faults: list[str] = field(default_factory=list)
     # Set by tests and the benchmark: extra settings on top of the file, and an emulator
@@ -180,12 +209,31 @@ async def _simulate_in(
             presses = [(0.0, len(mic_audio) / CAPTURE_RATE)]
     schedule = ButtonSchedule(presses, CAPTURE_RATE)
     tail = max(0, schedule.last_position - len(mic_audio)) + int(TAIL_S * CAPTURE_RATE)
+    mic_pcm = np.concatenate([mic_audio, np.zeros(tail, dtype="<i2")]).tobytes()
+    card = options.card
+    if card.capture_rate or card.capture_channels:
+        # The simulated microphone hears the file at the card's own rate and channel count.
+        mic_pcm = to_device_format(
+            mic_pcm, CAPTURE_RATE, card.capture_rate or CAPTURE_RATE, card.capture_channels or 1
+        )
     mic_raw = scratch / "mic.raw"
-    np.concatenate([mic_audio, np.zeros(tail, dtype="<i2")]).tofile(mic_raw)
+    mic_raw.write_bytes(mic_pcm)
     speaker_raw = scratch / "speaker.raw"
     speaker_raw.touch()
     asoundrc = scratch / "asoundrc"
-    asoundrc.write_text(asoundrc_for(mic_raw, speaker_raw))
+    try:
+        asoundrc.write_text(
+            asoundrc_for(
+                mic_raw,
+                speaker_raw,
+                capture_rate=card.capture_rate,
+                capture_channels=card.capture_channels,
+                playback_rate=card.playback_rate,
+                playback_channels=card.playback_channels,
+            )
+        )
+    except (FussyPluginError, ValueError) as exc:
+        raise UserError(f"cannot simulate that sound card: {exc}") from None
     # libasound reads this when a PCM is opened and notices when it changes.
     os.environ["ALSA_CONFIG_PATH"] = f"/usr/share/alsa/alsa.conf:{asoundrc}"
 
@@ -208,12 +256,12 @@ async def _simulate_in(
         raise UserError("--fault needs the emulator: it cannot break the real Gemini service")
     async with contextlib.AsyncExitStack() as stack:
         if options.live:
-            if settings.gemini_api_key is None:
+            if settings.gemini_api_key is None and settings.auth.mode == "api_key":
                 raise UserError(
                     "--live needs a Gemini API key: set GEMINI_API_KEY or the credential file "
                     "$CREDENTIALS_DIRECTORY/gemini-api-key"
                 )
-            api_key = settings.gemini_api_key.get_secret_value()
+            api_key = settings.gemini_api_key.get_secret_value() if settings.gemini_api_key else ""
             ssl_context = None
         else:
             emulator = options.emulator
@@ -225,12 +273,19 @@ async def _simulate_in(
                 update={"live": settings.live.model_copy(update={"base_url": emulator.base_url})}
             )
             ssl_context = emulator.client_ssl_context()
-            api_key = "simulated-key"
+            # The configured key if there is one (the emulator keeps only a fingerprint).
+            key = settings.gemini_api_key
+            api_key = key.get_secret_value() if key is not None else "simulated-key"
 
         async def credentials() -> str:
             if not api_key:
                 raise CredentialError("no API key")
             return api_key
+
+        if settings.auth.mode == "token_broker":
+            from edgevoice.security.credentials import credential_source
+
+            credentials = credential_source(settings)  # type: ignore[assignment]
 
         trace = stack.enter_context(_trace_writer(options.trace))
         run = _SimulatedRun(settings, schedule, options, trace, stdout, restarts)
@@ -242,13 +297,19 @@ async def _simulate_in(
         daemon = run.daemon
 
     out_pcm = speaker_raw.read_bytes()
-    write_wav(options.out, out_pcm, PLAYBACK_RATE)
+    speaker = run.speaker_format
+    out_rate, out_channels = (speaker.rate, speaker.channels) if speaker else (PLAYBACK_RATE, 1)
+    write_wav(options.out, out_pcm, out_rate, out_channels)
     if daemon.toolbox is not None:
         state = daemon.toolbox.describe_state()
         if stdout is not None and state:
             print("home state:\n" + state, file=stdout)
     return SimulationResult(
-        run.transcript.lines, len(out_pcm) / 2 / PLAYBACK_RATE, daemon, run.button_edges, run.daemons
+        run.transcript.lines,
+        len(out_pcm) / 2 / out_channels / out_rate,
+        daemon,
+        run.button_edges,
+        run.daemons,
     )
 
 
@@ -272,6 +333,7 @@ class _SimulatedRun:
         self.transcript = _TranscriptPrinter(stdout)
         self.capture: SimulatedCapture | None = None
         self.playback: SimulatedPlayback | None = None
+        self.speaker_format: OpenedFormat | None = None
         self.button_edges: list[tuple[bool, int]] = []
         self.daemons: list[Daemon] = []
         self.done = asyncio.Event()
@@ -376,15 +438,19 @@ class _SimulatedRun:
     def _open_capture(self) -> SimulatedCapture:
         if self.capture is not None:
             return self.capture.attach()
-        pcm, _format = open_pcm(
-            "capture",
-            self.settings.audio.capture_device,
+        audio = self.settings.audio
+        # The card is asked for 16 kHz mono and negotiated like a real one; the schedule
+        # and the pacing count pipeline samples, after any conversion.
+        device, _format = open_capture_device(
+            audio.capture_device,
             rate=CAPTURE_RATE,
-            channels=1,
-            period_frames=self._capture_period,
+            period_ms=audio.period_ms,
+            device_rate=audio.capture_device_rate,
+            device_channels=audio.capture_device_channels,
+            channel=audio.capture_channel,
         )
         self.capture = SimulatedCapture(
-            pcm,
+            device,
             rate=CAPTURE_RATE,
             period_frames=self._capture_period,
             schedule=self.schedule,
@@ -394,24 +460,33 @@ class _SimulatedRun:
         )
         return self.capture
 
-    def _open_playback(self) -> SimulatedPlayback:
-        if self.playback is not None:
+    def _open_playback(self) -> ConvertingPlayback:
+        audio = self.settings.audio
+
+        def card_with_clock(pcm: Any, opened: OpenedFormat) -> SimulatedPlayback:
+            if self.playback is None:
+                self.playback = SimulatedPlayback(
+                    pcm,
+                    rate=opened.rate,
+                    channels=opened.channels,
+                    buffer_frames=opened.rate * audio.period_ms // 1000 * PLAYBACK_PERIODS,
+                    paced=self.options.realtime,
+                )
+                self.speaker_format = opened
+            else:
+                pcm.close()  # a restarted daemon: the card (and its output file) lives on
             return self.playback
-        pcm, _format = open_pcm(
-            "playback",
-            self.settings.audio.playback_device,
+
+        device, _format = open_playback_device(
+            audio.playback_device,
             rate=PLAYBACK_RATE,
-            channels=1,
-            period_frames=self._playback_period,
+            period_ms=audio.period_ms,
+            periods=PLAYBACK_PERIODS,
+            device_rate=audio.playback_device_rate,
+            device_channels=audio.playback_device_channels,
+            wrap=card_with_clock,
         )
-        self.playback = SimulatedPlayback(
-            pcm,
-            rate=PLAYBACK_RATE,
-            channels=1,
-            buffer_frames=self._playback_period * 2,
-            paced=self.options.realtime,
-        )
-        return self.playback
+        return device
 
     def _drive_button(self, pressed: bool) -> None:
         heard = self.playback.heard_frames() if self.playback is not None else 0
@@ -426,6 +501,10 @@ class _SimulatedRun:
 
     def _ready_for_press(self, timeout: float) -> bool:
         daemon = self.daemon
+        # The simulated user waiting for an answer is not a stalled microphone.
+        heartbeat = daemon.heartbeats.get("capture")
+        if heartbeat is not None:
+            heartbeat.beat()
         return daemon.quiet.wait(timeout) and daemon.conversation.link_up
 
     def _stamp_and_post(self, post: Callable[[int], None]) -> None:

@@ -25,6 +25,7 @@ from edgevoice.core.events import (
     LinkDown,
     LinkFailed,
     LinkUp,
+    NetworkChanged,
     PersistHandle,
     PlayAudio,
     PlaybackIdle,
@@ -358,6 +359,21 @@ def test_failed_attempts_back_off_with_a_cap_and_say_offline() -> None:
     assert h.of(PlayEarcon).count(PlayEarcon(Earcon.OFFLINE)) == 1
     h.up()
     assert PlayEarcon(Earcon.RECONNECTED) in h.of(PlayEarcon)
+
+
+def test_a_network_change_while_backing_off_reconnects_at_once() -> None:
+    h = Harness()
+    for _ in range(6):  # the backoff has grown to seconds
+        h.send(LinkFailed(h.core.link, None, "network unreachable", h.t))
+        h.t = h.core.reconnect_at
+        h.send(Tick(h.t))
+    h.send(LinkFailed(h.core.link, None, "network unreachable", h.t))
+    assert h.core.reconnect_at - h.t > 1.0
+    attempts = len(h.of(Connect))
+    h.send(NetworkChanged(h.t + 0.01))  # Wi-Fi is back
+    assert len(h.of(Connect)) == attempts + 1 and h.core.reconnect_at is None
+    h.send(NetworkChanged(h.t + 0.02))  # already connecting: nothing more
+    assert len(h.of(Connect)) == attempts + 1
 
 
 def test_a_link_that_dies_young_is_retried_with_backoff_not_in_a_loop() -> None:

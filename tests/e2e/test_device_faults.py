@@ -1,0 +1,164 @@
+"""Issue 6: overruns, underruns and an unplugged card, through the real libasound.
+
+The card is the fussy simulated one (an ALSA I/O plugin under the file plugin), paced by
+the clock like real hardware: a late reader really overruns (read() == -EPIPE), a writer
+that lets it run dry really underruns (write() == -EPIPE), and while the "unplugged" file
+exists every call fails with ENODEV, as a USB card pulled out does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from gpiozero.pins.mock import MockFactory
+
+from edgevoice.audio.alsa import CaptureDevice, PlaybackDevice
+from edgevoice.audio.devices import ConvertingPlayback
+from edgevoice.audio.devices import open_capture as open_capture_device
+from edgevoice.audio.devices import open_playback as open_playback_device
+from edgevoice.config import load_settings
+from edgevoice.core.events import DeviceState
+from edgevoice.service.daemon import PLAYBACK_PERIODS, Daemon, Hardware
+from edgevoice.sim.fussy import asoundrc_for, to_device_format
+
+
+class LateOnce:
+    """A capture device whose reader is late once (a stalled consumer): the card overruns."""
+
+    def __init__(self, device: CaptureDevice) -> None:
+        self._device = device
+        self.be_late = threading.Event()
+
+    def read(self) -> tuple[int, bytes]:
+        if self.be_late.is_set():
+            self.be_late.clear()
+            threading.Event().wait(0.3)  # the late reader itself: longer than the card's buffer
+        return self._device.read()
+
+    def close(self) -> None:
+        self._device.close()
+
+
+class Watch:
+    """Wakes a waiting test whenever the daemon has handled an event."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self._changed = asyncio.Event()
+        daemon.after_dispatch.append(self._changed.set)
+
+    async def until(self, predicate: Callable[[], bool], within: float = 15.0) -> None:
+        async with asyncio.timeout(within):
+            while not predicate():
+                self._changed.clear()
+                await self._changed.wait()
+
+
+async def test_overrun_underrun_and_unplugged_card(tmp_path: Path, emulator_factory) -> None:
+    mic = np.random.default_rng(4).integers(-6000, 6000, 16000 * 120).astype("<i2").tobytes()
+    (tmp_path / "mic.raw").write_bytes(to_device_format(mic, 16000, 48000, 2))
+    unplugged = tmp_path / "unplugged"
+    asoundrc = tmp_path / "asoundrc"
+    asoundrc.write_text(
+        asoundrc_for(
+            tmp_path / "mic.raw",
+            tmp_path / "speaker.raw",
+            capture_rate=48000,
+            capture_channels=2,
+            playback_rate=48000,
+            paced=True,
+            unplug_file=unplugged,
+        )
+    )
+    os.environ["ALSA_CONFIG_PATH"] = f"/usr/share/alsa/alsa.conf:{asoundrc}"
+    emulator = await emulator_factory(
+        pace=4.0, default={"input_transcript": "hello", "reply": "Hello there."}
+    )
+    settings = load_settings(
+        None,
+        overrides={
+            "audio": {
+                "capture_device": "edgevoice_mic",
+                "playback_device": "edgevoice_speaker",
+                "earcons": False,
+            },
+            "button": {"bounce_time_ms": None},
+            "paths": {"state_dir": str(tmp_path / "state")},
+            "live": {"base_url": emulator.base_url},
+        },
+    ).settings
+    microphones: list[LateOnce] = []
+    speakers: list[ConvertingPlayback] = []
+
+    def open_capture() -> CaptureDevice:
+        device, _ = open_capture_device("edgevoice_mic", rate=16000, period_ms=20)
+        microphones.append(LateOnce(device))
+        return microphones[-1]
+
+    def open_playback() -> PlaybackDevice:
+        device, _ = open_playback_device(
+            "edgevoice_speaker", rate=24000, period_ms=20, periods=PLAYBACK_PERIODS
+        )
+        speakers.append(device)
+        return device
+
+    pins = MockFactory()
+    hardware = Hardware(
+        open_capture, open_playback, playback_buffer_frames=480 * PLAYBACK_PERIODS, pin_factory=pins
+    )
+
+    async def credentials() -> str:
+        return "test-key"
+
+    daemon = Daemon(settings, hardware, credentials=credentials, ssl_context=emulator.client_ssl_context())
+    watch = Watch(daemon)
+    button = pins.pin(17)
+    task = asyncio.create_task(daemon.run())
+
+    def status() -> DeviceState | None:
+        return daemon.conversation.status.state if daemon.conversation.status else None
+
+    async def ask_and_wait_for_answer(answers: int) -> None:
+        button.drive_low()
+        start = daemon.microphone.frames_delivered
+        await watch.until(lambda: daemon.microphone.frames_delivered >= start + 25)
+        button.drive_high()
+        await watch.until(lambda: len([r for r in emulator.replies if r.finished]) >= answers)
+        await watch.until(lambda: status() == DeviceState.IDLE)
+
+    try:
+        await watch.until(lambda: daemon.conversation.link_up and status() == DeviceState.IDLE)
+        await ask_and_wait_for_answer(1)
+
+        # A late reader: the card overruns, the microphone counts it and carries on.
+        microphones[-1].be_late.set()
+        await watch.until(lambda: daemon.microphone.overruns >= 1)
+        delivered = daemon.microphone.frames_delivered
+        await watch.until(lambda: daemon.microphone.frames_delivered > delivered + 10)
+
+        # The answer after a quiet spell: the card had run dry, the first write underran.
+        await ask_and_wait_for_answer(2)
+        assert sum(s.underruns for s in speakers) >= 1
+
+        # Unplugged: both devices fail, the status says so, and the daemon keeps trying.
+        unplugged.touch()
+        await watch.until(lambda: status() == DeviceState.ERROR)
+        assert (
+            "microphone" in daemon.conversation.status.detail
+            or "speaker" in daemon.conversation.status.detail
+        )
+        opened = len(microphones)
+        unplugged.unlink()
+        await watch.until(lambda: status() == DeviceState.IDLE and len(microphones) > opened, within=20)
+        assert daemon.microphone.reopens >= 1
+
+        # The conversation resumes on the returned card.
+        await ask_and_wait_for_answer(3)
+        assert emulator.utterances[-1].complete
+    finally:
+        daemon.request_stop()
+        await asyncio.wait_for(task, 15)
