@@ -81,4 +81,6 @@ def test_prepare_never_raises(name, args, now):
         response = plan.response()
         assert response["ok"] is False
         assert 0 < len(response["error"]) < 400
-        assert "4711" not in str(response)
+        # The confirmation code is never echoed (unless the model itself said those digits).
+        if "4711" not in repr(args) + repr(name):
+            assert "4711" not in str(response)
