@@ -17,15 +17,19 @@ from edgevoice.audio.alsa import SAMPLE_BYTES, AudioDeviceError, CaptureDevice
 
 log = logging.getLogger(__name__)
 
-FrameSink = Callable[[int, bytes, float], None]
+# Periods handed over together: [(position, pcm, t), ...], oldest first.
+FrameSink = Callable[[list[tuple[int, bytes, float]]], None]
 
 
 class Microphone:
     """Runs ``open_device()`` and reads it in a thread until :meth:`stop`.
 
-    ``on_frame(position, pcm, t)`` is called on the capture thread; the daemon hands it to
-    the loop with ``call_soon_threadsafe``. ``on_problem(text | None)`` reports a device
-    problem (and its end) for the status line.
+    ``on_frames([(position, pcm, t), ...])`` is called on the capture thread; the daemon
+    hands the periods to the loop with one ``call_soon_threadsafe``. While nobody speaks,
+    ``batch`` periods go together (each hand-over wakes the loop; waking it 50 times a
+    second to fill the pre-roll history costs more than the history itself); while an
+    utterance is open, ``batch`` is 1 and every period goes at once.
+    ``on_problem(text | None)`` reports a device problem (and its end) for the status line.
     """
 
     def __init__(
@@ -34,7 +38,7 @@ class Microphone:
         *,
         rate: int,
         period_frames: int,
-        on_frame: FrameSink,
+        on_frames: FrameSink,
         on_problem: Callable[[str | None], None] | None = None,
         heartbeat: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -44,7 +48,9 @@ class Microphone:
         self._open_device = open_device
         self.rate = rate
         self.period_frames = period_frames
-        self._on_frame = on_frame
+        self._on_frames = on_frames
+        self.batch = 1
+        self._pending: list[tuple[int, bytes, float]] = []
         self._on_problem = on_problem or (lambda _text: None)
         self._heartbeat = heartbeat or (lambda: None)
         self._clock = clock
@@ -94,6 +100,7 @@ class Microphone:
         """Call ``post(position_now())`` so that no period ending after that position can
         reach the loop before what ``post`` sends (both go through call_soon_threadsafe)."""
         with self._handover:
+            self._flush()  # the loop must hold every period before the press reaches it
             post(self.position_now())
 
     def _run(self, device: CaptureDevice | None) -> None:
@@ -131,13 +138,20 @@ class Microphone:
                 continue
             t = self._clock()
             with self._handover:
-                self._on_frame(position, data, t)
+                self._pending.append((position, data, t))
+                if len(self._pending) >= self.batch:
+                    self._flush()
                 position += len(data) // SAMPLE_BYTES
                 self._clock_point = (position, t)
             self.frames_delivered += 1
             self._heartbeat()
         if device is not None:
             _close_quietly(device)
+
+    def _flush(self) -> None:
+        if self._pending:
+            periods, self._pending = self._pending, []
+            self._on_frames(periods)
 
 
 def _close_quietly(device: CaptureDevice) -> None:

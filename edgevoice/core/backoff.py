@@ -31,5 +31,6 @@ class Backoff:
         """Seconds to wait before the next attempt after ``failures`` consecutive failures."""
         if failures <= 0:
             return 0.0
-        base = min(self.max_s, self.initial_s * self.multiplier ** (failures - 1))
+        # The exponent is capped: after hours of failures 2 ** n would overflow a float.
+        base = min(self.max_s, self.initial_s * self.multiplier ** min(failures - 1, 64))
         return base * (1.0 - self.jitter * self._rng.random())

@@ -282,6 +282,11 @@ class Conversation:
         )
 
     @property
+    def capturing(self) -> bool:
+        """An utterance is taking audio: every period is wanted at once."""
+        return bool(self._receiving)
+
+    @property
     def pending_utterances(self) -> int:
         return len(self._pending)
 

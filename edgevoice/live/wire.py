@@ -72,6 +72,8 @@ class _TappedConnect:
         kwargs.setdefault("ping_timeout", PING_TIMEOUT_S)
         # Reply audio frames are ~13 kB; a hostile 100 MB frame must not be buffered.
         kwargs.setdefault("max_size", 16 * 1024 * 1024)
+        # Base64 PCM barely compresses; deflating every 20 ms frame only costs CPU.
+        kwargs.setdefault("compression", None)
         kwargs.setdefault("logger", ws_logger)
         self._inner = _original_connect(*args, **kwargs)
 

@@ -112,6 +112,10 @@ class Hardware:
     stamp_and_post: Stamper | None = None
 
 
+# Capture periods handed to the loop together while no utterance is open (100 ms at 20 ms
+# periods): the pre-roll history does not need them sooner, and a press flushes them.
+IDLE_CAPTURE_BATCH = 5
+
 # Two periods in the card: enough to ride scheduling jitter, little enough that a barge-in
 # has almost nothing to cut.
 PLAYBACK_PERIODS = 2
@@ -223,6 +227,15 @@ class Daemon:
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._dispatch, event)
 
+    def _post_captured(self, periods: list[tuple[int, bytes, float]]) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._dispatch_captured, periods)
+
+    def _dispatch_captured(self, periods: list[tuple[int, bytes, float]]) -> None:
+        for position, pcm, t in periods:
+            self._dispatch(Captured(position, pcm, t))
+
     def request_stop(self) -> None:
         loop, stop = self._loop, self._stop
         if loop is not None and stop is not None and not loop.is_closed():
@@ -303,7 +316,7 @@ class Daemon:
             self.hardware.open_capture,
             rate=CAPTURE_RATE,
             period_frames=self.capture_period,
-            on_frame=lambda position, pcm, t: self.post(Captured(position, pcm, t)),
+            on_frames=self._post_captured,
             on_problem=lambda problem: self.post(DeviceProblem("microphone", problem, self._clock())),
             heartbeat=capture_beat.beat,
         )
@@ -436,12 +449,20 @@ class Daemon:
             observer(event)
         if isinstance(event, LinkUp | LinkDown | GoAway) and event.link == self.conversation.link:
             self.probe.link_event(event)  # reconnect and GoAway-switch timing for the benchmark
-        self._execute(self.conversation.handle(event))
+        try:
+            self._execute(self.conversation.handle(event))
+        except Exception:
+            # A bug must not leave the device deaf: log it with its stack and go on with
+            # the next event (the core's state stays as it was before this one, or close).
+            log.exception("internal error while handling %s", type(event).__name__)
         if self.conversation.idle and self.conversation.link_up:
             self.quiet.set()
         else:
             self.quiet.clear()
         self._arm_timer()
+        microphone = self.microphone
+        if microphone is not None:
+            microphone.batch = 1 if self.conversation.capturing else IDLE_CAPTURE_BATCH
         for callback in self.after_dispatch:
             callback()
 
