@@ -1,0 +1,79 @@
+"""The emulator in a process of its own, for tests that measure the daemon's memory.
+
+The emulator records every utterance and reply and keeps a snapshot per resumption handle;
+in the test's own process that would hide (or fake) a leak of the daemon. Here it runs in
+a child process; the test injects faults and reads counts through a pipe.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import ssl
+import tempfile
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+
+def _serve(scenario: dict[str, Any], ca_path: str, channel: Connection) -> None:
+    from edgevoice.emulator import EmulatorThread, Scenario
+
+    with EmulatorThread(scenario=Scenario.model_validate(scenario), record_audio_frames=False) as emulator:
+        emulator.write_ca(ca_path)
+        channel.send(emulator.base_url)
+        while True:
+            command, argument = channel.recv()
+            if command == "stop":
+                channel.send(None)
+                return
+            if command == "inject_if_open":
+                # Only into an open connection: a fault with none open would wait for the
+                # next one, or (a refusal) strike no connection at all.
+                latest = emulator.connections[-1] if emulator.connections else None
+                is_open = latest is not None and latest.accepted and latest.closed_t is None
+                if is_open:
+                    emulator.inject_fault(argument)
+                channel.send(is_open)
+            elif command == "hits":
+                channel.send(sum(1 for r in emulator.fired_faults if r.connection_id is not None))
+            elif command == "report":
+                channel.send(
+                    {
+                        "hits": sum(1 for r in emulator.fired_faults if r.connection_id is not None),
+                        "complete_audio": {u.audio for u in emulator.utterances if u.complete},
+                        "errors": list(emulator.errors),
+                        "connections": len(emulator.connections),
+                    }
+                )
+
+
+class EmulatorProcess:
+    def __init__(self, scenario: dict[str, Any]) -> None:
+        self._directory = tempfile.TemporaryDirectory(prefix="ev-emu-")
+        self._ca = Path(self._directory.name) / "ca.pem"
+        context = multiprocessing.get_context("spawn")
+        self._channel, child = context.Pipe()
+        self._process = context.Process(target=_serve, args=(scenario, str(self._ca), child), daemon=True)
+        self._process.start()
+        if not self._channel.poll(60):
+            raise TimeoutError("the emulator process did not start")
+        self.base_url: str = self._channel.recv()
+
+    def client_ssl_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self._ca))
+
+    def call(self, command: str, argument: Any = None) -> Any:
+        """Blocking: call it from a thread (asyncio.to_thread) inside a running loop."""
+        self._channel.send((command, argument))
+        if not self._channel.poll(30):
+            raise TimeoutError(f"the emulator process did not answer {command!r}")
+        return self._channel.recv()
+
+    def close(self) -> None:
+        if self._process.is_alive():
+            try:
+                self.call("stop")
+            except (OSError, EOFError, TimeoutError):
+                self._process.kill()
+        self._process.join(10)
+        self._directory.cleanup()
