@@ -96,12 +96,16 @@ class Microphone:
         elapsed = int((self._clock() - read_t) * self.rate)
         return end + min(max(elapsed, 0), self.period_frames)
 
-    def stamp_and_post(self, post: Callable[[int], None]) -> None:
-        """Call ``post(position_now())`` so that no period ending after that position can
-        reach the loop before what ``post`` sends (both go through call_soon_threadsafe)."""
+    def stamp_and_post(self, post: Callable[[int], None], exact: Callable[[], int] | None = None) -> None:
+        """Call ``post(position)`` so that every period before that position reaches the
+        loop first, and none after it. ``position`` is ``position_now()`` by the capture
+        clock, or ``exact()`` where the sample of the edge is known (the simulator)."""
         with self._handover:
             self._flush()  # the loop must hold every period before the press reaches it
-            post(self.position_now())
+            # A button edge means someone is talking: every period counts from now on,
+            # even before the loop has seen the press.
+            self.batch = 1
+            post(exact() if exact is not None else self.position_now())
 
     def _run(self, device: CaptureDevice | None) -> None:
         position = 0

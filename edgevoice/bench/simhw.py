@@ -59,8 +59,8 @@ class GatedCapture:
             self._on_end(time.monotonic())
         return result
 
-    def stamp_and_post(self, post: Callable[[int], None]) -> None:
-        self.inner.stamp_and_post(post)
+    def edge_position_now(self) -> int:
+        return self.inner.edge_position_now()
 
     def close(self) -> None:
         self._closed = True
@@ -154,9 +154,9 @@ class BenchDevices:
             if device is not None:
                 device.shutdown()
 
-    def stamp_and_post(self, post: Callable[[int], None]) -> None:
+    def edge_position(self) -> int:
         assert self.capture is not None
-        self.capture.stamp_and_post(post)
+        return self.capture.edge_position_now()
 
 
 def counters(obj: Any, names: tuple[str, ...]) -> dict[str, int]:

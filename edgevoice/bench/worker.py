@@ -154,7 +154,7 @@ async def run_edgevoice(spec: WorkerSpec) -> dict[str, Any]:
         playback_buffer_frames=devices.playback_buffer_frames,
         paced_playback=True,
         pin_factory=devices.pin_factory,
-        stamp_and_post=devices.stamp_and_post,
+        edge_position=devices.edge_position,
     )
 
     async def credentials() -> str:

@@ -71,7 +71,7 @@ from edgevoice.core.events import (
     TurnComplete,
 )
 from edgevoice.errors import UserError
-from edgevoice.hardware.button import PushToTalkButton, Stamper
+from edgevoice.hardware.button import PushToTalkButton
 from edgevoice.hardware.led import StatusLed
 from edgevoice.live.handle_store import HandleStore
 from edgevoice.live.link import CredentialSource, LiveLink
@@ -108,8 +108,8 @@ class Hardware:
     # False for a simulated sink that plays instantly: never feed it invented silence.
     paced_playback: bool = True
     pin_factory: object | None = None
-    # The simulator stamps button edges with exact sample positions; None: the capture clock.
-    stamp_and_post: Stamper | None = None
+    # The simulator knows the exact sample of a button edge; None: the capture clock says.
+    edge_position: Callable[[], int] | None = None
 
 
 # Capture periods handed to the loop together while no utterance is open (100 ms at 20 ms
@@ -218,6 +218,7 @@ class Daemon:
         # Called after every event the core has handled (the simulator's end-of-run check).
         self.after_dispatch: list[Callable[[], None]] = []
         self._model_words: list[str] = []
+        self._capturing = True  # so the first dispatch switches the microphone to batches
 
     # -- thread-safe entry points -------------------------------------------------------------
 
@@ -386,6 +387,10 @@ class Daemon:
             self.button = self._make_button()
         return changed
 
+    def _stamp_and_post(self, post: Callable[[int], None]) -> None:
+        assert self.microphone is not None
+        self.microphone.stamp_and_post(post, self.hardware.edge_position)
+
     def _make_led(self) -> StatusLed:
         led = self.settings.led
         try:
@@ -400,7 +405,7 @@ class Daemon:
             button.pin,
             pull_up=button.pull_up,
             bounce_time_s=(button.bounce_time_ms or 0) / 1000 or None,
-            stamp_and_post=self.hardware.stamp_and_post or self.microphone.stamp_and_post,
+            stamp_and_post=self._stamp_and_post,
             on_edge=self._on_button_edge,
             pin_factory=self.hardware.pin_factory,
         )
@@ -460,9 +465,10 @@ class Daemon:
         else:
             self.quiet.clear()
         self._arm_timer()
-        microphone = self.microphone
-        if microphone is not None:
-            microphone.batch = 1 if self.conversation.capturing else IDLE_CAPTURE_BATCH
+        capturing = self.conversation.capturing
+        if capturing != self._capturing and self.microphone is not None:
+            self._capturing = capturing
+            self.microphone.batch = 1 if capturing else IDLE_CAPTURE_BATCH
         for callback in self.after_dispatch:
             callback()
 

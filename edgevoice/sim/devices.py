@@ -103,8 +103,10 @@ class SimulatedCapture:
         """The daemon has taken one period (releases the back-pressure credit)."""
         self._credits.release()
 
-    def stamp_and_post(self, post: Callable[[int], None]) -> None:
-        post(self.edge_position - self.base)
+    def edge_position_now(self) -> int:
+        """The exact sample of the edge being driven, counted the way the daemon reading
+        now counts (a restarted daemon starts from zero)."""
+        return self.edge_position - self.base
 
     def attach(self) -> SimulatedCapture:
         """A new daemon starts reading (the device outlives a daemon restart)."""

@@ -364,7 +364,7 @@ class _SimulatedRun:
             playback_buffer_frames=self._playback_period * 2,
             paced_playback=self.options.realtime,
             pin_factory=self._pin_factory,
-            stamp_and_post=self._stamp_and_post,
+            edge_position=self._edge_position,
         )
         daemon = Daemon(
             settings,
@@ -507,9 +507,9 @@ class _SimulatedRun:
             heartbeat.beat()
         return daemon.quiet.wait(timeout) and daemon.conversation.link_up
 
-    def _stamp_and_post(self, post: Callable[[int], None]) -> None:
+    def _edge_position(self) -> int:
         assert self.capture is not None
-        self.capture.stamp_and_post(post)
+        return self.capture.edge_position_now()
 
     # -- observing the daemon ---------------------------------------------------------------------
 
