@@ -81,6 +81,11 @@ class ConvertingPlayback:
         if self._converter is not None:
             self._converter.reset()
 
+    def drop_card(self) -> None:
+        """Stop the card only; safe from another thread while write() is blocked (it
+        returns with EBADFD), unlike the converter reset."""
+        self._pcm.drop()
+
     def close(self) -> None:
         try:
             # close() on a playback PCM drains, which can block for the whole buffer.

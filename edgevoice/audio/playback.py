@@ -59,6 +59,10 @@ class Speaker:
         self._stop = False
         self._interrupt_requested = False
         self._interrupt_pressed_t: float | None = None
+        # The device the thread is using (read by interrupt() on the loop thread), and what
+        # the card was holding when interrupt() stopped it early.
+        self._device: PlaybackDevice | None = None
+        self._early_cut: bytes | None = None
         self._earcons: deque[bytes] = deque()
         self._thread: threading.Thread | None = None
         # What the card may still hold, to fade out from the sample it is playing.
@@ -96,6 +100,11 @@ class Speaker:
         with self._cond:
             self._interrupt_requested = True
             self._interrupt_pressed_t = pressed_t
+            device = self._device
+            if device is not None and self._paced and self._early_cut is None:
+                # The thread may sit in a blocked write() for up to a period: stop the
+                # card now (drop() wakes that write with EBADFD) rather than after it.
+                self._early_cut = self._take_held(device)
             self._cond.notify()
 
     def earcon(self, pcm: bytes) -> None:
@@ -152,6 +161,7 @@ class Speaker:
                 self._on_problem(None)
                 delay = 0.5
             with self._cond:
+                self._device = device
                 if self._stop:
                     break
                 if self._interrupt_requested:
@@ -198,6 +208,10 @@ class Speaker:
                 written_t = self._clock()
                 device.write(data)
             except Exception as exc:
+                with self._cond:
+                    if self._interrupt_requested:
+                        continue  # the barge-in's drop() woke this write: expected
+                    self._device = None
                 log.warning("speaker write failed: %s; reopening", exc)
                 self._on_problem(f"speaker failed: {exc}")
                 self.write_errors += 1
@@ -206,21 +220,35 @@ class Speaker:
                 continue
             for received_t in marks:
                 self._probe.add("reply_to_speaker_ms", (written_t - max(received_t, ready_t)) * 1000)
-            self._remember(data)
+            with self._cond:
+                self._remember(data)
             self._heartbeat()
         if device is not None:
             _close_quietly(device)
 
-    def _cut(self, device: PlaybackDevice) -> bytes:
-        """Stop what the card holds and return a fade-out from the sample it is playing."""
-        self.interrupts += 1
+    def _take_held(self, device: PlaybackDevice) -> bytes:
+        """What the card still holds (from the sample it is playing on), and stop it."""
         queued = self._held_frames(device)
         held = bytes(self._recent[len(self._recent) - queued * SAMPLE_BYTES :]) if queued else b""
         if queued:
             try:
-                device.drop()
+                # Only the card: the playback thread may be inside the converter.
+                getattr(device, "drop_card", device.drop)()
             except Exception:
                 log.debug("drop failed", exc_info=True)
+        return held
+
+    def _cut(self, device: PlaybackDevice) -> bytes:
+        """Stop what the card holds and return a fade-out from the sample it is playing."""
+        self.interrupts += 1
+        if self._early_cut is not None:
+            held, self._early_cut = self._early_cut, None
+            try:
+                device.drop()  # now the converter's state goes too
+            except Exception:
+                log.debug("drop failed", exc_info=True)
+        else:
+            held = self._take_held(device)
         # The card held audio: fade from what it was playing, not from the queue's head.
         self._jitter.interrupt(fade=not held)
         self._reply_bytes_out = self._reply_bytes_in

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import alsaaudio
+
 from edgevoice.audio.alsa import SAMPLE_BYTES
 from edgevoice.errors import UserError
 
@@ -185,9 +187,11 @@ class SimulatedPlayback:
         self._started_at = 0.0
         self._played = 0  # frames played since the card (re)started
         self._lock = threading.Lock()
+        self._space = threading.Condition(self._lock)
         self._closed = threading.Event()
         self.frames_written = 0
         self.frames_dropped = 0
+        self._drops = 0
         # Frames that reached the output file: what the listener has heard so far.
         self.frames_played = 0
 
@@ -198,8 +202,12 @@ class SimulatedPlayback:
             self._pcm.write(data)
             self.frames_played += frames
             return frames
-        while not self._closed.is_set():
-            with self._lock:
+        drops_before = self._drops
+        with self._space:
+            while not self._closed.is_set():
+                if self._drops != drops_before:
+                    # Like the kernel: a write blocked when the stream is dropped fails.
+                    raise alsaaudio.ALSAAudioError("File descriptor in bad state [edgevoice_speaker]")
                 self._advance()
                 space = self.buffer_frames - len(self._queue) // self._frame_bytes
                 if space >= frames or (not self._queue):
@@ -209,8 +217,8 @@ class SimulatedPlayback:
                         self._played = 0
                     self._queue += data
                     return frames
-                wait = (frames - space) / self.rate
-            self._closed.wait(wait)
+                # Pacing a simulated card by the clock; drop() and shutdown() wake it.
+                self._space.wait((frames - space) / self.rate)
         return frames
 
     def heard_frames(self) -> int:
@@ -229,6 +237,8 @@ class SimulatedPlayback:
             self._advance()
             self.frames_dropped += len(self._queue) // self._frame_bytes
             self._queue.clear()
+            self._drops += 1
+            self._space.notify_all()
 
     def close(self) -> None:
         """The daemon let go of the device; it stays open for a restarted daemon."""
@@ -239,7 +249,8 @@ class SimulatedPlayback:
                 self._pcm.write(bytes(self._queue))
                 self.frames_played += len(self._queue) // self._frame_bytes
                 self._queue.clear()
-        self._closed.set()
+            self._closed.set()
+            self._space.notify_all()
         self._pcm.close()
 
     def _advance(self) -> None:
