@@ -1,40 +1,44 @@
-"""The bench end to end: real worker processes, emulators, paced devices, /proc, JSON.
+"""The bench end to end, exactly as CI runs it: ``edgevoice bench --quick --json FILE``.
 
-The script is shorter than ``--quick`` (one barge-in, then a drop and a GoAway) but runs the
-same code path. Only the shape of the result is checked: the speed goals live in the
-benchmark's own table, not in timed tests.
+Real worker processes, emulators, paced devices, /proc, JSON. Only the shape of the result
+is checked: the speed goals live in the benchmark's own table, not in timed tests.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from edgevoice.bench import report
-from edgevoice.bench.runner import BenchOptions, render_texts, run_bench
-from edgevoice.bench.script import build_script
 from edgevoice.bench.stats import CLIENTS, FIGURES, LATENCY_FIGURES
 from edgevoice.cli import build_parser, main
 
 pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def is_number(value: object) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
 
 
-async def test_a_short_bench_gives_every_figure_for_both_clients(tmp_path):
-    speech, replies = render_texts()
-    speech_s = {text: len(pcm) / 16000 for text, pcm in speech.items()}
-    script = build_script("BX", speech_s=speech_s, reply_s=replies)
-    lines: list[str] = []
-    document = await run_bench(
-        BenchOptions(quick=True, script=script, import_runs=1, keep_dir=tmp_path / "run"), lines.append
-    )
+def test_the_quick_bench_gives_every_figure_for_both_clients(tmp_path):
     path = tmp_path / "bench.json"
-    report.write_json(document, path)
+    environment = dict(os.environ, PYTHONPATH=str(ROOT))
+    run = subprocess.run(
+        [sys.executable, "-m", "edgevoice", "bench", "--quick", "--json", str(path)],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
     document = json.loads(path.read_text())
 
     summary = document["summary"]
@@ -61,7 +65,7 @@ async def test_a_short_bench_gives_every_figure_for_both_clients(tmp_path):
     assert document["samples"]["edgevoice-probe-off"] == {}
     machine = document["machine"]
     assert machine["cores"] >= 1 and machine["python"] and machine["libraries"]["google-genai"]
-    assert document["configuration"]["script"]["plan"] == "BX"
+    assert document["configuration"]["script"]["plan"] == "BBX"
     assert document["startup"]["import_modules"] and document["startup"]["import_s"]
     for name in ("edgevoice", "reference", "edgevoice-probe-off"):
         resources = document["resources"][name]
