@@ -84,10 +84,6 @@ class Microphone:
     def thread(self) -> threading.Thread | None:
         return self._thread
 
-    @property
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
     def position_now(self) -> int:
         """The sample position of this instant by the capture clock: past the newest
         delivered sample by the time elapsed since, at most one period (the period being

@@ -135,10 +135,6 @@ class Speaker:
     def thread(self) -> threading.Thread | None:
         return self._thread
 
-    @property
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
     # -- playback thread ----------------------------------------------------------------------
 
     def _run(self, device: PlaybackDevice | None) -> None:
