@@ -16,33 +16,54 @@ from edgevoice import __version__
 from edgevoice.config import EX_CONFIG, ConfigError
 from edgevoice.errors import UserError
 
+COMMAND_ENTRY_POINTS = "edgevoice.commands"
 
-def build_parser() -> argparse.ArgumentParser:
+
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The device's own commands, plus those other installed packages offer.
+
+    The tools that test the device (``simulate``, ``emulator``, ``bench``) and the token
+    broker are separate distributions that register their subcommands under the
+    ``edgevoice.commands`` entry point group. They are looked up only when the command is
+    not one of the device's own, so ``edgevoice run`` imports none of them.
+    """
     parser = argparse.ArgumentParser(
         prog="edgevoice",
         description="Push-to-talk Gemini Live voice assistant for small Linux boards.",
     )
     parser.add_argument("--version", action="version", version=f"edgevoice {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    # Imported here so `edgevoice --help` stays fast and a broken room names itself.
-    from edgevoice.bench import cli as bench_cli
-    from edgevoice.emulator import cli as emulator_cli
-    from edgevoice.security import broker_cli
+    # Imported here so `edgevoice --version` stays fast and a broken room names itself.
     from edgevoice.service import commands as service_commands
     from edgevoice.service import diagnostics
-    from edgevoice.sim import simulate
 
     service_commands.register(subparsers)
     diagnostics.register(subparsers)
-    simulate.register(subparsers)
-    emulator_cli.register(subparsers)
-    broker_cli.register(subparsers)
-    bench_cli.register(subparsers)
+    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    if command not in subparsers.choices:
+        _register_installed_commands(subparsers)
     return parser
 
 
+def _register_installed_commands(subparsers: argparse._SubParsersAction) -> None:
+    from importlib.metadata import entry_points
+
+    for entry_point in sorted(entry_points(group=COMMAND_ENTRY_POINTS), key=lambda ep: ep.name):
+        if entry_point.name in subparsers.choices:
+            continue
+        try:
+            register = entry_point.load()
+        except ImportError as exc:
+            # A half-installed tool must not take the device's own commands down with it.
+            print(f"edgevoice: the {entry_point.name!r} command is unavailable: {exc}", file=sys.stderr)
+            continue
+        register(subparsers)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         status = args.handler(args)

@@ -27,4 +27,6 @@ if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[test]"
+# The device, plus the tools that test it (emulator, simulator, benchmark) and the token
+# broker, which are distributions of their own so that a device install carries none of them.
+.venv/bin/python -m pip install -q -e ".[test]" -e ./testbed -e ./broker

@@ -6,4 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 .venv/bin/ruff check .
+.venv/bin/lint-imports pyproject.toml
 .venv/bin/python -m pytest -q "$@"

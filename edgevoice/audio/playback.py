@@ -19,7 +19,7 @@ import numpy as np
 
 from edgevoice.audio.alsa import SAMPLE_BYTES, AudioDeviceError, PlaybackDevice
 from edgevoice.audio.jitter import JitterBuffer
-from edgevoice.bench.probe import NullProbe, Probe
+from edgevoice.metrics import NO_METRICS, Metrics
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class Speaker:
         on_idle: Callable[[], None] | None = None,
         on_problem: Callable[[str | None], None] | None = None,
         heartbeat: Callable[[], None] | None = None,
-        probe: Probe | None = None,
+        metrics: Metrics = NO_METRICS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._open_device = open_device
@@ -53,7 +53,7 @@ class Speaker:
         self._on_idle = on_idle or (lambda: None)
         self._on_problem = on_problem or (lambda _text: None)
         self._heartbeat = heartbeat or (lambda: None)
-        self._probe = probe or NullProbe()
+        self._metrics = metrics
         self._clock = clock
         self._cond = threading.Condition()
         self._stop = False
@@ -82,7 +82,7 @@ class Speaker:
 
     def play(self, pcm: bytes, received_t: float) -> None:
         with self._cond:
-            if self._probe.enabled:
+            if self._metrics.enabled:
                 self._chunk_marks.append((self._reply_bytes_in, received_t))
             self._fed_t = received_t
             self._reply_bytes_in += len(pcm)
@@ -164,10 +164,10 @@ class Speaker:
                     self._interrupt_requested = False
                     fade = self._cut(device)
                     pressed_t, self._interrupt_pressed_t = self._interrupt_pressed_t, None
-                    if pressed_t is not None and self._probe.enabled:
+                    if pressed_t is not None and self._metrics.enabled:
                         # Silent once the fade-out that starts now has played.
                         fade_ms = self._fade_frames * 1000 / self.rate
-                        self._probe.add("barge_in_ms", (self._clock() - pressed_t) * 1000 + fade_ms)
+                        self._metrics.add("barge_in_ms", (self._clock() - pressed_t) * 1000 + fade_ms)
                 else:
                     fade = b""
                 # From when the speaker could take audio: now, or (if it sat idle or was
@@ -215,7 +215,7 @@ class Speaker:
                 device = None
                 continue
             for received_t in marks:
-                self._probe.add("reply_to_speaker_ms", (written_t - max(received_t, ready_t)) * 1000)
+                self._metrics.add("reply_to_speaker_ms", (written_t - max(received_t, ready_t)) * 1000)
             with self._cond:
                 self._remember(data)
             self._heartbeat()

@@ -29,7 +29,6 @@ from google import genai
 from google.genai import errors, types
 from websockets.exceptions import InvalidHandshake, InvalidStatus, WebSocketException
 
-from edgevoice.bench.probe import NullProbe, Probe
 from edgevoice.config import LiveSettings
 from edgevoice.core.events import (
     Action,
@@ -49,6 +48,7 @@ from edgevoice.core.events import (
 from edgevoice.live import wire
 from edgevoice.live.messages import events_from_message
 from edgevoice.live.session_config import INPUT_MIME, build_connect_config, model_name
+from edgevoice.metrics import NO_METRICS, Metrics
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class LiveLink:
         post: Callable[[Event], None],
         function_declarations: Sequence[types.FunctionDeclaration] = (),
         ssl_context: ssl.SSLContext | None = None,
-        probe: Probe | None = None,
+        metrics: Metrics = NO_METRICS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         wire.install()
@@ -106,7 +106,7 @@ class LiveLink:
         self._post = post
         self._declarations = list(function_declarations)
         self._ssl_context = ssl_context
-        self._probe = probe or NullProbe()
+        self._metrics = metrics
         self._clock = clock
         self._commands: asyncio.Queue[Connect | CloseLink | None] = asyncio.Queue()
         self._current: _Connection | None = None
@@ -234,21 +234,21 @@ class LiveLink:
 
     async def _send_loop(self, connection: _Connection) -> None:
         session = connection.session
-        probe = self._probe
+        metrics = self._metrics
         send_frame = _frame_writer(session)
         while True:
             action = await connection.outbox.get()
             try:
                 if isinstance(action, SendAudio):
                     await send_frame(audio_frame(action.pcm))
-                    if action.captured_t is not None and probe.enabled:
-                        probe.add("capture_to_wire_ms", (self._clock() - action.captured_t) * 1000)
+                    if action.captured_t is not None and metrics.enabled:
+                        metrics.add("capture_to_wire_ms", (self._clock() - action.captured_t) * 1000)
                 elif isinstance(action, SendActivityStart):
                     await send_frame(ACTIVITY_START_FRAME)
                 elif isinstance(action, SendActivityEnd):
                     await send_frame(ACTIVITY_END_FRAME)
-                    if action.released_t is not None and probe.enabled:
-                        probe.add("release_to_activity_end_ms", (self._clock() - action.released_t) * 1000)
+                    if action.released_t is not None and metrics.enabled:
+                        metrics.add("release_to_activity_end_ms", (self._clock() - action.released_t) * 1000)
                 elif isinstance(action, SendToolResponses):
                     await session.send_tool_response(
                         function_responses=[

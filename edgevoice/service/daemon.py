@@ -30,7 +30,6 @@ from edgevoice.audio.devices import open_playback as open_playback_device
 from edgevoice.audio.earcons import Earcons
 from edgevoice.audio.jitter import JitterBuffer
 from edgevoice.audio.playback import Speaker
-from edgevoice.bench.probe import NullProbe, Probe
 from edgevoice.config import Settings
 from edgevoice.core.backoff import Backoff
 from edgevoice.core.conversation import Conversation, ConversationConfig
@@ -76,6 +75,7 @@ from edgevoice.hardware.led import StatusLed
 from edgevoice.live.handle_store import HandleStore
 from edgevoice.live.link import CredentialSource, LiveLink
 from edgevoice.live.netwatch import NetworkWatch
+from edgevoice.metrics import NO_METRICS, Metrics
 from edgevoice.service.logging import clear_log_fields, set_log_fields
 from edgevoice.service.notify import SystemdNotifier
 from edgevoice.service.watchdog import DEFAULT_STALL_AFTER_S, Heartbeat, WatchdogPolicy, run_watchdog
@@ -167,7 +167,7 @@ class Daemon:
         ssl_context: ssl.SSLContext | None = None,
         toolbox: Toolbox | None = None,
         notifier: SystemdNotifier | None = None,
-        probe: Probe | None = None,
+        metrics: Metrics = NO_METRICS,
         earcons_factory: Callable[[Settings], Callable[[str], bytes | None] | None] | None = default_earcons,
         observers: Iterable[Callable[[Event], None]] = (),
         handle_store: HandleStore | None = None,
@@ -182,7 +182,7 @@ class Daemon:
         self.notifier = notifier or SystemdNotifier()
         self.heartbeats: dict[str, Heartbeat] = {}
         self._session_id: str | None = None
-        self.probe = probe or NullProbe()
+        self.metrics = metrics
         self._earcons_factory = earcons_factory
         self._earcons = earcons_factory(settings) if earcons_factory else None
         self._observers = list(observers)
@@ -257,7 +257,7 @@ class Daemon:
             post=self._post_from_loop,
             function_declarations=declarations,
             ssl_context=self._ssl_context,
-            probe=self.probe,
+            metrics=self.metrics,
             clock=self._clock,
         )
         try:
@@ -332,7 +332,7 @@ class Daemon:
             on_idle=lambda: self.post(PlaybackIdle(self._clock())),
             on_problem=lambda problem: self.post(DeviceProblem("speaker", problem, self._clock())),
             heartbeat=playback_beat.beat,
-            probe=self.probe,
+            metrics=self.metrics,
         )
         return microphone, speaker
 
@@ -453,7 +453,7 @@ class Daemon:
         for observer in self._observers:
             observer(event)
         if isinstance(event, LinkUp | LinkDown | GoAway) and event.link == self.conversation.link:
-            self.probe.link_event(event)  # reconnect and GoAway-switch timing for the benchmark
+            self._report_link(event)
         try:
             self._execute(self.conversation.handle(event))
         except Exception:
@@ -499,6 +499,14 @@ class Daemon:
         self._timer_deadline = None
         self._dispatch(Tick(self._clock()))
 
+    def _report_link(self, event: LinkUp | LinkDown | GoAway) -> None:
+        if isinstance(event, LinkUp):
+            self.metrics.link_up(event.t, event.resumed)
+        elif isinstance(event, LinkDown):
+            self.metrics.link_down(event.t)
+        else:
+            self.metrics.goaway()
+
     def _execute(self, actions: list[Action]) -> None:
         link, speaker = self.link, self.speaker
         assert link is not None and speaker is not None
@@ -518,7 +526,7 @@ class Daemon:
             elif isinstance(action, Connect):
                 link.connect(action)
             elif isinstance(action, CloseLink):
-                self.probe.link_closed(self._clock())
+                self.metrics.link_closed(self._clock())
                 link.close(action)
             elif isinstance(action, PlayEarcon):
                 pcm = self._earcons(action.earcon.value) if self._earcons else None

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgevoice.sim.fussy import (
+from edgevoice_testbed.sim.fussy import (
     FussyPluginError,
     asoundrc_for,
     from_device_format,

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from edgevoice.bench import report
-from edgevoice.bench.stats import CLIENTS, FIGURES, LATENCY_FIGURES
 from edgevoice.cli import build_parser, main
+from edgevoice_testbed.bench import report
+from edgevoice_testbed.bench.stats import CLIENTS, FIGURES, LATENCY_FIGURES
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,7 +76,8 @@ def test_the_quick_bench_gives_every_figure_for_both_clients(tmp_path):
 
 
 def test_bench_is_a_subcommand_with_its_options():
-    args = build_parser().parse_args(["bench", "--quick", "--json", "out.json", "--plot", "p.png"])
+    argv = ["bench", "--quick", "--json", "out.json", "--plot", "p.png"]
+    args = build_parser(argv).parse_args(argv)
     assert args.quick and str(args.json) == "out.json" and str(args.plot) == "p.png"
     assert args.handler is not None
 

@@ -7,11 +7,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edgevoice.bench import script as bench_script
-from edgevoice.bench import stats
-from edgevoice.bench.probe import NullProbe, Probe
-from edgevoice.bench.report import table
 from edgevoice.core.events import GoAway, LinkDown, LinkUp
+from edgevoice_testbed.bench import script as bench_script
+from edgevoice_testbed.bench import stats
+from edgevoice_testbed.bench.probe import NullProbe, Probe
+from edgevoice_testbed.bench.report import table
 
 SPEECH = {bench_script.ASK_TOOL: 1.6, bench_script.ASK_TALK: 1.1}
 REPLIES = {bench_script.REPLY_TOOL: 0.7, bench_script.FOLLOW_UP_TOOL: 0.9, bench_script.REPLY_TALK: 4.6}

@@ -7,13 +7,13 @@ import os
 
 from google.genai import live, types
 
-from edgevoice.bench.probe import Probe
 from edgevoice.config import LiveSettings
 from edgevoice.core.events import Connect, LinkUp, SendActivityEnd, SendActivityStart, SendAudio
-from edgevoice.emulator import Emulator, Scenario
 from edgevoice.live import link as link_module
 from edgevoice.live.link import ACTIVITY_END_FRAME, ACTIVITY_START_FRAME, LiveLink, audio_frame
 from edgevoice.live.session_config import INPUT_MIME
+from edgevoice_testbed.bench.probe import Probe
+from edgevoice_testbed.emulator import Emulator, Scenario
 
 
 class RecordingSocket:
@@ -91,7 +91,7 @@ async def test_an_utterance_sent_by_the_link_reaches_the_server_intact():
             credentials=credentials,
             post=post,
             ssl_context=emulator.client_ssl_context(),
-            probe=probe,
+            metrics=probe,
         )
         task = asyncio.create_task(link.run())
         link.connect(Connect(1, None))

@@ -14,8 +14,8 @@ import pytest
 from edgevoice.audio.alsa import open_pcm
 from edgevoice.audio.jitter import JitterBuffer
 from edgevoice.audio.playback import Speaker
-from edgevoice.bench.probe import Probe
-from edgevoice.sim.devices import SimulatedPlayback
+from edgevoice_testbed.bench.probe import Probe
+from edgevoice_testbed.sim.devices import SimulatedPlayback
 from tests.support.alsa import simulated_alsa_env
 
 RATE = 24000
@@ -64,7 +64,7 @@ def speaker(tmp_path, monkeypatch):
         paced=False,
         fade_ms=5.0,
         heartbeat=heartbeat,
-        probe=probe,
+        metrics=probe,
         clock=clock,
     )
     device.start()

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgevoice.emulator import Emulator, Scenario
-from edgevoice.sim.wav import write_wav
+from edgevoice_testbed.emulator import Emulator, Scenario
+from edgevoice_testbed.sim.wav import write_wav
 
 RATE = 16000
 

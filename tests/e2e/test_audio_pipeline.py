@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import soxr
 
-from edgevoice.sim.simulate import SimulatedCard, SimulationOptions, simulate
-from edgevoice.sim.wav import write_wav
+from edgevoice_testbed.sim.simulate import SimulatedCard, SimulationOptions, simulate
+from edgevoice_testbed.sim.wav import write_wav
 from tests.e2e.conftest import RATE
 
 

@@ -24,7 +24,7 @@ from edgevoice.audio.devices import open_playback as open_playback_device
 from edgevoice.config import load_settings
 from edgevoice.core.events import DeviceState
 from edgevoice.service.daemon import PLAYBACK_PERIODS, Daemon, Hardware
-from edgevoice.sim.fussy import asoundrc_for, to_device_format
+from edgevoice_testbed.sim.fussy import asoundrc_for, to_device_format
 
 
 class LateOnce:

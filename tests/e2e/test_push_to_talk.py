@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgevoice.sim.simulate import SimulationOptions, simulate
+from edgevoice_testbed.sim.simulate import SimulationOptions, simulate
 from tests.e2e.conftest import RATE, noise_wav
 
 NO_PREROLL = {"audio": {"preroll_ms": 0}}

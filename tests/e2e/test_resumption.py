@@ -6,7 +6,7 @@ import json
 import time
 from pathlib import Path
 
-from edgevoice.sim.simulate import SimulationOptions, simulate
+from edgevoice_testbed.sim.simulate import SimulationOptions, simulate
 from tests.e2e.conftest import RATE, noise_wav
 
 NO_PREROLL = {"audio": {"preroll_ms": 0}}

@@ -9,7 +9,7 @@ import random
 import tracemalloc
 from pathlib import Path
 
-from edgevoice.sim.simulate import SimulationOptions, simulate
+from edgevoice_testbed.sim.simulate import SimulationOptions, simulate
 from tests.e2e.conftest import RATE, noise_wav
 from tests.support.emulator_process import EmulatorProcess
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgevoice.sim.simulate import SimulationOptions, simulate
+from edgevoice_testbed.sim.simulate import SimulationOptions, simulate
 from tests.e2e.conftest import noise_wav
 
 SLOW_HOME = {"home": {"simulated": {"latency_s": 2.0}}, "audio": {"preroll_ms": 0}}

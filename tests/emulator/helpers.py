@@ -10,7 +10,7 @@ from typing import Any
 from google import genai
 from google.genai import types
 
-from edgevoice.emulator import Scenario
+from edgevoice_testbed.emulator import Scenario
 
 TEST_KEY = "test-api-key-not-secret"
 MODEL = "gemini-live-emulated"

@@ -10,15 +10,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edgevoice.emulator import Fault, Scenario, ScenarioError, Trigger, parse_fault
-from edgevoice.emulator.voice import EspeakVoice, ToneVoice, VoiceError, parse_wav
-from edgevoice.emulator.wire import (
+from edgevoice.errors import UserError
+from edgevoice_testbed.emulator import Fault, Scenario, ScenarioError, Trigger, parse_fault
+from edgevoice_testbed.emulator.voice import EspeakVoice, ToneVoice, VoiceError, parse_wav
+from edgevoice_testbed.emulator.wire import (
     duration_string,
     normalise,
     rate_from_mime,
     snake_to_camel,
 )
-from edgevoice.errors import UserError
 
 # --- wire ----------------------------------------------------------------------------------------
 

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edgevoice.emulator.faults import parse_fault
-from edgevoice.emulator.protocol import (
+from edgevoice_testbed.emulator.faults import parse_fault
+from edgevoice_testbed.emulator.protocol import (
     Abort,
     Close,
     Connection,
@@ -21,8 +21,8 @@ from edgevoice.emulator.protocol import (
     SendFrame,
     SendRaw,
 )
-from edgevoice.emulator.scenario import Scenario
-from edgevoice.emulator.voice import ToneVoice
+from edgevoice_testbed.emulator.scenario import Scenario
+from edgevoice_testbed.emulator.voice import ToneVoice
 
 PATH = "/ws/google.ai.generativelanguage.v1.GenerativeService.BidiGenerateContent"
 KEY = {"x-goog-api-key": "k-123"}

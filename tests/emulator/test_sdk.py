@@ -19,8 +19,8 @@ from google import genai
 from google.genai import errors, types
 from websockets.asyncio.client import connect as ws_connect
 
-from edgevoice.emulator import Emulator, OffsetClock
-from edgevoice.emulator.voice import ToneVoice
+from edgevoice_testbed.emulator import Emulator, OffsetClock
+from edgevoice_testbed.emulator.voice import ToneVoice
 from tests.emulator.helpers import (
     FRAME,
     MODEL,

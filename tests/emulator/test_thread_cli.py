@@ -16,8 +16,8 @@ from google import genai
 from google.genai import errors, types
 
 from edgevoice.cli import main
-from edgevoice.emulator import EmulatorThread
-from edgevoice.emulator.voice import ToneVoice
+from edgevoice_testbed.emulator import EmulatorThread
+from edgevoice_testbed.emulator.voice import ToneVoice
 from tests.emulator.helpers import (
     MODEL,
     TEST_KEY,

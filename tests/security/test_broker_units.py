@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 
 from edgevoice.config import ConfigError
 from edgevoice.errors import UserError
-from edgevoice.security.broker_config import add_device, load_broker_settings, set_revoked
 from edgevoice.security.device_secrets import (
     DUMMY_HASH,
     fingerprint,
@@ -22,8 +21,10 @@ from edgevoice.security.device_secrets import (
     parse_hash,
     verify_secret,
 )
-from edgevoice.security.policy import BrokerPolicy, TokenBucket
-from edgevoice.security.settings import AuthSettings, BrokerSettings
+from edgevoice.security.settings import AuthSettings
+from edgevoice_broker.config import add_device, load_broker_settings, set_revoked
+from edgevoice_broker.policy import BrokerPolicy, TokenBucket
+from edgevoice_broker.settings import BrokerSettings
 from tests.security.helpers import FAST, write_broker_files
 
 # -- secrets ------------------------------------------------------------------------------------

@@ -15,8 +15,8 @@ import pytest
 from google import genai
 from google.genai import errors, types
 
-from edgevoice.emulator import Emulator, OffsetClock
-from edgevoice.emulator.auth import (
+from edgevoice_testbed.emulator import Emulator, OffsetClock
+from edgevoice_testbed.emulator.auth import (
     TOKEN_EXPIRED,
     TOKEN_INVALID,
     TOKEN_NEW_SESSIONS_OVER,
@@ -25,8 +25,8 @@ from edgevoice.emulator.auth import (
     TokenAuthenticator,
     apply_constraints,
 )
-from edgevoice.emulator.protocol import Close, EmulatorCore
-from edgevoice.emulator.voice import ToneVoice
+from edgevoice_testbed.emulator.protocol import Close, EmulatorCore
+from edgevoice_testbed.emulator.voice import ToneVoice
 from tests.emulator.helpers import MODEL, TEST_KEY, client_for, live_config, receive_turn, scenario, speak
 
 pytestmark = pytest.mark.filterwarnings("ignore::google.genai.errors.ExperimentalWarning")

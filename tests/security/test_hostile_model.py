@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from edgevoice.emulator import Emulator
-from edgevoice.sim.simulate import SimulationOptions, simulate
+from edgevoice_testbed.emulator import Emulator
+from edgevoice_testbed.sim.simulate import SimulationOptions, simulate
 from tests.emulator.helpers import scenario
 
 CODE = "4711"

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 
-from edgevoice.emulator import EmulatorThread, Scenario
-from edgevoice.sim.simulate import SimulationOptions, simulate
+from edgevoice_testbed.emulator import EmulatorThread, Scenario
+from edgevoice_testbed.sim.simulate import SimulationOptions, simulate
 from tests.security.hostile import FRAMES, REPRESENTATIVE, Hostile, hostile_case
 
 EXAMPLES = 40

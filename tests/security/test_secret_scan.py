@@ -25,12 +25,12 @@ from pathlib import Path
 import pytest
 
 from edgevoice.config import load_settings, redacted_dump
-from edgevoice.emulator import Emulator
-from edgevoice.emulator.auth import TokenAuthenticator
-from edgevoice.security.broker import TokenBroker
-from edgevoice.security.broker_config import load_broker_settings, read_api_key
 from edgevoice.security.credentials import BrokerCredentials
-from edgevoice.sim.simulate import SimulationOptions, simulate
+from edgevoice_broker.broker import TokenBroker
+from edgevoice_broker.config import load_broker_settings, read_api_key
+from edgevoice_testbed.emulator import Emulator
+from edgevoice_testbed.emulator.auth import TokenAuthenticator
+from edgevoice_testbed.sim.simulate import SimulationOptions, simulate
 from tests.emulator.helpers import scenario
 from tests.security.helpers import GEMINI_KEY, credentials_dir, write_broker_files
 from tests.tools.home_fakes import FakeHomeAssistant
@@ -260,7 +260,7 @@ async def test_the_cli_in_a_subprocess_leaks_nothing(tmp_path):
     # included, so what is scanned is what the code itself writes.
     driver = (
         "import logging, sys\n"
-        "import edgevoice.sim.simulate as simulate\n"
+        "import edgevoice_testbed.sim.simulate as simulate\n"
         "def plain_debug(*args, **kwargs):\n"
         "    logging.basicConfig(level=logging.DEBUG, force=True,\n"
         "                        format='%(levelname)s %(name)s: %(message)s')\n"

@@ -19,15 +19,15 @@ import pytest_asyncio
 from google.genai import errors
 
 from edgevoice.config import ConfigError, Settings
-from edgevoice.emulator import Emulator
-from edgevoice.emulator.auth import TOKEN_USED, TokenAuthenticator
 from edgevoice.errors import UserError
 from edgevoice.live.link import CredentialError
-from edgevoice.security.broker import TokenBroker
-from edgevoice.security.broker_config import load_broker_settings, set_revoked
 from edgevoice.security.credentials import BrokerCredentials, credential_source
 from edgevoice.security.device_secrets import fingerprint, verify_secret
 from edgevoice.security.settings import AuthSettings
+from edgevoice_broker.broker import TokenBroker
+from edgevoice_broker.config import load_broker_settings, set_revoked
+from edgevoice_testbed.emulator import Emulator
+from edgevoice_testbed.emulator.auth import TOKEN_USED, TokenAuthenticator
 from tests.emulator.helpers import MODEL, client_for, live_config, receive_turn, scenario, speak
 from tests.security.helpers import GEMINI_KEY, BrokerFiles, credentials_dir, write_broker_files
 

@@ -14,15 +14,15 @@ import pytest
 import pytest_asyncio
 
 from edgevoice.core.events import Connect, Event, LinkFailed, LinkUp
-from edgevoice.emulator import Emulator, OffsetClock
-from edgevoice.emulator.auth import TOKEN_EXPIRED, TOKEN_USED, TokenAuthenticator
 from edgevoice.errors import UserError
 from edgevoice.live.link import LiveLink
-from edgevoice.security.broker import TokenBroker
-from edgevoice.security.broker_config import load_broker_settings
 from edgevoice.security.credentials import BrokerCredentials
 from edgevoice.security.settings import AuthSettings
-from edgevoice.sim.simulate import SimulationOptions, simulate
+from edgevoice_broker.broker import TokenBroker
+from edgevoice_broker.config import load_broker_settings
+from edgevoice_testbed.emulator import Emulator, OffsetClock
+from edgevoice_testbed.emulator.auth import TOKEN_EXPIRED, TOKEN_USED, TokenAuthenticator
+from edgevoice_testbed.sim.simulate import SimulationOptions, simulate
 from tests.emulator.helpers import scenario
 from tests.security.helpers import GEMINI_KEY, BrokerFiles, credentials_dir, write_broker_files
 

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgevoice.emulator import EmulatorThread, Scenario
-from edgevoice.sim.fussy import asoundrc_for
-from edgevoice.sim.wav import write_wav
+from edgevoice_testbed.emulator import EmulatorThread, Scenario
+from edgevoice_testbed.sim.fussy import asoundrc_for
+from edgevoice_testbed.sim.wav import write_wav
 from tests.support.notify import NotifyListener
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from edgevoice.errors import UserError
-from edgevoice.sim.wav import read_wav_as, write_wav
+from edgevoice_testbed.sim.wav import read_wav_as, write_wav
 
 
 def test_16k_mono_passes_through_bit_exact(tmp_path: Path) -> None:

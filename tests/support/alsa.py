@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from edgevoice.sim.fussy import asoundrc_for
+from edgevoice_testbed.sim.fussy import asoundrc_for
 
 
 def simulated_alsa_env(tmp_path: Path, mic_pcm: bytes = b"") -> dict[str, str]:

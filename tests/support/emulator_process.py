@@ -16,7 +16,7 @@ from typing import Any
 
 
 def _serve(scenario: dict[str, Any], ca_path: str, channel: Connection) -> None:
-    from edgevoice.emulator import EmulatorThread, Scenario
+    from edgevoice_testbed.emulator import EmulatorThread, Scenario
 
     with EmulatorThread(scenario=Scenario.model_validate(scenario), record_audio_frames=False) as emulator:
         emulator.write_ca(ca_path)

@@ -1,7 +1,7 @@
 """The simulated sound card and button of one benchmark worker, paced in real time.
 
 Both clients get the same devices: real pyalsaaudio PCMs on libasound's file plugin
-(``edgevoice.sim.devices``), paced by the clock, and a real gpiozero ``Button`` on a mock
+(``edgevoice_testbed.sim.devices``), paced by the clock, and a real gpiozero ``Button`` on a mock
 pin pressed by the script's schedule. What this module adds is a start gate: the
 microphone delivers nothing until the bench parent says "go", so that every worker starts
 its conversation at the same moment, after all of them have reported READY.
@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from edgevoice.audio.alsa import open_pcm
-from edgevoice.sim.devices import ButtonSchedule, SimulatedCapture, SimulatedPlayback
+from edgevoice_testbed.sim.devices import ButtonSchedule, SimulatedCapture, SimulatedPlayback
 
 MIC_PCM = "edgevoice_mic"
 SPEAKER_PCM = "edgevoice_speaker"

@@ -27,7 +27,7 @@ from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
-from edgevoice.emulator.auth import (
+from edgevoice_testbed.emulator.auth import (
     TOKEN_EXPIRED,
     AuthDecision,
     Authenticator,
@@ -35,8 +35,8 @@ from edgevoice.emulator.auth import (
     TokenResult,
     apply_constraints,
 )
-from edgevoice.emulator.faults import Fault
-from edgevoice.emulator.records import (
+from edgevoice_testbed.emulator.faults import Fault
+from edgevoice_testbed.emulator.records import (
     ConnectionRecord,
     FaultRecord,
     HistoryEntry,
@@ -47,9 +47,9 @@ from edgevoice.emulator.records import (
     ToolResponseRecord,
     UtteranceRecord,
 )
-from edgevoice.emulator.scenario import InjectSpec, Scenario, ToolCallSpec, Turn, placement_chunk
-from edgevoice.emulator.voice import OUTPUT_RATE, SAMPLE_WIDTH
-from edgevoice.emulator.wire import duration_string, encode_frame, normalise, rate_from_mime
+from edgevoice_testbed.emulator.scenario import InjectSpec, Scenario, ToolCallSpec, Turn, placement_chunk
+from edgevoice_testbed.emulator.voice import OUTPUT_RATE, SAMPLE_WIDTH
+from edgevoice_testbed.emulator.wire import duration_string, encode_frame, normalise, rate_from_mime
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgevoice.security.device_secrets import DUMMY_HASH
-from edgevoice.security.settings import BrokerRateSettings, BrokerSettings
+from edgevoice_broker.settings import BrokerRateSettings, BrokerSettings
 
 # Failure buckets are kept per client address; a flood of addresses must not grow memory.
 MAX_CLIENT_BUCKETS = 4096

@@ -1,4 +1,4 @@
-"""One benchmark client in its own process: ``python -m edgevoice.bench.worker SPEC.json``.
+"""One benchmark client in its own process: ``python -m edgevoice_testbed.bench.worker SPEC.json``.
 
 The bench parent starts this with ``NOTIFY_SOCKET`` bound and ``ALSA_CONFIG_PATH`` pointing
 at the simulated sound card. The worker brings its client up (EdgeVoice's daemon or the
@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger("edgevoice.bench.worker")
+log = logging.getLogger("edgevoice_testbed.bench.worker")
 
 CAPTURE_RATE = 16000
 PLAYBACK_RATE = 24000
@@ -111,11 +111,11 @@ def ssl_context(ca_file: str) -> ssl.SSLContext:
 
 
 async def run_edgevoice(spec: WorkerSpec) -> dict[str, Any]:
-    from edgevoice.bench.probe import NullProbe, Probe
-    from edgevoice.bench.simhw import MIC_PCM, SPEAKER_PCM, BenchDevices, counters
     from edgevoice.config import deep_merge, load_settings
     from edgevoice.service.daemon import Daemon, Hardware
     from edgevoice.tools import ToolBox
+    from edgevoice_testbed.bench.probe import NullProbe, Probe
+    from edgevoice_testbed.bench.simhw import MIC_PCM, SPEAKER_PCM, BenchDevices, counters
 
     overrides = deep_merge(
         {
@@ -167,7 +167,7 @@ async def run_edgevoice(spec: WorkerSpec) -> dict[str, Any]:
         credentials=credentials,
         ssl_context=ssl_context(spec.ca_file),
         toolbox=ToolBox.from_settings(settings.home, settings.paths.state_dir),
-        probe=probe,
+        metrics=probe,
     )
     task = asyncio.create_task(daemon.run(), name="daemon")
     # Bounded, so a daemon that dies before READY does not leave a thread waiting forever.
@@ -206,10 +206,10 @@ async def run_reference(spec: WorkerSpec) -> dict[str, Any]:
     from google import genai
     from google.genai import types
 
-    from edgevoice.bench.probe import NullProbe, Probe
-    from edgevoice.bench.reference import ReferenceClient
-    from edgevoice.bench.simhw import BenchDevices
     from edgevoice.service.notify import SystemdNotifier
+    from edgevoice_testbed.bench.probe import NullProbe, Probe
+    from edgevoice_testbed.bench.reference import ReferenceClient
+    from edgevoice_testbed.bench.simhw import BenchDevices
 
     loop = asyncio.get_running_loop()
     timeline = Timeline(loop)
@@ -253,7 +253,7 @@ async def run_reference(spec: WorkerSpec) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        print("usage: python -m edgevoice.bench.worker SPEC.json", file=sys.stderr)
+        print("usage: python -m edgevoice_testbed.bench.worker SPEC.json", file=sys.stderr)
         return 2
     spec = WorkerSpec.load(Path(argv[0]))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

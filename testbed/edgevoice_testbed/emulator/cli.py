@@ -11,9 +11,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from edgevoice.emulator.faults import parse_fault
-from edgevoice.emulator.scenario import Scenario
 from edgevoice.errors import UserError
+from edgevoice_testbed.emulator.faults import parse_fault
+from edgevoice_testbed.emulator.scenario import Scenario
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -51,7 +51,7 @@ def run_emulator(args: argparse.Namespace) -> int:
 
 
 async def _serve(scenario: Scenario, host: str, port: int, ca_out: str | None) -> int:
-    from edgevoice.emulator.server import Emulator
+    from edgevoice_testbed.emulator.server import Emulator
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -37,8 +37,8 @@ import gpiozero
 from google.genai import errors, types
 from websockets.exceptions import WebSocketException
 
-from edgevoice.bench.probe import Probe
-from edgevoice.bench.simhw import BenchDevices
+from edgevoice_testbed.bench.probe import Probe
+from edgevoice_testbed.bench.simhw import BenchDevices
 
 log = logging.getLogger(__name__)
 

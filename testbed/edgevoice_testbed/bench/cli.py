@@ -42,8 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_bench_command(args: argparse.Namespace) -> int:
-    from edgevoice.bench import report
-    from edgevoice.bench.runner import BenchOptions, run_bench
+    from edgevoice_testbed.bench import report
+    from edgevoice_testbed.bench.runner import BenchOptions, run_bench
 
     for path in (args.json, args.plot):
         if path is not None and not path.parent.is_dir():

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from edgevoice.bench.stats import FIGURES, LATENCY_FIGURES
 from edgevoice.errors import UserError
+from edgevoice_testbed.bench.stats import FIGURES, LATENCY_FIGURES
 
 LABELS = {
     "capture_to_wire_ms": "capture to wire (ms)",

@@ -47,12 +47,12 @@ from edgevoice.live.link import CredentialError
 from edgevoice.service.daemon import CAPTURE_RATE, PLAYBACK_PERIODS, PLAYBACK_RATE, Daemon, Hardware
 from edgevoice.service.logging import setup_logging
 from edgevoice.service.watchdog import enable_crash_dumps
-from edgevoice.sim.devices import ButtonSchedule, SimulatedCapture, SimulatedPlayback
-from edgevoice.sim.fussy import FussyPluginError, asoundrc_for, to_device_format
-from edgevoice.sim.wav import read_wav_as, write_wav
+from edgevoice_testbed.sim.devices import ButtonSchedule, SimulatedCapture, SimulatedPlayback
+from edgevoice_testbed.sim.fussy import FussyPluginError, asoundrc_for, to_device_format
+from edgevoice_testbed.sim.wav import read_wav_as, write_wav
 
 if TYPE_CHECKING:
-    from edgevoice.emulator.faults import Fault, Trigger
+    from edgevoice_testbed.emulator.faults import Fault, Trigger
 
 SAMPLE_WAV = "sample.wav"
 MIC_PCM = "edgevoice_mic"
@@ -166,7 +166,7 @@ class SimulationOptions:
     state_dir: Path | None = None
     timeout_s: float = 120.0
     card: SimulatedCard = field(default_factory=SimulatedCard)
-    # KIND@WHEN specs (see edgevoice.emulator.faults); "restart" restarts the daemon itself.
+    # KIND@WHEN specs (see edgevoice_testbed.emulator.faults); "restart" restarts the daemon itself.
     faults: list[str] = field(default_factory=list)
     # Set by tests and the benchmark: extra settings on top of the file, and an emulator
     # they started themselves (anything with base_url and client_ssl_context()).
@@ -579,8 +579,8 @@ class _TranscriptPrinter:
 
 @contextlib.asynccontextmanager
 async def _start_emulator(scenario_path: Path | None) -> Any:
-    from edgevoice.emulator import Emulator, Scenario
-    from edgevoice.emulator.scenario import ScenarioError
+    from edgevoice_testbed.emulator import Emulator, Scenario
+    from edgevoice_testbed.emulator.scenario import ScenarioError
 
     try:
         scenario = Scenario.load(scenario_path) if scenario_path else Scenario.default()
@@ -609,7 +609,7 @@ def _trace_writer(path: Path | None) -> Iterator[Callable[[dict[str, Any]], None
 
 
 def _parse_fault(spec: str) -> Fault:
-    from edgevoice.emulator import parse_fault
+    from edgevoice_testbed.emulator import parse_fault
 
     try:
         fault = parse_fault(spec)
@@ -630,7 +630,7 @@ def _frame_record(direction: str, frame: Any) -> dict[str, Any]:
 
 
 def _sample_utterance() -> np.ndarray:
-    with resources.as_file(resources.files("edgevoice.sim") / "data" / SAMPLE_WAV) as path:
+    with resources.as_file(resources.files("edgevoice_testbed.sim") / "data" / SAMPLE_WAV) as path:
         return read_wav_as(path, CAPTURE_RATE)
 
 

@@ -44,8 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_broker(args: argparse.Namespace) -> int:
-    from edgevoice.security.broker import serve
-    from edgevoice.security.broker_config import load_broker_settings, read_api_key, resolve_broker_config
+    from edgevoice_broker.broker import serve
+    from edgevoice_broker.config import load_broker_settings, read_api_key, resolve_broker_config
 
     loaded = load_broker_settings(resolve_broker_config(args.config, os.environ))
     api_key = read_api_key(os.environ)
@@ -67,8 +67,8 @@ def run_broker(args: argparse.Namespace) -> int:
 
 
 def add_device_command(args: argparse.Namespace) -> int:
-    from edgevoice.security.broker_config import add_device, resolve_broker_config
     from edgevoice.security.settings import DEVICE_SECRET_CREDENTIAL
+    from edgevoice_broker.config import add_device, resolve_broker_config
 
     path = resolve_broker_config(args.config, os.environ)
     secret = add_device(path, args.device_id)
@@ -87,7 +87,7 @@ def add_device_command(args: argparse.Namespace) -> int:
 
 
 def revoke_device_command(args: argparse.Namespace) -> int:
-    from edgevoice.security.broker_config import resolve_broker_config, set_revoked
+    from edgevoice_broker.config import resolve_broker_config, set_revoked
 
     path = resolve_broker_config(args.config, os.environ)
     set_revoked(path, args.device_id, True)
@@ -96,7 +96,7 @@ def revoke_device_command(args: argparse.Namespace) -> int:
 
 
 def list_devices_command(args: argparse.Namespace) -> int:
-    from edgevoice.security.broker_config import load_broker_settings, resolve_broker_config
+    from edgevoice_broker.config import load_broker_settings, resolve_broker_config
 
     loaded = load_broker_settings(resolve_broker_config(args.config, os.environ))
     for device in loaded.settings.devices:

@@ -32,10 +32,11 @@ from google.genai import errors, types
 from pydantic import SecretStr
 
 from edgevoice.config import ConfigError
-from edgevoice.security.broker_config import LoadedBroker, file_signature, load_broker_settings
 from edgevoice.security.device_secrets import fingerprint, verify_secret
-from edgevoice.security.policy import BrokerPolicy, Refusal, unauthenticated
-from edgevoice.security.settings import BrokerSettings, check_device_id
+from edgevoice.security.settings import check_device_id
+from edgevoice_broker.config import LoadedBroker, file_signature, load_broker_settings
+from edgevoice_broker.policy import BrokerPolicy, Refusal, unauthenticated
+from edgevoice_broker.settings import BrokerSettings
 
 log = logging.getLogger("edgevoice.token_broker")
 

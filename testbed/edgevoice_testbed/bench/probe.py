@@ -1,8 +1,8 @@
-"""Latency samples recorded at the edges of the daemon, for the benchmark.
+"""The benchmark's recorder behind the device's metrics seam (:mod:`edgevoice.metrics`).
 
-The daemon always holds a probe; the default one records nothing and costs one method
-call. No clock reads or logging happen here: callers pass the figures (or the times of
-the events) in, taken from the monotonic clock at the edge they measure.
+The daemon reports to whatever :class:`~edgevoice.metrics.Metrics` it is given; the
+benchmark gives it a :class:`Probe`, and the reference client uses the same one. No clock
+reads or logging happen here: callers pass the figures (or the times of the events) in.
 
 Series (milliseconds):
 
@@ -23,9 +23,10 @@ from collections import defaultdict
 from typing import Any
 
 from edgevoice.core.events import GoAway, LinkDown, LinkUp
+from edgevoice.metrics import Metrics
 
 
-class Probe:
+class Probe(Metrics):
     """Collects named series of samples (milliseconds unless the name says otherwise).
 
     ``add`` may be called from any thread (a list append is atomic under the GIL); the
@@ -99,23 +100,13 @@ class Probe:
         }
 
 
-class NullProbe(Probe):
-    enabled = False
+class NullProbe(Metrics):
+    """The probe switched off: the device's own do-nothing metrics (the overhead baseline)."""
+
+    goaway_pending = False
 
     def link_event(self, event: LinkUp | LinkDown | GoAway) -> None:
         pass
 
-    def add(self, name: str, value: float) -> None:
-        pass
-
-    def goaway(self) -> None:
-        pass
-
-    def link_closed(self, t: float) -> None:
-        pass
-
-    def link_down(self, t: float) -> None:
-        pass
-
-    def link_up(self, t: float, resumed: bool) -> None:
-        pass
+    def snapshot(self) -> dict[str, Any]:
+        return {"series": {}, "resumed_links": 0, "fresh_links": 0}

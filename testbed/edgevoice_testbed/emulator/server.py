@@ -26,9 +26,9 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from edgevoice.emulator.auth import Authenticator
-from edgevoice.emulator.faults import Fault, parse_fault
-from edgevoice.emulator.protocol import (
+from edgevoice_testbed.emulator.auth import Authenticator
+from edgevoice_testbed.emulator.faults import Fault, parse_fault
+from edgevoice_testbed.emulator.protocol import (
     Abort,
     Close,
     Connection,
@@ -36,7 +36,7 @@ from edgevoice.emulator.protocol import (
     SendFrame,
     SendRaw,
 )
-from edgevoice.emulator.records import (
+from edgevoice_testbed.emulator.records import (
     ConnectionRecord,
     FaultRecord,
     HistoryEntry,
@@ -47,14 +47,14 @@ from edgevoice.emulator.records import (
     ToolResponseRecord,
     UtteranceRecord,
 )
-from edgevoice.emulator.scenario import InjectSpec, Scenario
-from edgevoice.emulator.voice import CachedVoice, make_voice
+from edgevoice_testbed.emulator.scenario import InjectSpec, Scenario
+from edgevoice_testbed.emulator.voice import CachedVoice, make_voice
 
 log = logging.getLogger(__name__)
 
 # websockets logs request headers (the API key among them) at DEBUG; its logger for the
 # emulator is pinned at WARNING so no debug setting elsewhere can leak a key.
-_ws_log = logging.getLogger("edgevoice.emulator.websockets")
+_ws_log = logging.getLogger("edgevoice_testbed.emulator.websockets")
 _ws_log.setLevel(logging.WARNING)
 
 INTERNAL_ERROR = Close(1011, "Internal error encountered.")

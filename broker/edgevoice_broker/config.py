@@ -21,7 +21,8 @@ from pydantic import ValidationError
 from edgevoice.config import API_KEY_CREDENTIAL, API_KEY_ENV, ConfigError, read_credential_file
 from edgevoice.errors import UserError
 from edgevoice.security.device_secrets import generate_secret, hash_secret
-from edgevoice.security.settings import BrokerSettings, check_device_id
+from edgevoice.security.settings import check_device_id
+from edgevoice_broker.settings import BrokerSettings
 
 DEFAULT_BROKER_CONFIG = Path("/etc/edgevoice/token-broker.toml")
 BROKER_CONFIG_ENV = "EDGEVOICE_BROKER_CONFIG"

@@ -23,8 +23,8 @@ from pydantic import (
     model_validator,
 )
 
-from edgevoice.emulator.faults import Fault, make_fault, parse_fault
 from edgevoice.errors import UserError
+from edgevoice_testbed.emulator.faults import Fault, make_fault, parse_fault
 
 _PLACEMENT_RE = re.compile(r"^(before_reply|after_reply|after_chunk:(\d+))$")
 PLACEMENT_SYNTAX = "before_reply, after_chunk:N (N from 1) or after_reply"
@@ -248,9 +248,9 @@ class Scenario(_Model):
     @classmethod
     def default(cls) -> Scenario:
         """The packaged ``scenarios/default.json``."""
-        ref = resources.files("edgevoice.emulator").joinpath("scenarios/default.json")
+        ref = resources.files("edgevoice_testbed.emulator").joinpath("scenarios/default.json")
         return cls.from_data(json.loads(ref.read_text(encoding="utf-8")),
-                             source="edgevoice/emulator/scenarios/default.json")
+                             source="testbed/edgevoice_testbed/emulator/scenarios/default.json")
 
 
 def describe_errors(exc: ValidationError) -> str:

@@ -1,6 +1,6 @@
 """A local Gemini Live API emulator: the far side of the daemon's websocket, for tests.
 
-See ``docs/scenarios.md`` for the scenario format and :mod:`edgevoice.emulator.faults` for
+See ``docs/scenarios.md`` for the scenario format and :mod:`edgevoice_testbed.emulator.faults` for
 fault specifications. Names are imported on first use so that ``edgevoice --help`` does
 not pay for the websocket, TLS and audio libraries.
 """
@@ -59,10 +59,10 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from edgevoice.emulator.auth import ApiKeyAuthenticator, AuthDecision, Authenticator
-    from edgevoice.emulator.clock import OffsetClock
-    from edgevoice.emulator.faults import Fault, Trigger, parse_fault, parse_trigger
-    from edgevoice.emulator.records import (
+    from edgevoice_testbed.emulator.auth import ApiKeyAuthenticator, AuthDecision, Authenticator
+    from edgevoice_testbed.emulator.clock import OffsetClock
+    from edgevoice_testbed.emulator.faults import Fault, Trigger, parse_fault, parse_trigger
+    from edgevoice_testbed.emulator.records import (
         ConnectionRecord,
         FaultRecord,
         HistoryEntry,
@@ -73,15 +73,15 @@ if TYPE_CHECKING:
         ToolResponseRecord,
         UtteranceRecord,
     )
-    from edgevoice.emulator.scenario import Scenario, ScenarioError
-    from edgevoice.emulator.server import Emulator, EmulatorThread
+    from edgevoice_testbed.emulator.scenario import Scenario, ScenarioError
+    from edgevoice_testbed.emulator.server import Emulator, EmulatorThread
 
 
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
-        raise AttributeError(f"module 'edgevoice.emulator' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"edgevoice.emulator.{module}"), name)
+        raise AttributeError(f"module 'edgevoice_testbed.emulator' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"edgevoice_testbed.emulator.{module}"), name)
     globals()[name] = value
     return value
 

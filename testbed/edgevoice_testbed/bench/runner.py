@@ -1,9 +1,9 @@
 """The bench parent: emulators, worker processes, faults, /proc sampling, the figures.
 
-Each client runs in its own worker process (:mod:`edgevoice.bench.worker`) so that its
+Each client runs in its own worker process (:mod:`edgevoice_testbed.bench.worker`) so that its
 CPU time and RSS are its own; the emulators run here, one per client (same scenario, a
 fresh instance each so every client meets every fault), on their own threads
-(:class:`~edgevoice.emulator.EmulatorThread`, audio frames not recorded).
+(:class:`~edgevoice_testbed.emulator.EmulatorThread`, audio frames not recorded).
 
 Order of a run: time the import of the daemon's dependencies in fresh interpreters; start
 the emulators; start the workers one after another (each start-up timed alone, from spawn
@@ -34,16 +34,16 @@ from typing import Any
 import numpy as np
 
 import edgevoice
-from edgevoice.bench import stats
-from edgevoice.bench.script import REPLY_TEXTS, SPOKEN_TEXTS, Script, full_script, quick_script
-from edgevoice.bench.worker import (
+from edgevoice.errors import UserError
+from edgevoice_testbed.bench import stats
+from edgevoice_testbed.bench.script import REPLY_TEXTS, SPOKEN_TEXTS, Script, full_script, quick_script
+from edgevoice_testbed.bench.worker import (
     CAPTURE_RATE,
     REFERENCE_CHUNK_FRAMES,
     REFERENCE_PLAYBACK_PERIODS,
     WorkerSpec,
 )
-from edgevoice.errors import UserError
-from edgevoice.sim.fussy import asoundrc_for
+from edgevoice_testbed.sim.fussy import asoundrc_for
 
 # The daemon's runtime dependencies: what a fresh interpreter imports for the start-up floor.
 DEPENDENCIES = (
@@ -114,7 +114,7 @@ def render_texts() -> tuple[dict[str, np.ndarray], dict[str, float]]:
     with the voice the emulator will use (espeak-ng, or tones without it)."""
     import soxr
 
-    from edgevoice.emulator.voice import OUTPUT_RATE, make_voice
+    from edgevoice_testbed.emulator.voice import OUTPUT_RATE, make_voice
 
     voice = make_voice("espeak")
     speech = {}
@@ -257,7 +257,7 @@ class Bench:
             return document
 
     def _prepare(self, name: str, script: Script, scratch: Path, mic: Path) -> WorkerRun:
-        from edgevoice.emulator import EmulatorThread, Scenario
+        from edgevoice_testbed.emulator import EmulatorThread, Scenario
 
         directory = scratch / name
         directory.mkdir(parents=True, exist_ok=True)
@@ -325,7 +325,7 @@ class Bench:
         with (run.directory / "worker.log").open("wb") as stderr:
             run.spawn_t = time.monotonic()
             run.process = await asyncio.create_subprocess_exec(
-                self.python, "-m", "edgevoice.bench.worker", str(spec_file),
+                self.python, "-m", "edgevoice_testbed.bench.worker", str(spec_file),
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=stderr, env=env,
             )
         run.tasks.append(asyncio.create_task(self._read_lines(run)))

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
-from edgevoice.emulator.wire import normalise, snake_to_camel
+from edgevoice_testbed.emulator.wire import normalise, snake_to_camel
 
 # Close codes and reasons as the real service words them (seen in public issue threads).
 UNREGISTERED_CALLER = (
