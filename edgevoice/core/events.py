@@ -82,25 +82,43 @@ class LinkUp:
     t: float
 
 
+class DownCause(StrEnum):
+    """Why a connection ended or could not be opened, as far as the Live door can tell.
+
+    Only ``LOST`` is worth a quick retry; the others last minutes or hours whatever the
+    client does, and retrying at once would only hammer the service.
+    """
+
+    LOST = "lost"  # the network, a server restart, a close with no known meaning
+    QUOTA_EXHAUSTED = "quota_exhausted"  # HTTP 429 / RESOURCE_EXHAUSTED at the upgrade
+    KEY_REJECTED = "key_rejected"  # 1007 "API key expired" and the like
+    MODEL_NOT_FOUND = "model_not_found"  # 1008 "models/... is not found": retired or misspelt
+    FRAME_TOO_LARGE = "frame_too_large"  # a server frame over the client's size limit
+
+
 @dataclass(frozen=True, slots=True)
 class LinkDown:
     """Connection ``link`` ended (closed, lost, or declared dead); ``code`` is the websocket
-    close code when there was one (1006 for a connection lost without a close frame)."""
+    close code when there was one (1006 for a connection lost without a close frame).
+    ``cause`` says what the door made of it (how long a retry should wait)."""
 
     link: int
     code: int | None
     reason: str
     t: float
+    cause: DownCause = DownCause.LOST
 
 
 @dataclass(frozen=True, slots=True)
 class LinkFailed:
-    """A connection attempt did not reach setupComplete."""
+    """A connection attempt did not reach setupComplete (``code``: the close code or the
+    HTTP status of a refused upgrade)."""
 
     link: int
     code: int | None
     reason: str
     t: float
+    cause: DownCause = DownCause.LOST
 
 
 @dataclass(frozen=True, slots=True)
