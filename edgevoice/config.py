@@ -86,7 +86,7 @@ class LedSettings(_Section):
 
 
 class LiveSettings(_Section):
-    model: str = "gemini-2.5-flash-native-audio-preview-09-2025"
+    model: str = "gemini-3.8-live"
     voice: str = "Kore"
     language: str | None = None
     system_instruction: str = (
@@ -99,6 +99,11 @@ class LiveSettings(_Section):
     # A CA certificate (PEM) to trust for base_url, e.g. the one `edgevoice emulator` writes.
     ca_file: Path | None = None
     context_window_compression: bool = True
+    # Model options some families refuse (the session setup leaves them out there and
+    # check-config says so); unset sends nothing and lets the model decide.
+    thinking_budget: int | None = Field(None, ge=-1, le=32768)
+    proactive_audio: bool | None = None
+    affective_dialog: bool | None = None
     # An utterance spoken while offline is sent when the link returns if it is not older
     # than this; otherwise it is dropped with the "offline" earcon.
     offline_max_age_s: float = Field(30.0, ge=0, le=600)
@@ -113,7 +118,7 @@ class LiveSettings(_Section):
     @classmethod
     def _model_name(cls, value: str) -> str:
         if not re.fullmatch(r"(models/)?[A-Za-z0-9._-]+", value):
-            raise ValueError("must be a Gemini model name such as gemini-2.5-flash-native-audio")
+            raise ValueError("must be a Gemini model name such as gemini-3.8-live")
         return value
 
 
