@@ -1,4 +1,4 @@
-"""The Live connection: google-genai's ``client.aio.live.connect`` behind a small adapter.
+"""The Live connection: connections opened through the SDK door (:mod:`edgevoice.live.sdk`).
 
 The core decides when to connect, close and send; this adapter does it and reports what
 happened as events. It never decides anything itself: a broken connection is reported
@@ -14,20 +14,13 @@ events, surviving frames the SDK cannot parse.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import json
 import logging
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-import pydantic
-from google import genai
-from google.genai import errors, types
-from websockets.exceptions import InvalidHandshake, InvalidStatus, WebSocketException
 
 from edgevoice.config import LiveSettings
 from edgevoice.core.events import (
@@ -45,9 +38,16 @@ from edgevoice.core.events import (
     SendToolResponses,
     ServerProblem,
 )
-from edgevoice.live import wire
-from edgevoice.live.messages import events_from_message
-from edgevoice.live.session_config import INPUT_MIME, build_connect_config, model_name
+from edgevoice.live import sdk
+from edgevoice.live.messages import RecentCallIds, events_from_message
+from edgevoice.live.sdk import (
+    ACTIVITY_END_FRAME,
+    ACTIVITY_START_FRAME,
+    LinkError,
+    UnreadableFrame,
+    audio_frame,
+)
+from edgevoice.live.session_config import build_setup
 from edgevoice.metrics import NO_METRICS, Metrics
 
 log = logging.getLogger(__name__)
@@ -58,21 +58,17 @@ CLOSE_TIMEOUT_S = 1.0
 MAX_BAD_FRAMES = 20
 
 CredentialSource = Callable[[], Awaitable[str]]
-EPHEMERAL_TOKEN_PREFIX = "auth_tokens/"
+# Plain function declarations, as the Live API spells them (edgevoice.tools makes them).
+FunctionDeclarations = Sequence[Mapping[str, Any]]
 
-# The frames google-genai's send_realtime_input writes for audio and activity markers
-# (3.4.0), built here directly: for a 20 ms period the SDK's pydantic validation and
-# converters cost several times the rest of the Python send path. The frames stay
-# byte-identical (tests/bench/test_link_frames.py compares them with the SDK's).
-_AUDIO_FRAME_HEAD = '{"realtime_input": {"audio": {"data": "'
-_AUDIO_FRAME_TAIL = '", "mime_type": ' + json.dumps(INPUT_MIME) + "}}}"
-ACTIVITY_START_FRAME = '{"realtime_input": {"activityStart": {}}}'
-ACTIVITY_END_FRAME = '{"realtime_input": {"activityEnd": {}}}'
-
-
-def audio_frame(pcm: bytes) -> str:
-    """The realtimeInput frame carrying ``pcm`` (16 kHz S16_LE), as the SDK would write it."""
-    return _AUDIO_FRAME_HEAD + base64.urlsafe_b64encode(pcm).decode("ascii") + _AUDIO_FRAME_TAIL
+__all__ = [
+    "ACTIVITY_END_FRAME",
+    "ACTIVITY_START_FRAME",
+    "CredentialError",
+    "CredentialSource",
+    "LiveLink",
+    "audio_frame",
+]
 
 
 class CredentialError(Exception):
@@ -82,10 +78,12 @@ class CredentialError(Exception):
 @dataclass
 class _Connection:
     link: int
-    context: Any  # the SDK's connect() async context manager
-    session: Any  # google.genai.live.AsyncSession
+    session: sdk.LiveSession
     outbox: asyncio.Queue[Action] = field(default_factory=asyncio.Queue)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    # Function calls already reported: the service can send one call twice (as toolCall
+    # and inside the model turn).
+    seen_calls: RecentCallIds = field(default_factory=RecentCallIds)
 
 
 class LiveLink:
@@ -95,22 +93,22 @@ class LiveLink:
         *,
         credentials: CredentialSource,
         post: Callable[[Event], None],
-        function_declarations: Sequence[types.FunctionDeclaration] = (),
+        function_declarations: FunctionDeclarations = (),
         ssl_context: ssl.SSLContext | None = None,
         metrics: Metrics = NO_METRICS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        wire.install()
+        sdk.install()
         self._live = live
         self._credentials = credentials
         self._post = post
-        self._declarations = list(function_declarations)
+        self._declarations = [dict(d) for d in function_declarations]
         self._ssl_context = ssl_context
         self._metrics = metrics
         self._clock = clock
         self._commands: asyncio.Queue[Connect | CloseLink | None] = asyncio.Queue()
         self._current: _Connection | None = None
-        self._clients: dict[str, genai.Client] = {}
+        self._clients: dict[str, Any] = {}
         self.connects = 0
 
     # -- called by the daemon on the loop thread; never block ---------------------------------
@@ -166,30 +164,19 @@ class LiveLink:
         except CredentialError as exc:
             self._post(LinkFailed(link, None, str(exc), self._clock()))
             return
-        client = self._client_for(key)
-        config = build_connect_config(
-            self._live, handle=command.handle, function_declarations=self._declarations
-        )
-        context = client.aio.live.connect(model=model_name(self._live), config=config)
+        setup = build_setup(self._live, handle=command.handle, function_declarations=self._declarations)
         try:
-            session = await asyncio.wait_for(context.__aenter__(), CONNECT_TIMEOUT_S)
-        except errors.APIError as exc:
-            self._post(LinkFailed(link, exc.code, _api_error_text(exc), self._clock()))
-            return
-        except TimeoutError:
-            self._post(LinkFailed(link, None, "no answer from the server", self._clock()))
-            return
-        except InvalidStatus as exc:
-            status = exc.response.status_code
-            self._post(
-                LinkFailed(link, status, f"the server refused the connection (HTTP {status})", self._clock())
+            session = await sdk.open_session(
+                self._client_for(key), self._live.model, setup.config, timeout_s=CONNECT_TIMEOUT_S
             )
+        except LinkError as exc:
+            self._post(LinkFailed(link, exc.code, exc.reason, self._clock(), exc.cause))
             return
-        except (OSError, InvalidHandshake, WebSocketException, ValueError, pydantic.ValidationError) as exc:
-            self._post(LinkFailed(link, None, _short(exc), self._clock()))
+        except ValueError as exc:
+            self._post(LinkFailed(link, None, f"the session setup was refused: {exc}"[:200], self._clock()))
             return
         self.connects += 1
-        connection = _Connection(link, context, session)
+        connection = _Connection(link, session)
         connection.tasks = [
             asyncio.create_task(self._send_loop(connection), name=f"live-send-{link}"),
             asyncio.create_task(self._receive_loop(connection), name=f"live-receive-{link}"),
@@ -206,73 +193,48 @@ class LiveLink:
         for task in connection.tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        socket = getattr(connection.session, "_ws", None)
-        try:
-            await asyncio.wait_for(connection.context.__aexit__(None, None, None), CLOSE_TIMEOUT_S)
-        except (TimeoutError, Exception) as exc:  # a dead link cannot close politely
-            log.debug("connection %d closed by abort: %s", connection.link, exc)
-            if isinstance(socket, wire.TappedSocket):
-                socket.abort()
+        await connection.session.close(CLOSE_TIMEOUT_S)
 
-    def _client_for(self, key: str) -> genai.Client:
+    def _client_for(self, key: str) -> Any:
         client = self._clients.get(key)
         if client is None:
-            options = types.HttpOptions()
-            if self._live.base_url:
-                options.base_url = self._live.base_url
-            if self._live.api_version:
-                options.api_version = self._live.api_version
-            elif key.startswith(EPHEMERAL_TOKEN_PREFIX):
-                # The Live API takes ephemeral tokens on v1alpha only.
-                options.api_version = "v1alpha"
-            if self._ssl_context is not None:
-                options.async_client_args = {"ssl": self._ssl_context}
-            client = genai.Client(api_key=key, http_options=options)
+            client = sdk.make_client(
+                key,
+                base_url=self._live.base_url,
+                api_version=self._live.api_version,
+                ssl_context=self._ssl_context,
+            )
             # One credential at a time: an ephemeral token is never used twice.
             self._clients = {key: client}
         return client
 
+    def _down(self, link: int, error: LinkError) -> None:
+        self._post(LinkDown(link, error.code, error.reason, self._clock(), error.cause))
+
     async def _send_loop(self, connection: _Connection) -> None:
         session = connection.session
         metrics = self._metrics
-        send_frame = _frame_writer(session)
         while True:
             action = await connection.outbox.get()
             try:
                 if isinstance(action, SendAudio):
-                    await send_frame(audio_frame(action.pcm))
+                    await session.send_frame(audio_frame(action.pcm))
                     if action.captured_t is not None and metrics.enabled:
                         metrics.add("capture_to_wire_ms", (self._clock() - action.captured_t) * 1000)
                 elif isinstance(action, SendActivityStart):
-                    await send_frame(ACTIVITY_START_FRAME)
+                    await session.send_frame(ACTIVITY_START_FRAME)
                 elif isinstance(action, SendActivityEnd):
-                    await send_frame(ACTIVITY_END_FRAME)
+                    await session.send_frame(ACTIVITY_END_FRAME)
                     if action.released_t is not None and metrics.enabled:
                         metrics.add("release_to_activity_end_ms", (self._clock() - action.released_t) * 1000)
                 elif isinstance(action, SendToolResponses):
-                    await session.send_tool_response(
-                        function_responses=[
-                            types.FunctionResponse(
-                                id=r.id,
-                                name=r.name,
-                                response=r.response,
-                                scheduling=types.FunctionResponseScheduling(r.scheduling),
-                            )
-                            for r in action.results
-                        ]
-                    )
+                    await session.send_tool_responses(action.results)
                 elif isinstance(action, SendContext):
-                    await session.send_client_content(
-                        turns=types.Content(role="user", parts=[types.Part(text=action.text)]),
-                        turn_complete=action.turn_complete,
-                    )
-            except errors.APIError as exc:
-                self._post(LinkDown(connection.link, exc.code, _api_error_text(exc), self._clock()))
+                    await session.send_context(action.text, turn_complete=action.turn_complete)
+            except LinkError as exc:
+                self._down(connection.link, exc)
                 return
-            except (OSError, WebSocketException) as exc:
-                self._post(LinkDown(connection.link, 1006, _short(exc), self._clock()))
-                return
-            except (ValueError, TypeError, RecursionError, pydantic.ValidationError) as exc:
+            except (ValueError, TypeError, RecursionError) as exc:
                 # Our own message was refused by the SDK (a tool result it cannot encode):
                 # a bug to log, not a reason to drop the conversation.
                 log.error("could not send %s: %s", type(action).__name__, _short(exc))
@@ -290,22 +252,15 @@ class LiveLink:
                     received += 1
                     bad_frames = 0
                     t = self._clock()
-                    for event in events_from_message(message, link, t):
+                    for event in events_from_message(message, link, t, connection.seen_calls):
                         self._post(event)
-            except errors.APIError as exc:
-                self._post(LinkDown(link, exc.code, _api_error_text(exc), self._clock()))
+            except LinkError as exc:
+                self._down(link, exc)
                 return
-            except (OSError, WebSocketException) as exc:
-                self._post(LinkDown(link, 1006, _short(exc), self._clock()))
-                return
-            except (
-                TypeError, ValueError, KeyError, AttributeError, RecursionError, pydantic.ValidationError
-            ) as exc:
-                # The SDK could not parse a frame (unknown or snake_case key, bad JSON,
-                # wrong type, JSON nested too deep for the parser). The frame is consumed;
-                # the connection may still be fine.
+            except UnreadableFrame as exc:
+                # The frame is consumed; the connection may still be fine.
                 bad_frames += 1
-                self._post(ServerProblem(link, f"unreadable frame: {_short(exc)}", self._clock()))
+                self._post(ServerProblem(link, f"unreadable frame: {exc}", self._clock()))
                 if bad_frames >= MAX_BAD_FRAMES:
                     self._post(
                         LinkDown(link, None, "the server keeps sending unreadable frames", self._clock())
@@ -322,37 +277,6 @@ class LiveLink:
             if empty_passes >= MAX_BAD_FRAMES:
                 self._post(LinkDown(link, None, "the server stream ended", self._clock()))
                 return
-
-
-def _frame_writer(session: Any) -> Callable[[str], Awaitable[None]]:
-    """Write a frame on the session's websocket (the SDK keeps it as ``_ws``)."""
-    socket = getattr(session, "_ws", None)
-    if socket is not None:
-        return socket.send
-    # An SDK without that attribute: go through its public API, frame by frame.
-    parse = json.loads
-
-    async def through_sdk(frame: str) -> None:
-        body = parse(frame)["realtime_input"]
-        if "audio" in body:
-            blob = types.Blob(data=base64.urlsafe_b64decode(body["audio"]["data"]), mime_type=INPUT_MIME)
-            await session.send_realtime_input(audio=blob)
-        elif "activityStart" in body:
-            await session.send_realtime_input(activity_start=types.ActivityStart())
-        else:
-            await session.send_realtime_input(activity_end=types.ActivityEnd())
-
-    return through_sdk
-
-
-def _api_error_text(exc: errors.APIError) -> str:
-    # A websocket close carries its reason in ``details`` (a string), not ``message``: it is
-    # what says why the server refused (an invalid key, a spent or expired token).
-    details = exc.details if isinstance(exc.details, str) else ""
-    message = " ".join(str(exc.message or exc.status or details or "").split())
-    if len(message) > 200:
-        message = message[:197] + "..."
-    return f"{exc.code} {message}".strip() if message else str(exc.code)
 
 
 def _short(exc: BaseException) -> str:

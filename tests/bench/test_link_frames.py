@@ -1,17 +1,19 @@
-"""The Live link writes audio and activity frames itself: they must stay the SDK's frames."""
+"""The Live link writes audio and activity frames itself: they must stay the SDK's frames
+(the same guard lives in tests/live/test_sdk.py; this one also checks the probe's figures)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 
+import pytest
 from google.genai import live, types
 
 from edgevoice.config import LiveSettings
 from edgevoice.core.events import Connect, LinkUp, SendActivityEnd, SendActivityStart, SendAudio
-from edgevoice.live import link as link_module
+from edgevoice.live import sdk
 from edgevoice.live.link import ACTIVITY_END_FRAME, ACTIVITY_START_FRAME, LiveLink, audio_frame
-from edgevoice.live.session_config import INPUT_MIME
+from edgevoice.live.sdk import INPUT_MIME
 from edgevoice_testbed.bench.probe import Probe
 from edgevoice_testbed.emulator import Emulator, Scenario
 
@@ -54,21 +56,17 @@ def test_the_sdk_session_keeps_its_websocket_where_the_link_writes():
     assert session._ws is socket
 
 
-async def test_without_the_sdks_socket_attribute_the_link_goes_through_the_public_api():
-    calls: list[dict[str, object]] = []
+def test_an_sdk_whose_session_lost_its_websocket_attribute_is_refused_loudly():
+    class Session:
+        def __init__(self, api_client: object, websocket: object) -> None:
+            self.websocket = websocket
 
-    class PublicOnly:
-        async def send_realtime_input(self, **kwargs: object) -> None:
-            calls.append(kwargs)
+    class ChangedLive:
+        ws_connect = live.ws_connect
+        AsyncSession = Session
 
-    send = link_module._frame_writer(PublicOnly())
-    pcm = os.urandom(640)
-    await send(ACTIVITY_START_FRAME)
-    await send(audio_frame(pcm))
-    await send(ACTIVITY_END_FRAME)
-    assert [next(iter(c)) for c in calls] == ["activity_start", "audio", "activity_end"]
-    blob = calls[1]["audio"]
-    assert isinstance(blob, types.Blob) and blob.data == pcm and blob.mime_type == INPUT_MIME
+    with pytest.raises(sdk.SdkMismatch, match=r"google-genai 9\.9\.9 .*_ws"):
+        sdk.check_sdk(ChangedLive, "9.9.9")
 
 
 async def test_an_utterance_sent_by_the_link_reaches_the_server_intact():
