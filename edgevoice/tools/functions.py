@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal
 
-from google.genai import types
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
 from edgevoice.core.tool_scheduling import OutcomeKind
@@ -424,16 +423,17 @@ class FunctionRegistry:
             and self._directory.in_domains(function.domains)
         )
 
-    def declarations(self) -> list[types.FunctionDeclaration]:
+    def declarations(self) -> list[dict[str, Any]]:
+        """Plain declarations as the Live API spells them (``name``, ``description``,
+        ``parameters``); the Live door adds the behaviour the model's family runs."""
         return [self._declaration(self._functions[name]) for name in self.declared_names()]
 
-    def _declaration(self, function: ToolFunction) -> types.FunctionDeclaration:
-        return types.FunctionDeclaration(
-            name=function.name,
-            description=self._description(function),
-            parameters=schema_from_model(function.arguments),
-            behavior=types.Behavior.NON_BLOCKING,
-        )
+    def _declaration(self, function: ToolFunction) -> dict[str, Any]:
+        return {
+            "name": function.name,
+            "description": self._description(function),
+            "parameters": schema_from_model(function.arguments),
+        }
 
     def _description(self, function: ToolFunction) -> str:
         lines = [function.purpose, "Devices you may use (name (room); aliases):"]
@@ -481,11 +481,11 @@ class FunctionRegistry:
 # -- wire schema and error wording -----------------------------------------------------------------
 
 _SCHEMA_TYPES = {
-    "string": types.Type.STRING,
-    "integer": types.Type.INTEGER,
-    "number": types.Type.NUMBER,
-    "boolean": types.Type.BOOLEAN,
-    "object": types.Type.OBJECT,
+    "string": "STRING",
+    "integer": "INTEGER",
+    "number": "NUMBER",
+    "boolean": "BOOLEAN",
+    "object": "OBJECT",
 }
 # JSON-schema keys pydantic emits that carry nothing for the model. String lengths are
 # checked here but not declared: they only guard against garbage, and every keyword on the
@@ -493,14 +493,14 @@ _SCHEMA_TYPES = {
 _IGNORED_KEYS = frozenset({"title", "default", "additionalProperties", "minLength", "maxLength"})
 
 
-def schema_from_model(model: type[BaseModel]) -> types.Schema:
-    """The OpenAPI-subset ``types.Schema`` of an argument model (upper-case types on the
-    wire). Raises ValueError on a construct the Live API schema cannot express, so a new
+def schema_from_model(model: type[BaseModel]) -> dict[str, Any]:
+    """The OpenAPI-subset schema of an argument model, as plain data with the upper-case
+    types of the wire. Raises ValueError on a construct the Live API schema cannot express, so a new
     argument type fails in the tests, not in a session."""
     return _schema(model.model_json_schema())
 
 
-def _schema(node: Mapping[str, Any]) -> types.Schema:
+def _schema(node: Mapping[str, Any]) -> dict[str, Any]:
     node = dict(node)
     if "anyOf" in node:
         branches = [branch for branch in node.pop("anyOf") if branch.get("type") != "null"]
@@ -529,7 +529,7 @@ def _schema(node: Mapping[str, Any]) -> types.Schema:
                 pass
             case _:
                 raise ValueError(f"unsupported schema keyword {key!r}")
-    return types.Schema(**fields)
+    return fields
 
 
 @functools.lru_cache(maxsize=64)

@@ -17,8 +17,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from google.genai import types
-
 from edgevoice.core.tool_scheduling import OutcomeKind, SchedulingPolicy
 from edgevoice.tools.backends.base import HomeBackend
 from edgevoice.tools.functions import FunctionRegistry, Rejection, redact_arguments
@@ -30,7 +28,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ToolOutcome:
-    """The result of one call, ready to send as a ``FunctionResponse``.
+    """The result of one call: what a ``FunctionResponse`` carries (id, name, response,
+    scheduling), sent by the Live door.
 
     ``args`` are the call's arguments with secrets (the confirmation code) redacted.
     ``response`` is ``{"ok": true, "result": "<sentence>", "state": {...}}`` or
@@ -54,14 +53,6 @@ class ToolOutcome:
             return f"Result of your earlier {self.name} call: {self.response.get('result', 'done')}"
         error = self.response.get("error", "unknown error")
         return f"Your earlier {self.name or 'function'} call failed: {error}"
-
-    def to_function_response(self) -> types.FunctionResponse:
-        return types.FunctionResponse(
-            id=self.id,
-            name=self.name,
-            response=self.response,
-            scheduling=types.FunctionResponseScheduling(self.scheduling),
-        )
 
 
 OnDone = Callable[[ToolOutcome], None]
@@ -107,7 +98,7 @@ class ToolRunner:
         return self._function_timeout_s.get(name, self._call_timeout_s)
 
     def start(self, call: Any, on_done: OnDone) -> None:
-        """Run ``call`` (a ``types.FunctionCall`` or a mapping with id/name/args) in its own
+        """Run ``call`` (anything with id/name/args attributes, or a mapping of them) in its own
         task. Never blocks; never raises for any ``call``. Must run on the event loop."""
         loop = asyncio.get_running_loop()
         record = _unpack(call, self._clock())

@@ -3,8 +3,7 @@
 ::
 
     toolbox = ToolBox.from_settings(settings.home, state_dir=settings.paths.state_dir)
-    tool = types.Tool(function_declarations=toolbox.declarations())
-    config = types.LiveConnectConfig(tools=[tool], ...)
+    link = LiveLink(..., function_declarations=toolbox.declarations())  # plain data
     async with toolbox:
         toolbox.start(function_call, on_done=lambda outcome: queue.put_nowait(outcome))
         toolbox.cancel(cancellation.ids)
@@ -18,8 +17,6 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-
-from google.genai import types
 
 from edgevoice.core.tool_scheduling import Scheduling, SchedulingPolicy
 from edgevoice.tools.backends.base import HomeBackend
@@ -106,8 +103,9 @@ class ToolBox:
     def registry(self) -> FunctionRegistry:
         return self._registry
 
-    def declarations(self) -> list[types.FunctionDeclaration]:
-        """NON_BLOCKING declarations of the functions this configuration offers."""
+    def declarations(self) -> list[dict[str, Any]]:
+        """Plain declarations of the functions this configuration offers (the Live door
+        makes them NON_BLOCKING where the model's family allows)."""
         return self._registry.declarations()
 
     async def __aenter__(self) -> ToolBox:
@@ -139,7 +137,7 @@ class ToolBox:
             await self._backend.close()
 
     def start(self, call: Any, on_done: OnDone) -> None:
-        """Run a ``types.FunctionCall`` in the background; ``on_done`` gets its outcome on the
+        """Run a function call (id, name, args) in the background; ``on_done`` gets its outcome on the
         loop, exactly once unless the call is cancelled. Never blocks, never raises."""
         if not self._open:
             self._runner.reject(call, on_done, "home control is not running")

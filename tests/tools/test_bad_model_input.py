@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 from google.genai import types
 
+from edgevoice.core.events import ToolResult
 from edgevoice.core.tool_scheduling import OutcomeKind
+from edgevoice.live import sdk
 from edgevoice.tools import ToolBox
 
 pytestmark = pytest.mark.asyncio
@@ -269,7 +271,8 @@ async def test_garbage_calls_are_answered_too(tmp_path, outcomes, call):
         (outcome,) = await outcomes.count(1)
     assert outcome.response["ok"] is False or outcome.name == "set_light"
     assert isinstance(outcome.id, str) and isinstance(outcome.name, str)
-    assert outcome.to_function_response().response == outcome.response
+    result = ToolResult(outcome.id, outcome.name, outcome.response, outcome.scheduling, 0.0)
+    assert sdk.function_responses([result])[0].response == outcome.response
 
 
 async def test_locks_not_allowed_are_refused_even_if_called(tmp_path, outcomes):

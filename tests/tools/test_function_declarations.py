@@ -1,5 +1,6 @@
-"""Function declarations: generated from the argument models, NON_BLOCKING, only for what the
-configuration allows, and unchanged through the real SDK's setup frame on the wire."""
+"""Function declarations: generated from the argument models, NON_BLOCKING (on the default
+model's family), only for what the configuration allows, and unchanged through the real SDK's
+setup frame on the wire. The tools make plain data; the Live door makes SDK types of it."""
 
 from __future__ import annotations
 
@@ -17,6 +18,10 @@ from google import genai
 from google.genai import types
 from websockets.asyncio.server import serve
 
+from edgevoice.core.events import ToolResult
+from edgevoice.core.families import DEFAULT_MODEL, family_for
+from edgevoice.live import sdk
+from edgevoice.live.session_config import declarations_for
 from edgevoice.tools import ToolBox, ToolOutcome
 from edgevoice.tools.functions import FunctionRegistry, schema_from_model
 from edgevoice.tools.settings import HomeSettings
@@ -32,8 +37,13 @@ def toolbox(tmp_path: Path, **home: typing.Any) -> ToolBox:
     return ToolBox.from_settings(HomeSettings(**home), state_dir=tmp_path, environ={})
 
 
-def by_name(declarations: list[types.FunctionDeclaration]) -> dict[str, types.FunctionDeclaration]:
-    return {declaration.name: declaration for declaration in declarations}
+def as_sdk(declarations: list[dict]) -> list[types.FunctionDeclaration]:
+    """What the Live door sends for the default model."""
+    return sdk.function_declarations(declarations_for(family_for(DEFAULT_MODEL).family, declarations))
+
+
+def by_name(declarations: list[dict]) -> dict[str, types.FunctionDeclaration]:
+    return {declaration.name: declaration for declaration in as_sdk(declarations)}
 
 
 def test_default_home_declares_the_six_everyday_functions(tmp_path):
@@ -81,7 +91,7 @@ def test_every_schema_matches_its_pydantic_model(tmp_path):
     ):
         model = registry.function(name).arguments
         json_schema = model.model_json_schema()
-        schema = schema_from_model(model)
+        schema = types.Schema.model_validate(schema_from_model(model))
         assert set(schema.properties) == set(json_schema["properties"]), name
         assert set(schema.required or []) == set(json_schema.get("required", [])), name
         for field, field_info in model.model_fields.items():
@@ -195,7 +205,7 @@ async def test_declarations_and_responses_on_the_wire(tmp_path, live_server):
     box = toolbox(tmp_path, allow_locks=True, entities=LOCK_AND_ALARM)
     config = types.LiveConnectConfig(
         response_modalities=[types.Modality.AUDIO],
-        tools=[types.Tool(function_declarations=box.declarations())],
+        tools=[types.Tool(function_declarations=as_sdk(box.declarations()))],
     )
     async with client.aio.live.connect(model="test-model", config=config) as session:
         setup = (await asyncio.wait_for(frames.get(), 5))["setup"]
@@ -239,7 +249,8 @@ async def test_declarations_and_responses_on_the_wire(tmp_path, live_server):
             ok=True,
             duration_s=0.1,
         )
-        await session.send_tool_response(function_responses=[outcome.to_function_response()])
+        result = ToolResult(outcome.id, outcome.name, outcome.response, outcome.scheduling, 0.0)
+        await session.send_tool_response(function_responses=sdk.function_responses([result]))
         frame = await asyncio.wait_for(frames.get(), 5)
     assert frame == {
         "tool_response": {
