@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from google.genai import types
 from gpiozero.exc import GPIOZeroError
 
 from edgevoice.audio.alsa import AudioDeviceError, CaptureDevice, PlaybackDevice
@@ -90,8 +89,8 @@ PLAYBACK_RATE = 24000
 class Toolbox(Protocol):
     """What the daemon needs from the tools room (:class:`edgevoice.tools.ToolBox`)."""
 
-    def declarations(self) -> list[types.FunctionDeclaration]: ...
-    def start(self, call: types.FunctionCall, on_done: Callable[[Any], None]) -> None: ...
+    def declarations(self) -> list[dict[str, Any]]: ...
+    def start(self, call: ToolCall, on_done: Callable[[Any], None]) -> None: ...
     def cancel(self, ids: Iterable[str]) -> list[str]: ...
     def describe_state(self) -> str: ...
     async def __aenter__(self) -> Any: ...
@@ -571,7 +570,7 @@ class Daemon:
                 )
             )
             return
-        self.toolbox.start(types.FunctionCall(id=call.id, name=call.name, args=call.args), done)
+        self.toolbox.start(call, done)
 
 
 def _watchdog_policy(notifier: SystemdNotifier) -> WatchdogPolicy:
