@@ -42,8 +42,9 @@ from edgevoice.core.events import (
 )
 from edgevoice.core.events import Transcript as TranscriptEvent
 from edgevoice.errors import UserError
-from edgevoice.live import wire
+from edgevoice.live import sdk
 from edgevoice.live.link import CredentialError
+from edgevoice.live.trace import TraceFile, frame_record
 from edgevoice.service.daemon import CAPTURE_RATE, PLAYBACK_PERIODS, PLAYBACK_RATE, Daemon, Hardware
 from edgevoice.service.logging import setup_logging
 from edgevoice.service.watchdog import enable_crash_dumps
@@ -381,7 +382,7 @@ class _SimulatedRun:
     async def run(self, credentials: Callable[[], Any], ssl_context: Any) -> None:
         if self.trace is not None:
             trace = self.trace
-            wire.set_frame_observer(lambda direction, frame, _t: trace(_frame_record(direction, frame)))
+            sdk.set_frame_observer(lambda direction, frame, _t: trace(frame_record(direction, frame)))
         deadline = time.monotonic() + self.options.timeout_s
         try:
             while True:
@@ -391,7 +392,7 @@ class _SimulatedRun:
                 if self.trace is not None:
                     self.trace({"event": "restart"})
         finally:
-            wire.set_frame_observer(None)
+            sdk.set_frame_observer(None)
             for device in (self.capture, self.playback):
                 if device is not None:
                     device.shutdown()
@@ -595,17 +596,13 @@ def _trace_writer(path: Path | None) -> Iterator[Callable[[dict[str, Any]], None
     if path is None:
         yield None
         return
-    start = time.monotonic()
     try:
-        handle = path.open("w", encoding="utf-8")
+        trace = TraceFile.open(path)
     except OSError as exc:
         raise UserError(f"cannot write the trace file {path}: {exc.strerror}") from None
-    with handle:
-
-        def write(record: dict[str, Any]) -> None:
-            handle.write(json.dumps({"t": round(time.monotonic() - start, 6), **record}) + "\n")
-
-        yield write
+    # Written from the loop (frames) and the button thread (edges): TraceFile locks.
+    with trace:
+        yield trace.write
 
 
 def _parse_fault(spec: str) -> Fault:
@@ -618,15 +615,6 @@ def _parse_fault(spec: str) -> Fault:
     if fault.kind == "restart" and fault.when is None:
         raise UserError(f"--fault {spec}: restart needs @utterance:N:frame:K or @reply:N:chunk:K")
     return fault
-
-
-def _frame_record(direction: str, frame: Any) -> dict[str, Any]:
-    text = frame.decode("utf-8", "replace") if isinstance(frame, bytes) else str(frame)
-    try:
-        message = json.loads(text)
-    except ValueError:
-        message = {"unparsed": text[:1000]}
-    return {"dir": direction, "msg": message}
 
 
 def _sample_utterance() -> np.ndarray:
