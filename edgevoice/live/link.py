@@ -47,7 +47,7 @@ from edgevoice.live.sdk import (
     UnreadableFrame,
     audio_frame,
 )
-from edgevoice.live.session_config import build_setup
+from edgevoice.live.session_config import SessionSetup, build_setup
 from edgevoice.metrics import NO_METRICS, Metrics
 
 log = logging.getLogger(__name__)
@@ -109,6 +109,7 @@ class LiveLink:
         self._commands: asyncio.Queue[Connect | CloseLink | None] = asyncio.Queue()
         self._current: _Connection | None = None
         self._clients: dict[str, Any] = {}
+        self._said: tuple[str, ...] = ()
         self.connects = 0
 
     # -- called by the daemon on the loop thread; never block ---------------------------------
@@ -165,6 +166,7 @@ class LiveLink:
             self._post(LinkFailed(link, None, str(exc), self._clock()))
             return
         setup = build_setup(self._live, handle=command.handle, function_declarations=self._declarations)
+        self._say_once(setup)
         try:
             session = await sdk.open_session(
                 self._client_for(key), self._live.model, setup.config, timeout_s=CONNECT_TIMEOUT_S
@@ -194,6 +196,19 @@ class LiveLink:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await connection.session.close(CLOSE_TIMEOUT_S)
+
+    def _say_once(self, setup: SessionSetup) -> None:
+        """The assumed family and the settings left out, in the journal once per model."""
+        notes: list[str] = []
+        if not setup.exact_family:
+            notes.append(
+                f"unknown model {self._live.model}: treated as the {setup.family.name} family"
+            )
+        notes.extend(f"not sent to this model: {what}" for what in setup.dropped)
+        if tuple(notes) != self._said:
+            self._said = tuple(notes)
+            for note in notes:
+                log.warning("%s", note)
 
     def _client_for(self, key: str) -> Any:
         client = self._clients.get(key)

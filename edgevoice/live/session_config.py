@@ -92,5 +92,21 @@ def declarations_for(
     return result
 
 
+def model_notes(live: LiveSettings) -> list[str]:
+    """What ``check-config`` says about the model: its family (assumed, for an unknown id)
+    and the settings that family will not be sent."""
+    setup = build_setup(live, handle=None)
+    name = live.model.removeprefix("models/")
+    if setup.exact_family:
+        notes = [f"live.model {name}: the {setup.family.name} family"]
+    else:
+        notes = [
+            f"live.model {name} is not a model EdgeVoice knows: assuming the "
+            f"{setup.family.name} family (nearest by its name)"
+        ]
+    notes.extend(f"not sent to this model: {what}" for what in setup.dropped)
+    return notes
+
+
 def model_name(live: LiveSettings) -> str:
     return live.model if live.model.startswith("models/") else f"models/{live.model}"

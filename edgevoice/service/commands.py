@@ -20,6 +20,7 @@ from edgevoice.config import (
     resolve_config_path,
 )
 from edgevoice.errors import UserError
+from edgevoice.live.session_config import model_notes
 from edgevoice.service.daemon import Daemon, alsa_hardware
 from edgevoice.service.logging import register_secret, setup_logging
 from edgevoice.service.watchdog import enable_crash_dumps
@@ -44,6 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def check_config(args: argparse.Namespace) -> int:
     loaded = load_settings(resolve_config_path(args.config, os.environ))
     print(redacted_dump(loaded), end="")
+    print("\n# model")
+    for note in model_notes(loaded.settings.live):
+        print(f"# {note}")
     return 0
 
 
