@@ -29,7 +29,7 @@ SNAKE_KEYS = (
     "session_resumption_update",
     "usage_metadata",
 )
-# Beyond the client's 16 MiB max_size (edgevoice/live/wire.py): built once, sent rarely.
+# Beyond the client's 16 MiB max_size (edgevoice/live/sdk.py): built once, sent rarely.
 HUGE_FRAME = '{"serverContent":{"outputTranscription":{"text":"' + "x" * (17 * 2**20) + '"}}}'
 
 json_scalars = st.one_of(

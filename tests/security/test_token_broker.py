@@ -123,7 +123,7 @@ async def test_a_device_gets_a_locked_single_use_token(setup, caplog):
     [line] = [r.getMessage() for r in caplog.records if "issued a token" in r.getMessage()]
     assert "kitchen" in line and fingerprint(token) in line and issued.expire_time in line
     # (This test's own SDK client logs its headers through websockets.client; the daemon's
-    # connections go through edgevoice.live.wire's redacting logger, scanned in test_secret_scan.)
+    # connections go through edgevoice.live.sdk's redacting logger, scanned in test_secret_scan.)
     ours = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith("websockets"))
     assert_no_secrets(ours + repr(setup.broker) + repr(device), token)
 
