@@ -177,6 +177,11 @@ class LiveLink:
         except ValueError as exc:
             self._post(LinkFailed(link, None, f"the session setup was refused: {exc}"[:200], self._clock()))
             return
+        except Exception as exc:
+            # A bug in the SDK or here must not end the task that owns the connections.
+            log.error("connection %d could not be opened", link, exc_info=True)
+            self._post(LinkFailed(link, None, f"connecting failed: {_short(exc)}", self._clock()))
+            return
         self.connects += 1
         connection = _Connection(link, session)
         connection.tasks = [
