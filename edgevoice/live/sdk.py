@@ -258,7 +258,7 @@ class UnreadableFrame(Exception):
 
 
 _NOT_FOUND = re.compile(r"\bnot found\b|\bnot supported for bidigeneratecontent\b", re.IGNORECASE)
-_KEY_PROBLEM = re.compile(r"\bapi key\b|\bapi_key_invalid\b|\bexpired\b", re.IGNORECASE)
+_KEY_PROBLEM = re.compile(r"\bapi[ _]key\b", re.IGNORECASE)
 
 
 def down_cause(code: int | None, text: str) -> DownCause:
@@ -268,19 +268,21 @@ def down_cause(code: int | None, text: str) -> DownCause:
     the server says                                      cause
     ===================================================  ==================================
     HTTP 429, or RESOURCE_EXHAUSTED not about sessions    QUOTA_EXHAUSTED
-    1008 "models/... is not found ..." (HTTP 404 too)     MODEL_NOT_FOUND
+    1008 "models/... is not found ..."                    MODEL_NOT_FOUND
     1007 "API key expired" / "API key not valid"          KEY_REJECTED
-    HTTP 401/403 at the upgrade                           KEY_REJECTED
     1009 (a frame over the client's limit)                FRAME_TOO_LARGE
     anything else                                         LOST
     ===================================================  ==================================
+
+    Ephemeral-token refusals (1008 "The ephemeral token ...") stay LOST: the next
+    connection asks the broker for a fresh token.
     """
     upper = text.upper()
     if code == 429 or ("RESOURCE_EXHAUSTED" in upper and "CONCURRENT" not in upper):
         return DownCause.QUOTA_EXHAUSTED
-    if code in (1008, 404) and _NOT_FOUND.search(text):
+    if code == 1008 and _NOT_FOUND.search(text):
         return DownCause.MODEL_NOT_FOUND
-    if (code == 1007 and _KEY_PROBLEM.search(text)) or code in (401, 403):
+    if code == 1007 and _KEY_PROBLEM.search(text):
         return DownCause.KEY_REJECTED
     if code == CLOSE_MESSAGE_TOO_BIG:
         return DownCause.FRAME_TOO_LARGE
