@@ -280,7 +280,7 @@ class LiveLink:
             except UnreadableFrame as exc:
                 # The frame is consumed; the connection may still be fine.
                 bad_frames += 1
-                self._post(ServerProblem(link, f"unreadable frame: {exc}", self._clock()))
+                self._post(ServerProblem(link, str(exc), self._clock()))
                 if bad_frames >= MAX_BAD_FRAMES:
                     self._post(
                         LinkDown(link, None, "the server keeps sending unreadable frames", self._clock())

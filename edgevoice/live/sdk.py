@@ -254,7 +254,8 @@ class LinkError(Exception):
 
 
 class UnreadableFrame(Exception):
-    """A server frame the SDK could not parse; the connection may still be fine."""
+    """A server frame the SDK could not parse; the connection may still be fine. The
+    message says what was wrong, or what the server's ``{"error": ...}`` frame said."""
 
 
 _NOT_FOUND = re.compile(r"\bnot found\b|\bnot supported for bidigeneratecontent\b", re.IGNORECASE)
@@ -490,8 +491,8 @@ class LiveSession:
             # which the SDK itself fails). The frame is consumed.
             server_error = error_frame_text(getattr(self.socket, "last_received", None))
             if server_error is not None:
-                raise UnreadableFrame(f"server error: {server_error}") from None
-            raise UnreadableFrame(_short(exc)) from None
+                raise UnreadableFrame(f"the server reported an error: {server_error}") from None
+            raise UnreadableFrame(f"unreadable frame: {_short(exc)}") from None
         except errors.APIError as exc:
             error = self._error(exc)
             if error is None:  # pragma: no cover - APIError always maps
