@@ -20,8 +20,6 @@ from typing import Any
 from edgevoice.config import LiveSettings
 from edgevoice.core.families import FamilyMatch, ModelFamily, family_for
 
-INPUT_MIME = "audio/pcm;rate=16000"
-
 
 @dataclass(frozen=True)
 class SessionSetup:
@@ -106,7 +104,3 @@ def model_notes(live: LiveSettings) -> list[str]:
         ]
     notes.extend(f"not sent to this model: {what}" for what in setup.dropped)
     return notes
-
-
-def model_name(live: LiveSettings) -> str:
-    return live.model if live.model.startswith("models/") else f"models/{live.model}"
