@@ -57,3 +57,23 @@ def test_bad_announcements_are_refused_with_a_reason() -> None:
 def test_several_timers_in_one_notice() -> None:
     notice = NoticeQueue().timer_ended(("pasta", "sauce"), 0.0)
     assert notice.text == "these timers have ended: pasta, sauce."
+
+
+def test_the_conversation_takes_a_prompt_only_at_a_quiet_moment_and_one_at_a_time() -> None:
+    from edgevoice.core.conversation import FOLLOW_UP_WAIT_S, Conversation
+    from edgevoice.core.events import LinkUp, SendContext, Tick, TurnComplete
+
+    conversation = Conversation()
+    conversation.start(0.0)
+    assert conversation.prompt("say hi", 0.5) == []  # offline
+    conversation.handle(LinkUp(1, False, 1.0))
+    assert conversation.quiet_moment
+    [sent] = conversation.prompt("say hi", 2.0)
+    assert sent == SendContext(1, "say hi", turn_complete=True)
+    assert not conversation.quiet_moment and conversation.prompt("again", 2.1) == []
+    conversation.handle(TurnComplete(1, 3.0))
+    assert conversation.quiet_moment
+    conversation.prompt("say bye", 4.0)
+    assert conversation.next_deadline() == 4.0 + FOLLOW_UP_WAIT_S
+    conversation.handle(Tick(4.0 + FOLLOW_UP_WAIT_S))  # the model chose silence
+    assert conversation.quiet_moment
