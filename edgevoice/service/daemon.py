@@ -451,6 +451,10 @@ class Daemon:
         self.post(Pressed(position, t) if pressed else Released(position, t))
 
     def _dispatch(self, event: Event) -> None:
+        filtered = self.household.before_core(event)
+        if filtered is None:
+            return  # a press that stopped a ring, or came while muted: not a question
+        event = filtered
         if (
             isinstance(event, LinkUp)
             and event.link == self.conversation.link
