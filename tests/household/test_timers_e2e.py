@@ -80,3 +80,44 @@ async def test_a_timer_rings_on_time_a_press_stops_it_sends_nothing_and_the_mode
     assert household.timers.running(household.now()) == []
     saved = json.loads((tmp_path / "state" / "timers.json").read_text())
     assert saved["timers"] == []
+
+
+async def test_a_timer_survives_a_restart_and_a_drop_rings_offline_and_is_told_when_back(
+    tmp_path: Path, emulator_factory
+) -> None:
+    noise_wav(tmp_path / "mic.wav", 7.0)
+    emulator = await emulator_factory(
+        pace=1.0,
+        turns=[{**set_timer_turn(TIMER_S), "reply": "Sure, the pasta timer is running now."}],
+        default={"reply": "Your pasta is ready."},
+    )
+    result = await simulate(
+        SimulationOptions(
+            mic=tmp_path / "mic.wav",
+            # The second press comes while the device is still offline.
+            presses=[(0.2, 0.8), (4.0, 4.3)],
+            out=tmp_path / "out.wav",
+            earcons=False,
+            realtime=True,
+            overrides=HOUSEHOLD,
+            emulator=emulator,
+            state_dir=tmp_path / "state",
+            # The daemon restarts as the answer starts, and the server refuses it for 4 s.
+            faults=["restart@reply:1:chunk:1", "refuse:4@reply:1:chunk:1"],
+        )
+    )
+    assert len(result.daemons) == 2
+    [call] = emulator.tool_calls
+    household = result.daemons[-1].household
+    [start] = [t for t, what in household.ring_log if what == "start"]
+    [stop] = [t for t, what in household.ring_log if what == "stop"]
+    # The restarted daemon rang at the time the first one set.
+    assert TIMER_S - 0.05 <= start - call.t <= TIMER_S + 0.2
+    assert len(prompts_mentioning(emulator, "pasta timer has ended")) == 1
+    prompt_t = next(
+        f.t for f in emulator.received if f.message and "clientContent" in f.message
+        and "pasta timer has ended" in json.dumps(f.message)
+    )
+    # Offline when the ring stopped: the model heard of it only once the link was back.
+    assert prompt_t > stop + 0.3
+    assert len(emulator.utterances) == 1
