@@ -84,6 +84,7 @@ class Household:
         # Monotonic instants of each ring start, pulse and stop (the journal has them too).
         self.ring_log: list[tuple[float, str]] = []
         self.spoken: list[Notice] = []
+        self._control: Any = None
 
     # -- DeviceControls -------------------------------------------------------------------
 
@@ -178,6 +179,62 @@ class Household:
         if state != self._shown_state:
             self._shown_state = state
             self._tell("state", state)
+
+    # -- the control socket and MQTT ------------------------------------------------------
+
+    async def __aenter__(self) -> Household:
+        from edgevoice.errors import UserError
+        from edgevoice.service.control import ControlServer, served_socket_path
+
+        path = served_socket_path(self.settings.device.control_socket)
+        if path is not None:
+            server = ControlServer(path, self.handle_control)
+            try:
+                await server.start()
+            except (OSError, UserError) as exc:
+                log.warning("no control socket (edgevoice announce will not work): %s", exc)
+            else:
+                self._control = server
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._control is not None:
+            await self._control.close()
+            self._control = None
+
+    def handle_control(self, request: dict[str, Any]) -> dict[str, Any]:
+        """One request from the control socket (or MQTT): its answer."""
+        command = request.get("command")
+        if command == "announce":
+            text = request.get("text")
+            if not isinstance(text, str):
+                return {"ok": False, "error": "announce needs a text"}
+            error = self.announce(text)
+            return {"ok": error is None, **({"error": error} if error else {})}
+        if command in ("mute", "unmute"):
+            self.set_muted(command == "mute")
+            return {"ok": True}
+        if command == "volume":
+            level = request.get("level")
+            if not isinstance(level, int) or isinstance(level, bool) or not 0 <= level <= MAX_VOLUME_LEVEL:
+                return {"ok": False, "error": f"volume needs a level from 0 to {MAX_VOLUME_LEVEL}"}
+            self.set_volume_level(level)
+            return {"ok": True}
+        if command == "status":
+            now = self.now()
+            return {
+                "ok": True,
+                "state": self._shown_state,
+                "volume": self._volume_level,
+                "muted": self._muted,
+                "ringing": list(self.timers.ringing),
+                "timers": [
+                    {"name": t.name, "seconds_left": round(left, 1)} for t, left in self.timers.running(now)
+                ],
+                "queued": len(self.notices),
+            }
+        known = "announce, mute, unmute, volume, status"
+        return {"ok": False, "error": f"unknown command {command!r}; known: {known}"}
 
     # -- announcements --------------------------------------------------------------------
 

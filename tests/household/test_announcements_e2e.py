@@ -1,0 +1,79 @@
+"""Announcements through the control socket, heard after the chime, behind a playing answer.
+
+The simulated speaker plays what it is given at once (unpaced), so the output holds each
+answer whole; the emulator speaks at real pace, so an announcement can arrive mid-answer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import stat
+from pathlib import Path
+
+from edgevoice.audio.earcons import render
+from edgevoice.service.control import request
+from edgevoice_testbed.sim.simulate import SimulationOptions, simulate
+from tests.e2e.conftest import noise_wav
+
+NEWS = "The washing machine is done"
+STORY = "Once upon a time there was a kitchen with a light that wanted to shine all night."
+
+
+def prompts_with(emulator, text: str) -> list[tuple[float, dict]]:
+    return [
+        (f.t, f.message["clientContent"])
+        for f in emulator.received
+        if f.message and "clientContent" in f.message and text in json.dumps(f.message)
+    ]
+
+
+def assert_heard_in_order(output: bytes, *sounds: bytes) -> None:
+    position = 0
+    for sound in sounds:
+        found = output.find(sound, position)
+        assert found >= position, f"sound {sounds.index(sound)} not heard in order"
+        position = found + len(sound)
+
+
+async def test_an_announcement_through_the_socket_waits_for_the_answer_then_chime_then_words(
+    tmp_path: Path, emulator_factory
+) -> None:
+    noise_wav(tmp_path / "mic.wav", 4.0)
+    emulator = await emulator_factory(
+        pace=1.0,
+        turns=[{"input_transcript": "tell me a story", "reply": STORY}],
+        default={"reply": NEWS + "."},
+    )
+    socket_path = tmp_path / "run" / "control.sock"
+    run = asyncio.create_task(
+        simulate(
+            SimulationOptions(
+                mic=tmp_path / "mic.wav",
+                presses=[(0.2, 0.8)],
+                out=tmp_path / "out.wav",
+                earcons=False,
+                overrides={"audio": {"preroll_ms": 0}, "device": {"control_socket": str(socket_path)}},
+                emulator=emulator,
+                state_dir=tmp_path / "state",
+            )
+        )
+    )
+    # While the story is being told, a shell on the device announces something.
+    await emulator.wait_for(lambda e: bool(e.replies) and e.replies[0].chunks >= 2, timeout=30)
+    assert stat.S_IMODE(socket_path.stat().st_mode) == 0o600
+    answer = await asyncio.to_thread(request, socket_path, {"command": "announce", "text": NEWS})
+    assert answer == {"ok": True}
+    bad = await asyncio.to_thread(request, socket_path, {"command": "announce", "text": "  "})
+    assert bad["ok"] is False and "needs some text" in bad["error"]
+    result = await run
+    story, news = emulator.replies
+    assert story.finished and not story.interrupted and news.kind == "client"
+    # Asked exactly once, word for word, after the story had been told.
+    [(asked_t, content)] = prompts_with(emulator, NEWS)
+    assert content["turnComplete"] is True and asked_t > story.end_t
+    assert NEWS in content["turns"][0]["parts"][0]["text"]
+    # Heard: the story, then the chime, then the announcement.
+    output = (tmp_path / "out.wav").read_bytes()[44:]
+    assert_heard_in_order(output, story.audio, render("chime"), news.audio)
+    assert [n.text for n in result.daemon.household.spoken] == [NEWS]
+    assert not socket_path.exists()  # removed when the daemon stopped
