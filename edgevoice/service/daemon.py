@@ -282,6 +282,7 @@ class Daemon:
             async with contextlib.AsyncExitStack() as resources, asyncio.TaskGroup() as tasks:
                 if self.toolbox is not None:
                     await resources.enter_async_context(self.toolbox)
+                await resources.enter_async_context(self.household)
                 tasks.create_task(self.link.run(), name="live-link")
                 self._start_audio(capture_device, playback_device)
                 network = NetworkWatch(lambda: self._dispatch(NetworkChanged(self._clock())))
