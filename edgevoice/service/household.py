@@ -28,7 +28,17 @@ from typing import TYPE_CHECKING, Any
 from edgevoice.audio.earcons import RATE as EARCON_RATE
 from edgevoice.audio.earcons import render
 from edgevoice.core.announcements import Notice, NoticeKind, NoticeQueue, Queued, Rejected
-from edgevoice.core.events import Captured, Event, Pressed, Released, SendContext
+from edgevoice.core.events import (
+    Captured,
+    Event,
+    GenerationComplete,
+    Interrupted,
+    Pressed,
+    Released,
+    SendContext,
+    Transcript,
+    TurnComplete,
+)
 from edgevoice.core.timers import RingPulse, RingStarted, RingStopped, TimerBook
 from edgevoice.tools.backends.simulated import write_json_atomically
 from edgevoice.tools.device_functions import MAX_VOLUME_LEVEL, DeviceFunctions
@@ -85,6 +95,8 @@ class Household:
         self.ring_log: list[tuple[float, str]] = []
         self.spoken: list[Notice] = []
         self._control: Any = None
+        self._mqtt: Any = None
+        self._said: list[str] = []
 
     # -- DeviceControls -------------------------------------------------------------------
 
@@ -160,7 +172,21 @@ class Household:
         if isinstance(event, Released) and self._swallow_release:
             self._swallow_release = False
             return None
+        if self.listeners and isinstance(event, Transcript | TurnComplete | GenerationComplete | Interrupted):
+            self._follow_transcript(event)
         return event
+
+    def _follow_transcript(self, event: Event) -> None:
+        # The last thing heard and said, for Home Assistant (the model's words arrive in
+        # fragments: one value per answer).
+        if isinstance(event, Transcript):
+            if event.role == "user":
+                self._tell("heard", event.text)
+            else:
+                self._said.append(event.text)
+        elif self._said:
+            self._tell("said", "".join(self._said).strip())
+            self._said.clear()
 
     def after_dispatch(self) -> None:
         self._service(self.now())
@@ -173,6 +199,10 @@ class Household:
         if self._muted and state == "idle":
             return "muted", "muted: the microphone is off"
         return state, text
+
+    @property
+    def shown_state(self) -> str | None:
+        return self._shown_state
 
     def status_changed(self, state: str) -> None:
         """The daemon showed ``state`` (for listeners: the Home Assistant state sensor)."""
@@ -195,9 +225,18 @@ class Household:
                 log.warning("no control socket (edgevoice announce will not work): %s", exc)
             else:
                 self._control = server
+        from edgevoice.service.device_mqtt import DeviceMqtt, device_mqtt_settings
+
+        mqtt = device_mqtt_settings(self.settings)
+        if mqtt is not None:
+            self._mqtt = DeviceMqtt(self.settings, mqtt, self)
+            await self._mqtt.start()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        if self._mqtt is not None:
+            await self._mqtt.close()
+            self._mqtt = None
         if self._control is not None:
             await self._control.close()
             self._control = None
