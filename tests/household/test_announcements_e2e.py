@@ -77,3 +77,55 @@ async def test_an_announcement_through_the_socket_waits_for_the_answer_then_chim
     assert_heard_in_order(output, story.audio, render("chime"), news.audio)
     assert [n.text for n in result.daemon.household.spoken] == [NEWS]
     assert not socket_path.exists()  # removed when the daemon stopped
+
+
+async def test_offline_an_announcement_chimes_at_once_and_is_spoken_when_back_only_if_young(
+    tmp_path: Path, emulator_factory, caplog
+) -> None:
+    noise_wav(tmp_path / "mic.wav", 2.0)
+    emulator = await emulator_factory(
+        pace=1.0,
+        turns=[{"input_transcript": "hello", "reply": "Hi."}],
+        default={"reply": "Dinner is ready."},
+    )
+    socket_path = tmp_path / "control.sock"
+    run = asyncio.create_task(
+        simulate(
+            SimulationOptions(
+                mic=tmp_path / "mic.wav",
+                presses=[(0.2, 0.6)],
+                out=tmp_path / "out.wav",
+                earcons=False,
+                overrides={
+                    "audio": {"preroll_ms": 0},
+                    "live": {"reconnect_initial_s": 0.25, "reconnect_max_s": 0.5},
+                    "device": {"control_socket": str(socket_path), "announcement_max_age_s": 3.0},
+                },
+                emulator=emulator,
+                state_dir=tmp_path / "state",
+                # The connection drops as the question starts and is refused for 6 s.
+                faults=["refuse:6@utterance:1:frame:1"],
+            )
+        )
+    )
+    await emulator.wait_for(lambda e: bool(e.fired_faults), timeout=30)
+    fault_t = emulator.fired_faults[0].t
+    old = await asyncio.to_thread(request, socket_path, {"command": "announce", "text": "The post has come"})
+    assert old == {"ok": True}
+    # More than the maximum age later, still offline: a second one.
+    await emulator.wait_for(
+        lambda e: any(t > fault_t + 3.3 for t, _path, _status in e.rejected_handshakes), timeout=30
+    )
+    fresh = await asyncio.to_thread(request, socket_path, {"command": "announce", "text": "Dinner is ready"})
+    assert fresh == {"ok": True}
+    result = await run
+    assert prompts_with(emulator, "The post has come") == []
+    [(asked_t, _content)] = prompts_with(emulator, "Dinner is ready")
+    assert asked_t > fault_t + 6.0
+    assert [n.text for n in result.daemon.household.spoken] == ["Dinner is ready"]
+    assert "not spoken, too old: The post has come" in caplog.text
+    # A chime for each announcement when it arrived offline, one more before the words.
+    output = (tmp_path / "out.wav").read_bytes()[44:]
+    assert output.count(render("chime")) == 3
+    news = next(r for r in emulator.replies if r.kind == "client")
+    assert_heard_in_order(output, render("chime"), render("chime"), render("chime"), news.audio)
