@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 from edgevoice.audio.earcons import render
@@ -35,8 +36,9 @@ def prompts_mentioning(emulator, text: str) -> list[dict]:
 
 
 async def test_a_timer_rings_on_time_a_press_stops_it_sends_nothing_and_the_model_is_told_once(
-    tmp_path: Path, emulator_factory
+    tmp_path: Path, emulator_factory, caplog
 ) -> None:
+    caplog.set_level(logging.INFO, logger="edgevoice")
     noise_wav(tmp_path / "mic.wav", 6.0)
     emulator = await emulator_factory(
         pace=1.0, turns=[set_timer_turn(TIMER_S)], default={"reply": "Your pasta is ready."}
@@ -80,6 +82,12 @@ async def test_a_timer_rings_on_time_a_press_stops_it_sends_nothing_and_the_mode
     assert household.timers.running(household.now()) == []
     saved = json.loads((tmp_path / "state" / "timers.json").read_text())
     assert saved["timers"] == []
+    # The journal (and systemd's status line, from the same call) showed the ring.
+    statuses = [r.getMessage() for r in caplog.records if r.getMessage().startswith("status: ")]
+    ringing = statuses.index("status: ringing: pasta timer")
+    assert statuses[ringing + 1] != statuses[ringing]
+    assert "timer ended, ringing: pasta" in caplog.text
+    assert "ring stopped (button): pasta" in caplog.text
 
 
 async def test_a_timer_survives_a_restart_and_a_drop_rings_offline_and_is_told_when_back(
