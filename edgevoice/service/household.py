@@ -97,6 +97,7 @@ class Household:
         self._control: Any = None
         self._mqtt: Any = None
         self._said: list[str] = []
+        self._heard: list[str] = []
 
     # -- DeviceControls -------------------------------------------------------------------
 
@@ -180,11 +181,12 @@ class Household:
         # The last thing heard and said, for Home Assistant (the model's words arrive in
         # fragments: one value per answer).
         if isinstance(event, Transcript):
-            if event.role == "user":
-                self._tell("heard", event.text)
-            else:
-                self._said.append(event.text)
-        elif self._said:
+            (self._heard if event.role == "user" else self._said).append(event.text)
+            return
+        if self._heard:
+            self._tell("heard", " ".join(" ".join(self._heard).split()))
+            self._heard.clear()
+        if self._said:
             self._tell("said", "".join(self._said).strip())
             self._said.clear()
 
