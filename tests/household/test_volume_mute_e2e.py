@@ -26,7 +26,9 @@ async def test_volume_by_voice_applies_from_the_next_period_of_the_answer_and_is
     tmp_path: Path, emulator_factory
 ) -> None:
     noise_wav(tmp_path / "mic.wav", 2.0)
+    # The answer arrives at speaking pace; the (unpaced) speaker plays each chunk as it comes.
     emulator = await emulator_factory(
+        pace=1.0,
         turns=[
             {
                 "input_transcript": "volume four",
@@ -62,7 +64,7 @@ async def test_volume_by_voice_applies_from_the_next_period_of_the_answer_and_is
     # The call came after the third 200 ms chunk: every sample the speaker had not yet
     # taken then was played at the new volume (the period being taken, at most, was not).
     chunk_samples = 24000 * 200 // 1000
-    assert switch <= 3 * chunk_samples + PERIOD_SAMPLES
+    assert 0 < switch <= 3 * chunk_samples + PERIOD_SAMPLES
     state = json.loads((tmp_path / "state" / "device-state.json").read_text())
     assert state["volume_level"] == 4 and state["muted"] is False
 
