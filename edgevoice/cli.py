@@ -35,10 +35,11 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     # Imported here so `edgevoice --version` stays fast and a broken room names itself.
     from edgevoice.service import commands as service_commands
-    from edgevoice.service import diagnostics
+    from edgevoice.service import control, diagnostics
 
     service_commands.register(subparsers)
     diagnostics.register(subparsers)
+    control.register(subparsers)
     command = next((arg for arg in argv if not arg.startswith("-")), None)
     if command not in subparsers.choices:
         _register_installed_commands(subparsers)

@@ -30,6 +30,7 @@ from pydantic_settings import (
 from pydantic_settings.sources.utils import parse_env_vars
 
 from edgevoice.security.settings import AuthSettings
+from edgevoice.tools.device_settings import DeviceSettings
 from edgevoice.tools.settings import HomeSettings
 
 DEFAULT_CONFIG_PATH = Path("/etc/edgevoice/edgevoice.toml")
@@ -150,6 +151,7 @@ class Settings(BaseSettings):
     paths: PathsSettings = PathsSettings()
     logging: LoggingSettings = LoggingSettings()
     home: HomeSettings = HomeSettings()
+    device: DeviceSettings = DeviceSettings()
     auth: AuthSettings = AuthSettings()
 
     # Filled from GEMINI_API_KEY or the systemd credential, never from the TOML file.

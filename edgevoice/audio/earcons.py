@@ -35,6 +35,15 @@ _RECIPES: Final[dict[str, tuple[_Note, ...]]] = {
     "error": (_Note(440, 440, 110), _Note(311, 311, 140)),  # A4 down a tritone
     "offline": (_Note(660, 330, 200),),  # a sinking glide
     "reconnected": (_Note(523, 523, 60), _Note(659, 659, 60), _Note(784, 784, 80)),  # C-E-G
+    # A press while the microphone is muted: two low dull notes, "not now".
+    "muted": (_Note(392, 392, 90), _Note(0, 0, 40), _Note(392, 392, 90)),
+    # Before an announcement: a two-tone door chime, G5 then E5.
+    "chime": (_Note(784, 784, 250), _Note(659, 659, 350)),
+    # A timer's ring, repeated once per ring period: three quick high beeps.
+    "ring": (
+        _Note(1568, 1568, 110), _Note(0, 0, 60), _Note(1568, 1568, 110),
+        _Note(0, 0, 60), _Note(1568, 1568, 110),
+    ),
 }
 
 EARCON_KINDS: Final[tuple[str, ...]] = tuple(_RECIPES)
@@ -42,6 +51,8 @@ EARCON_KINDS: Final[tuple[str, ...]] = tuple(_RECIPES)
 
 def _note(note: _Note) -> np.ndarray:
     n = round(RATE * note.ms / 1000)
+    if note.start_hz == 0 and note.end_hz == 0:
+        return np.zeros(n)  # a rest between notes
     # Integrate the frequency so a glide has a continuous phase.
     hz = np.linspace(note.start_hz, note.end_hz, n)
     phase = 2 * np.pi * np.cumsum(hz) / RATE

@@ -112,6 +112,11 @@ class Speaker:
             self._earcons.append(pcm)
             self._cond.notify()
 
+    def clear_earcons(self) -> None:
+        """Drop the earcons not yet played (a ring the user just stopped)."""
+        with self._cond:
+            self._earcons.clear()
+
     @property
     def jitter(self) -> JitterBuffer:
         return self._jitter

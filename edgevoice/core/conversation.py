@@ -282,6 +282,24 @@ class Conversation:
         )
 
     @property
+    def quiet_moment(self) -> bool:
+        """The model may be asked to speak unasked now: the link is up and nothing is in
+        flight (no question, answer, tool call or earlier prompt)."""
+        return self.idle and self.link_up and not self._stopping
+
+    def prompt(self, text: str, t: float) -> list[Action]:
+        """Ask the model to speak unasked (an announcement, a timer that ended): one
+        ``client_content`` turn, only at a quiet moment (no action otherwise). Until the
+        model's turn ends (or FOLLOW_UP_WAIT_S passes) the device is not idle, so prompts
+        go out one at a time and never over an answer."""
+        if not self.quiet_moment:
+            return []
+        self._now = t
+        self._follow_up_until = t + FOLLOW_UP_WAIT_S
+        self._follow_up_skips_turn = False
+        return [SendContext(self.link, text, turn_complete=True)]
+
+    @property
     def capturing(self) -> bool:
         """An utterance is taking audio: every period is wanted at once."""
         return bool(self._receiving)

@@ -18,7 +18,7 @@ from gpiozero.pins import Factory
 log = logging.getLogger(__name__)
 
 LED_STATES: Final[tuple[str, ...]] = (
-    "idle", "listening", "thinking", "speaking", "offline", "error",
+    "idle", "listening", "thinking", "speaking", "offline", "error", "ringing", "muted",
 )
 
 # state -> (method, keyword arguments). "off"/"on" take none.
@@ -29,6 +29,10 @@ _PWM_PATTERNS: Final[dict[str, tuple[str, dict[str, float]]]] = {
     "speaking": ("pulse", {"fade_in_time": 1.2, "fade_out_time": 1.2}),  # slow breathing
     "offline": ("blink", {"on_time": 0.2, "off_time": 1.8}),
     "error": ("blink", {"on_time": 0.1, "off_time": 0.1}),
+    # A timer rings: a fast even flash, in step with the beeps.
+    "ringing": ("blink", {"on_time": 0.25, "off_time": 0.25}),
+    # Microphone muted: a short wink every three seconds, unlike offline's 2 s blink.
+    "muted": ("blink", {"on_time": 0.05, "off_time": 2.95}),
 }
 # Without PWM there is no pulse: thinking becomes a brisk blink, speaking steady on.
 _PLAIN_PATTERNS: Final[dict[str, tuple[str, dict[str, float]]]] = {

@@ -75,9 +75,11 @@ from edgevoice.live.handle_store import HandleStore
 from edgevoice.live.link import CredentialSource, LiveLink
 from edgevoice.live.netwatch import NetworkWatch
 from edgevoice.metrics import NO_METRICS, Metrics
+from edgevoice.service.household import Household
 from edgevoice.service.logging import clear_log_fields, set_log_fields
 from edgevoice.service.notify import SystemdNotifier
 from edgevoice.service.watchdog import DEFAULT_STALL_AFTER_S, Heartbeat, WatchdogPolicy, run_watchdog
+from edgevoice.tools.device_functions import DeviceToolbox
 
 log = logging.getLogger("edgevoice")
 transcript_log = logging.getLogger("edgevoice.transcript")
@@ -176,7 +178,11 @@ class Daemon:
         self.hardware = hardware
         self._credentials = credentials
         self._ssl_context = ssl_context
-        self.toolbox = toolbox
+        # Timers, volume, mute and announcements: the device's own features.
+        self.household = Household(settings, clock=clock)
+        self.toolbox = DeviceToolbox(
+            toolbox, self.household.functions if settings.device.functions else None
+        )
         # A no-op outside systemd (NOTIFY_SOCKET unset); the watchdog still logs stalls.
         self.notifier = notifier or SystemdNotifier()
         self.heartbeats: dict[str, Heartbeat] = {}
@@ -217,6 +223,7 @@ class Daemon:
         # Called after every event the core has handled (the simulator's end-of-run check).
         self.after_dispatch: list[Callable[[], None]] = []
         self._model_words: list[str] = []
+        self._shown: tuple[str, str] | None = None
         self._capturing = True  # so the first dispatch switches the microphone to batches
 
     # -- thread-safe entry points -------------------------------------------------------------
@@ -262,6 +269,7 @@ class Daemon:
         try:
             self.button = self._make_button()
             self.led = self._make_led()
+            self.household.attach(self)
         except UserError:
             for resource in (self.button, capture_device, playback_device):
                 if resource is not None:
@@ -273,6 +281,7 @@ class Daemon:
             async with contextlib.AsyncExitStack() as resources, asyncio.TaskGroup() as tasks:
                 if self.toolbox is not None:
                     await resources.enter_async_context(self.toolbox)
+                await resources.enter_async_context(self.household)
                 tasks.create_task(self.link.run(), name="live-link")
                 self._start_audio(capture_device, playback_device)
                 network = NetworkWatch(lambda: self._dispatch(NetworkChanged(self._clock())))
@@ -294,6 +303,7 @@ class Daemon:
                 await self._shutdown()
                 watchdog.cancel()
         finally:
+            self.household.detach()
             if self._timer is not None:
                 self._timer.cancel()
             self.button.close()
@@ -372,7 +382,8 @@ class Daemon:
             self.link.update_settings(settings.live)
             self._execute(self.conversation.new_session(self._clock(), "the Live settings changed"))
         if settings.audio.volume != old.audio.volume:
-            self.speaker.jitter.volume = settings.audio.volume
+            # The volume set by voice (kept in the state directory) wins over the file.
+            self.speaker.jitter.volume = self.household.gain
         if (settings.audio.earcons, settings.audio.disabled_earcons) != (
             old.audio.earcons,
             old.audio.disabled_earcons,
@@ -440,6 +451,10 @@ class Daemon:
         self.post(Pressed(position, t) if pressed else Released(position, t))
 
     def _dispatch(self, event: Event) -> None:
+        filtered = self.household.before_core(event)
+        if filtered is None:
+            return  # a press that stopped a ring, or came while muted: not a question
+        event = filtered
         if (
             isinstance(event, LinkUp)
             and event.link == self.conversation.link
@@ -468,6 +483,7 @@ class Daemon:
         if capturing != self._capturing and self.microphone is not None:
             self._capturing = capturing
             self.microphone.batch = 1 if capturing else IDLE_CAPTURE_BATCH
+        self.household.after_dispatch()
         for callback in self.after_dispatch:
             callback()
 
@@ -546,12 +562,32 @@ class Daemon:
             elif isinstance(action, Log):
                 log.log(action.level, action.message)
 
+    def execute(self, actions: list[Action]) -> None:
+        """Carry out actions decided outside the conversation (the household's prompts)."""
+        self._execute(actions)
+        self._arm_timer()
+
+    def earcon(self, kind: str) -> bytes | None:
+        """The sound ``kind`` as configured (None when earcons are off)."""
+        return self._earcons(kind) if self._earcons else None
+
+    def refresh_status(self) -> None:
+        """Show the status again (the household's ringing or muted state changed)."""
+        status = self.conversation.status
+        if status is not None:
+            self._show_status(status)
+
     def _show_status(self, status: Status) -> None:
-        set_log_fields(state=status.state.value)
+        state, text = self.household.shown(status.state.value, status.text())
+        if (state, text) == self._shown:
+            return
+        self._shown = (state, text)
+        set_log_fields(state=state)
         if self.led is not None:
-            self.led.show(status.state.value)
-        log.info("status: %s", status.text())
-        self.notifier.status(status.text())
+            self.led.show(state)
+        log.info("status: %s", text)
+        self.notifier.status(text)
+        self.household.status_changed(state)
 
     def _run_tool(self, call: ToolCall) -> None:
         def done(outcome: Any) -> None:

@@ -10,14 +10,27 @@ import pytest
 from edgevoice.audio.earcons import EARCON_KINDS, RATE, Earcons, render
 
 EXPECTED = {"listening", "sent", "error", "offline", "reconnected"}
+# The device's own sounds: a press while muted, the announcement chime, a timer's ring.
+HOUSEHOLD = {"muted", "chime", "ring"}
 
 
 def as_samples(pcm: bytes) -> np.ndarray:
     return np.frombuffer(pcm, dtype="<i2").astype(np.float64)
 
 
-def test_all_five_kinds_exist():
-    assert set(EARCON_KINDS) == EXPECTED
+def test_all_kinds_exist():
+    assert set(EARCON_KINDS) == EXPECTED | HOUSEHOLD
+
+
+@pytest.mark.parametrize("kind", sorted(HOUSEHOLD))
+def test_household_sound_shape(kind):
+    x = as_samples(render(kind))
+    assert 200 <= len(x) * 1000 / RATE <= 700
+    assert abs(20 * math.log10(np.max(np.abs(x)) / 32767) - (-12.0)) < 0.1
+    assert abs(x[0]) <= 1 and abs(x[-1]) <= 1
+    spectrum = np.abs(np.fft.rfft(x)) ** 2
+    freqs = np.fft.rfftfreq(len(x), 1 / RATE)
+    assert spectrum[freqs > 4000].sum() / spectrum.sum() < 1e-4
 
 
 @pytest.mark.parametrize("kind", sorted(EXPECTED))
