@@ -17,9 +17,9 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal, Protocol
 
-from google.genai import types
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from edgevoice.core.events import ToolCall
 from edgevoice.core.timers import Timer, TimerBook, TimerError, describe_duration
 from edgevoice.core.tool_scheduling import OutcomeKind, Scheduling, SchedulingPolicy
 from edgevoice.tools.functions import ToolFunction, explain_validation, schema_from_model, signature
@@ -167,14 +167,10 @@ class DeviceFunctions:
     def names(self) -> tuple[str, ...]:
         return tuple(FUNCTIONS)
 
-    def declarations(self) -> list[types.FunctionDeclaration]:
+    def declarations(self) -> list[dict[str, Any]]:
+        """Plain declarations, like the home's; the Live door adds the family's behaviour."""
         return [
-            types.FunctionDeclaration(
-                name=f.name,
-                description=f.purpose,
-                parameters=schema_from_model(f.arguments),
-                behavior=types.Behavior.NON_BLOCKING,
-            )
+            {"name": f.name, "description": f.purpose, "parameters": schema_from_model(f.arguments)}
             for f in FUNCTIONS.values()
         ]
 
@@ -293,8 +289,8 @@ class DeviceFunctions:
 
 
 class HomeToolbox(Protocol):
-    def declarations(self) -> list[types.FunctionDeclaration]: ...
-    def start(self, call: types.FunctionCall, on_done: OnDone) -> None: ...
+    def declarations(self) -> list[dict[str, Any]]: ...
+    def start(self, call: ToolCall, on_done: OnDone) -> None: ...
     def cancel(self, ids: Iterable[str]) -> list[str]: ...
     def describe_state(self) -> str: ...
     async def __aenter__(self) -> Any: ...
@@ -318,13 +314,13 @@ class DeviceToolbox:
     def __repr__(self) -> str:
         return f"DeviceToolbox(home={self.home!r}, device_functions={self.device is not None})"
 
-    def declarations(self) -> list[types.FunctionDeclaration]:
+    def declarations(self) -> list[dict[str, Any]]:
         home = self.home.declarations() if self.home is not None else []
         device = self.device.declarations() if self.device is not None else []
-        taken = {d.name for d in device}
-        return [d for d in home if d.name not in taken] + device
+        taken = {d["name"] for d in device}
+        return [d for d in home if d["name"] not in taken] + device
 
-    def start(self, call: types.FunctionCall, on_done: OnDone) -> None:
+    def start(self, call: ToolCall, on_done: OnDone) -> None:
         if self.device is not None and call.name in FUNCTIONS:
             outcome = self.device.run(call.id or "", call.name, call.args)
             # On the next loop iteration, like every other outcome, never re-entrantly.

@@ -8,7 +8,10 @@ import asyncio
 import pytest
 from google.genai import types
 
+from edgevoice.core.families import DEFAULT_MODEL, family_for
 from edgevoice.core.timers import TimerBook
+from edgevoice.live import sdk
+from edgevoice.live.session_config import declarations_for
 from edgevoice.tools.device_functions import DeviceFunctions, DeviceToolbox
 
 
@@ -44,7 +47,10 @@ def functions(controls: Controls) -> DeviceFunctions:
 
 
 def test_every_function_is_declared_non_blocking_with_a_schema(functions: DeviceFunctions) -> None:
-    declarations = functions.declarations()
+    # As the model sees them: through the Live door, for the default model's family.
+    declarations = sdk.function_declarations(
+        declarations_for(family_for(DEFAULT_MODEL).family, functions.declarations())
+    )
     assert [d.name for d in declarations] == [
         "set_timer", "get_timers", "cancel_timer", "set_volume", "mute_microphone",
     ]
