@@ -2,22 +2,25 @@
 
 Read :meth:`Daemon.run` as the wiring diagram of the device. Every happening becomes an
 event handed to the core on the event loop; every decision comes back as an action that an
-adapter carries out without waiting. Threads exist only at the blocking ALSA calls (capture
-and playback) and in gpiozero's callback thread; they reach the loop with
-``call_soon_threadsafe``.
+adapter carries out without waiting (one handler per action type, in :data:`_ACTIONS`).
+Threads exist only at the blocking ALSA calls (capture and playback) and in gpiozero's
+callback thread; they reach the loop with ``call_soon_threadsafe``.
+
+The hardware comes in through a :class:`~edgevoice.service.devices.Devices` object, the
+smart-home tools through a factory, so production, tests and the simulator wire the same
+daemon. :meth:`Daemon.reload` builds the new parts from new settings, then swaps them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from google.genai import types
@@ -25,12 +28,10 @@ from gpiozero.exc import GPIOZeroError
 
 from edgevoice.audio.alsa import AudioDeviceError, CaptureDevice, PlaybackDevice
 from edgevoice.audio.capture import Microphone
-from edgevoice.audio.devices import open_capture as open_capture_device
-from edgevoice.audio.devices import open_playback as open_playback_device
 from edgevoice.audio.earcons import Earcons
 from edgevoice.audio.jitter import JitterBuffer
 from edgevoice.audio.playback import Speaker
-from edgevoice.config import Settings
+from edgevoice.config import LiveSettings, Settings
 from edgevoice.core.backoff import Backoff
 from edgevoice.core.conversation import Conversation, ConversationConfig
 from edgevoice.core.events import (
@@ -76,19 +77,19 @@ from edgevoice.live.handle_store import HandleStore
 from edgevoice.live.link import CredentialSource, LiveLink
 from edgevoice.live.netwatch import NetworkWatch
 from edgevoice.metrics import NO_METRICS, Metrics
+from edgevoice.service.devices import CAPTURE_RATE, PLAYBACK_PERIODS, PLAYBACK_RATE, AlsaDevices, Devices
+from edgevoice.service.instance_lock import InstanceLock
 from edgevoice.service.logging import clear_log_fields, set_log_fields
 from edgevoice.service.notify import SystemdNotifier
 from edgevoice.service.watchdog import DEFAULT_STALL_AFTER_S, Heartbeat, WatchdogPolicy, run_watchdog
+from edgevoice.tools.toolbox import ToolBox
 
 log = logging.getLogger("edgevoice")
 transcript_log = logging.getLogger("edgevoice.transcript")
 
-CAPTURE_RATE = 16000
-PLAYBACK_RATE = 24000
 
-
-class Toolbox(Protocol):
-    """What the daemon needs from the tools room (:class:`edgevoice.tools.ToolBox`)."""
+class HomeTools(Protocol):
+    """What the daemon needs from the smart-home tools (:class:`edgevoice.tools.ToolBox`)."""
 
     def declarations(self) -> list[types.FunctionDeclaration]: ...
     def start(self, call: types.FunctionCall, on_done: Callable[[Any], None]) -> None: ...
@@ -98,127 +99,112 @@ class Toolbox(Protocol):
     async def __aexit__(self, *exc_info: Any) -> Any: ...
 
 
+# Builds the tools for a configuration (None: no smart-home functions). Raises ConfigError
+# or UserError for a configuration it cannot serve.
+ToolsFactory = Callable[[Settings], "HomeTools | None"]
+
+
+def home_tools(settings: Settings) -> HomeTools | None:
+    """The ``[home]`` section's tools: the production :data:`ToolsFactory`."""
+    return ToolBox.from_settings(settings.home, settings.paths.state_dir)
+
+
+def no_tools(settings: Settings) -> None:
+    return None
+
+
+def tls_context(live: LiveSettings) -> ssl.SSLContext | None:
+    """The TLS context for the Live endpoint: the system's trust store, or ``live.ca_file``."""
+    if live.ca_file is None:
+        return None
+    try:
+        return ssl.create_default_context(cafile=str(live.ca_file))
+    except (OSError, ssl.SSLError) as exc:
+        raise UserError(f"live.ca_file {live.ca_file} cannot be used: {exc}") from None
+
+
 @dataclass
-class Hardware:
-    """How the daemon reaches its devices: ALSA and GPIO, or the simulator's stand-ins."""
+class ReloadReport:
+    """What a reload did, section by section."""
 
-    open_capture: Callable[[], CaptureDevice]
-    open_playback: Callable[[], PlaybackDevice]
-    playback_buffer_frames: int
-    # False for a simulated sink that plays instantly: never feed it invented silence.
-    paced_playback: bool = True
-    pin_factory: object | None = None
-    # The simulator knows the exact sample of a button edge; None: the capture clock says.
-    edge_position: Callable[[], int] | None = None
+    applied: list[str] = field(default_factory=list)
+    # Section -> why it keeps its old value until the daemon restarts.
+    needs_restart: dict[str, str] = field(default_factory=dict)
+    # Section -> why applying it failed (the old part stays).
+    failed: dict[str, str] = field(default_factory=dict)
 
+    def summary(self) -> str:
+        parts = [f"changed: {', '.join(self.applied) or 'nothing'}"]
+        parts += [f"{name} needs a restart ({why})" for name, why in self.needs_restart.items()]
+        parts += [f"{name} kept its old value ({why})" for name, why in self.failed.items()]
+        return "; ".join(parts)
+
+
+# Keys whose new value waits for a restart, and why.
+RESTART_ONLY: dict[tuple[str, str], str] = {
+    ("paths", "state_dir"): (
+        "the running daemon holds its lock, session handle and home state in the state "
+        "directory it started with"
+    ),
+    ("audio", "period_ms"): "the conversation's audio history is laid out in periods at start",
+    ("audio", "preroll_ms"): "the conversation's audio history is sized for the pre-roll at start",
+}
 
 # Capture periods handed to the loop together while no utterance is open (100 ms at 20 ms
 # periods): the pre-roll history does not need them sooner, and a press flushes them.
 IDLE_CAPTURE_BATCH = 5
 
-# Two periods in the card: enough to ride scheduling jitter, little enough that a barge-in
-# has almost nothing to cut.
-PLAYBACK_PERIODS = 2
-
-
-def alsa_hardware(settings: Settings) -> Hardware:
-    """The board's sound card(s), opened at whatever format they accept."""
-    audio = settings.audio
-
-    def open_capture() -> CaptureDevice:
-        device, _format = open_capture_device(
-            audio.capture_device,
-            rate=CAPTURE_RATE,
-            period_ms=audio.period_ms,
-            device_rate=audio.capture_device_rate,
-            device_channels=audio.capture_device_channels,
-            channel=audio.capture_channel,
-        )
-        return device
-
-    def open_playback() -> PlaybackDevice:
-        device, _format = open_playback_device(
-            audio.playback_device,
-            rate=PLAYBACK_RATE,
-            period_ms=audio.period_ms,
-            periods=PLAYBACK_PERIODS,
-            device_rate=audio.playback_device_rate,
-            device_channels=audio.playback_device_channels,
-        )
-        return device
-
-    playback_period = PLAYBACK_RATE * audio.period_ms // 1000
-    return Hardware(open_capture, open_playback, playback_buffer_frames=playback_period * PLAYBACK_PERIODS)
-
-
-def default_earcons(settings: Settings) -> Callable[[str], bytes | None] | None:
-    if not settings.audio.earcons:
-        return None
-    return Earcons(True, settings.audio.disabled_earcons).get
-
 
 class Daemon:
+    """One device: its settings, its hardware, its credentials; ``run`` until stopped.
+
+    ``watchers`` are called on the loop after the core has handled each event (tests and
+    the simulator follow the conversation through them); ``quiet`` is set whenever nothing
+    is in flight, ``ready`` once the device listens.
+    """
+
     def __init__(
         self,
         settings: Settings,
-        hardware: Hardware,
+        devices: Devices,
         *,
         credentials: CredentialSource,
-        ssl_context: ssl.SSLContext | None = None,
-        toolbox: Toolbox | None = None,
-        notifier: SystemdNotifier | None = None,
+        tools: ToolsFactory = home_tools,
         metrics: Metrics = NO_METRICS,
-        earcons_factory: Callable[[Settings], Callable[[str], bytes | None] | None] | None = default_earcons,
-        observers: Iterable[Callable[[Event], None]] = (),
-        handle_store: HandleStore | None = None,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
-        self.hardware = hardware
+        self.devices = devices
         self._credentials = credentials
-        self._ssl_context = ssl_context
-        self.toolbox = toolbox
+        self._tools_factory = tools
+        self.toolbox: HomeTools | None = None
+        self.metrics = metrics
         # A no-op outside systemd (NOTIFY_SOCKET unset); the watchdog still logs stalls.
-        self.notifier = notifier or SystemdNotifier()
+        self.notifier = SystemdNotifier()
         self.heartbeats: dict[str, Heartbeat] = {}
         self._session_id: str | None = None
-        self.metrics = metrics
-        self._earcons_factory = earcons_factory
-        self._earcons = earcons_factory(settings) if earcons_factory else None
-        self._observers = list(observers)
-        self.handle_store = handle_store or HandleStore(settings.paths.state_dir)
-        self._clock = clock
-        audio = settings.audio
-        self.capture_period = CAPTURE_RATE * audio.period_ms // 1000
-        self.playback_period = PLAYBACK_RATE * audio.period_ms // 1000
-        live = settings.live
-        self.conversation = Conversation(
-            ConversationConfig(
-                rate=CAPTURE_RATE,
-                period_samples=self.capture_period,
-                preroll_samples=CAPTURE_RATE * audio.preroll_ms // 1000,
-                max_utterance_samples=int(CAPTURE_RATE * live.max_utterance_s),
-                offline_max_age_s=live.offline_max_age_s,
-                reply_timeout_s=live.reply_timeout_s,
-            ),
-            Backoff(live.reconnect_initial_s, live.reconnect_max_s),
-        )
-        # Set whenever nothing is in flight (the simulator waits on it between turns).
+        self._earcons = _earcons(settings)
+        self.handle_store = HandleStore(settings.paths.state_dir)
+        self._instance_lock = InstanceLock(settings.paths.state_dir)
+        self._clock: Callable[[], float] = time.monotonic
+        self._backoff = _backoff(settings.live)
+        self.conversation = Conversation(_conversation_config(settings), self._backoff)
+        self.watchers: list[Callable[[Event], None]] = []
         self.quiet = threading.Event()
+        self.ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_deadline: float | None = None
         self.microphone: Microphone | None = None
         self.speaker: Speaker | None = None
-        self.link: LiveLink | None = None
+        self.live_link: LiveLink | None = None
         self.button: PushToTalkButton | None = None
-        self.ready = threading.Event()
         self.led: StatusLed | None = None
-        # Called after every event the core has handled (the simulator's end-of-run check).
-        self.after_dispatch: list[Callable[[], None]] = []
         self._model_words: list[str] = []
         self._capturing = True  # so the first dispatch switches the microphone to batches
+
+    def __repr__(self) -> str:
+        return f"Daemon(devices={self.devices!r}, state_dir={str(self.settings.paths.state_dir)!r})"
 
     # -- thread-safe entry points -------------------------------------------------------------
 
@@ -245,18 +231,28 @@ class Daemon:
     # -- the wiring -----------------------------------------------------------------------------
 
     async def run(self) -> int:
+        # Before anything touches the state directory or the hardware: a second daemon on
+        # the same state directory refuses to start instead of fighting the first.
+        self._instance_lock.acquire()
+        try:
+            return await self._run_locked()
+        finally:
+            self._instance_lock.release()
+
+    async def _run_locked(self) -> int:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
+        # Everything that can refuse the configuration, before any device is opened.
+        toolbox = self._tools_factory(self.settings)
+        tls = tls_context(self.settings.live)
         capture_device, playback_device = self._open_devices()
-
         self.microphone, self.speaker = self._make_audio()
-        declarations = self.toolbox.declarations() if self.toolbox is not None else []
-        self.link = LiveLink(
+        self.live_link = LiveLink(
             self.settings.live,
             credentials=self._credentials,
             post=self._post_from_loop,
-            function_declarations=declarations,
-            ssl_context=self._ssl_context,
+            function_declarations=toolbox.declarations() if toolbox is not None else [],
+            ssl_context=tls,
             metrics=self.metrics,
             clock=self._clock,
         )
@@ -271,29 +267,33 @@ class Daemon:
 
         self.conversation.resume_handle = self.handle_store.load()
         try:
-            async with contextlib.AsyncExitStack() as resources, asyncio.TaskGroup() as tasks:
-                if self.toolbox is not None:
-                    await resources.enter_async_context(self.toolbox)
-                tasks.create_task(self.link.run(), name="live-link")
+            async with asyncio.TaskGroup() as tasks:
+                if toolbox is not None:
+                    await toolbox.__aenter__()
+                self.toolbox = toolbox
+                tasks.create_task(self.live_link.run(), name="live-link")
                 self._start_audio(capture_device, playback_device)
                 network = NetworkWatch(lambda: self._dispatch(NetworkChanged(self._clock())))
-                resources.callback(network.close)
                 network.start()
                 watchdog = tasks.create_task(
                     run_watchdog(self.notifier, self.heartbeats, policy=_watchdog_policy(self.notifier)),
                     name="watchdog",
                 )
-                self._execute(self.conversation.start(self._clock()))
-                if self.button.is_pressed:
-                    # Held through a restart: the user is talking now.
-                    self.post(Pressed(0, self._clock()))
-                status = self.conversation.status
-                self.notifier.ready(status.text() if status else None)
-                self.ready.set()
-                log.info("ready: push the button to talk")
-                await self._stop.wait()
-                await self._shutdown()
-                watchdog.cancel()
+                try:
+                    self._execute(self.conversation.start(self._clock()))
+                    if self.button.is_pressed:
+                        # Held through a restart: the user is talking now.
+                        self.post(Pressed(0, self._clock()))
+                    status = self.conversation.status
+                    self.notifier.ready(status.text() if status else None)
+                    self.ready.set()
+                    log.info("ready: push the button to talk")
+                    await self._stop.wait()
+                    await self._shutdown()
+                finally:
+                    watchdog.cancel()
+                    network.close()
+                    await self._close_tools()
         finally:
             if self._timer is not None:
                 self._timer.cancel()
@@ -308,26 +308,24 @@ class Daemon:
 
     def _make_audio(self) -> tuple[Microphone, Speaker]:
         audio = self.settings.audio
-        self.capture_period = CAPTURE_RATE * audio.period_ms // 1000
-        self.playback_period = PLAYBACK_RATE * audio.period_ms // 1000
         # The same dict object for the watchdog task's whole life: replaced in place.
         self.heartbeats["capture"] = capture_beat = Heartbeat()
         self.heartbeats["playback"] = playback_beat = Heartbeat()
         microphone = Microphone(
-            self.hardware.open_capture,
+            self.devices.open_capture,
             rate=CAPTURE_RATE,
-            period_frames=self.capture_period,
+            period_frames=CAPTURE_RATE * audio.period_ms // 1000,
             on_frames=self._post_captured,
             on_problem=lambda problem: self.post(DeviceProblem("microphone", problem, self._clock())),
             heartbeat=capture_beat.beat,
         )
         speaker = Speaker(
-            self.hardware.open_playback,
+            self.devices.open_playback,
             rate=PLAYBACK_RATE,
-            period_frames=self.playback_period,
-            buffer_frames=self.hardware.playback_buffer_frames,
+            period_frames=PLAYBACK_RATE * audio.period_ms // 1000,
+            buffer_frames=self.devices.playback_buffer_frames,
             jitter=JitterBuffer(PLAYBACK_RATE, audio.prebuffer_ms, audio.fade_ms, audio.volume),
-            paced=self.hardware.paced_playback,
+            paced=self.devices.paced_playback,
             fade_ms=audio.fade_ms,
             on_idle=lambda: self.post(PlaybackIdle(self._clock())),
             on_problem=lambda problem: self.post(DeviceProblem("speaker", problem, self._clock())),
@@ -349,85 +347,190 @@ class Daemon:
     def _open_devices(self) -> tuple[CaptureDevice, PlaybackDevice]:
         """Open both devices before reporting ready, so a wrong name fails loudly at start."""
         try:
-            capture = self.hardware.open_capture()
+            capture = self.devices.open_capture()
         except AudioDeviceError as exc:
             raise UserError(str(exc)) from None
         try:
-            playback = self.hardware.open_playback()
+            playback = self.devices.open_playback()
         except AudioDeviceError as exc:
             _close_quietly(capture)
             raise UserError(str(exc)) from None
         return capture, playback
 
-    async def reload(self, settings: Settings, hardware: Hardware | None = None) -> list[str]:
-        """Apply a new configuration, keeping the conversation where the change allows.
-
-        A change of the Live settings starts a new session (told the recent exchanges);
-        anything else keeps it. ``hardware`` replaces the devices when their settings
-        changed. Returns the sections that changed.
-        """
-        old, self.settings = self.settings, settings
-        assert self.link is not None and self.speaker is not None and self.microphone is not None
-        changed = [name for name, _ in settings if getattr(settings, name) != getattr(old, name)]
-        if settings.live != old.live:
-            self.link.update_settings(settings.live)
-            self._execute(self.conversation.new_session(self._clock(), "the Live settings changed"))
-        if settings.audio.volume != old.audio.volume:
-            self.speaker.jitter.volume = settings.audio.volume
-        if (settings.audio.earcons, settings.audio.disabled_earcons) != (
-            old.audio.earcons,
-            old.audio.disabled_earcons,
-        ) and self._earcons_factory is not None:
-            self._earcons = self._earcons_factory(settings)
-        if hardware is not None and _device_settings(settings) != _device_settings(old):
-            await self._replace_audio(hardware)
-        if settings.button != old.button:
-            assert self.button is not None
-            self.button.close()
-            self.button = self._make_button()
-        return changed
-
-    def _stamp_and_post(self, post: Callable[[int], None]) -> None:
-        assert self.microphone is not None
-        self.microphone.stamp_and_post(post, self.hardware.edge_position)
-
     def _make_led(self) -> StatusLed:
         led = self.settings.led
         try:
-            return StatusLed(led.pin, led.pwm, self.hardware.pin_factory)
+            return StatusLed(led.pin, led.pwm, self.devices.pin_factory)
         except (GPIOZeroError, OSError, ValueError) as exc:
             raise UserError(f"the status LED on BCM pin {led.pin} cannot be used: {exc}") from None
 
     def _make_button(self) -> PushToTalkButton:
-        assert self.microphone is not None
         button = self.settings.button
-        return PushToTalkButton(
-            button.pin,
-            pull_up=button.pull_up,
-            bounce_time_s=(button.bounce_time_ms or 0) / 1000 or None,
-            stamp_and_post=self._stamp_and_post,
-            on_edge=self._on_button_edge,
-            pin_factory=self.hardware.pin_factory,
-        )
+        try:
+            return PushToTalkButton(
+                button.pin,
+                pull_up=button.pull_up,
+                bounce_time_s=(button.bounce_time_ms or 0) / 1000 or None,
+                stamp_and_post=self._stamp_and_post,
+                on_edge=self._on_button_edge,
+                pin_factory=self.devices.pin_factory,
+            )
+        except (GPIOZeroError, OSError, ValueError) as exc:
+            raise UserError(f"the button on BCM pin {button.pin} cannot be used: {exc}") from None
 
-    async def _replace_audio(self, hardware: Hardware) -> None:
-        assert self.microphone is not None and self.speaker is not None
-        await asyncio.to_thread(self.microphone.stop)
-        await asyncio.to_thread(self.speaker.stop)
-        self.hardware = hardware
-        self.microphone, self.speaker = self._make_audio()
-        self._start_audio()
+    def _stamp_and_post(self, post: Callable[[int], None]) -> None:
+        assert self.microphone is not None
+        self.microphone.stamp_and_post(post, self._edge_position)
+
+    def _edge_position(self) -> int:
+        # The hardware's own knowledge of the edge's sample, else the capture clock's.
+        position = self.devices.edge_position()
+        if position is None:
+            assert self.microphone is not None
+            return self.microphone.position_now()
+        return position
+
+    async def _close_tools(self) -> None:
+        # The closed tools stay readable (describe_state) until replaced.
+        toolbox = self.toolbox
+        if toolbox is not None:
+            try:
+                await toolbox.__aexit__(None, None, None)
+            except Exception:
+                log.exception("closing the smart-home tools failed")
 
     async def _shutdown(self) -> None:
         self.notifier.stopping()
         log.info("stopping")
         self._execute(self.conversation.stop(self._clock()))
-        assert self.link is not None
-        await self.link.shutdown()
+        assert self.live_link is not None
+        await self.live_link.shutdown()
         try:
             self.handle_store.touch()
         except OSError as exc:
             log.warning("could not record the session's last activity: %s", exc)
+
+    # -- reloading ------------------------------------------------------------------------------
+
+    async def reload(self, settings: Settings, devices: Devices | None = None) -> ReloadReport:
+        """Apply a new configuration, section by section, keeping the conversation where
+        the change allows.
+
+        Parts that can be built without touching the running ones (the TLS context, the
+        smart-home tools) are built first: if one cannot be, nothing changes and
+        :class:`UserError` (or ``ConfigError``) says why. Then each changed section is
+        swapped in. A key that cannot change while running (:data:`RESTART_ONLY`) keeps its
+        old value and the report says why; a part that fails to start (a pin in use, a
+        home server unreachable) keeps the old one. ``devices`` replaces the sound card when
+        ``[audio]``'s devices changed (None: the running ones stay).
+        """
+        old = self.settings
+        report = ReloadReport()
+        kept: dict[str, dict[str, Any]] = {}
+        for (section, key), why in RESTART_ONLY.items():
+            old_value = getattr(getattr(old, section), key)
+            if getattr(getattr(settings, section), key) != old_value:
+                kept.setdefault(section, {})[key] = old_value
+                report.needs_restart[f"{section}.{key}"] = why
+        settings = settings.model_copy(
+            update={
+                section: getattr(settings, section).model_copy(update=keys) for section, keys in kept.items()
+            }
+        )
+        changed = [name for name, _ in settings if getattr(settings, name) != getattr(old, name)]
+        # 1. Build: nothing running is touched yet.
+        new_tls = tls_context(settings.live) if "live" in changed else None
+        new_tools = self._tools_factory(settings) if "home" in changed else None
+        # 2. Swap, section by section.
+        self.settings = settings
+        for name in changed:
+            if name == "live":
+                self._reload_live(new_tls)
+            elif name == "home":
+                await self._reload_home(old, new_tools, report)
+                continue
+            elif name == "audio":
+                await self._reload_audio(old, devices)
+            elif name in ("button", "led") and not self._reload_gpio(name, old):
+                report.failed[name] = "its pin could not be used"
+                continue
+            # [logging] is applied by the caller, [auth] and the API key at the next connection.
+            report.applied.append(name)
+        if "live" in report.applied or "home" in report.applied:
+            why = "the Live settings changed" if "live" in report.applied else "the home's functions changed"
+            self._execute(self.conversation.new_session(self._clock(), why))
+        return report
+
+    def _reload_live(self, tls: ssl.SSLContext | None) -> None:
+        assert self.live_link is not None
+        live = self.settings.live
+        self.live_link.update_settings(live, ssl_context=tls)
+        self._backoff.initial_s, self._backoff.max_s = live.reconnect_initial_s, live.reconnect_max_s
+        self.conversation.config = _conversation_config(self.settings)
+
+    async def _reload_home(self, old: Settings, new_tools: HomeTools | None, report: ReloadReport) -> None:
+        """The functions are part of the session's setup: the new ones are offered to a new
+        session. The old tools close first (they may hold the same state file)."""
+        assert self.live_link is not None
+        await self._close_tools()
+        try:
+            if new_tools is not None:
+                await new_tools.__aenter__()
+        except Exception as exc:
+            # The new home cannot start (a server unreachable): the old one comes back.
+            log.error("the new [home] configuration could not start: %s", exc)
+            report.failed["home"] = f"it could not start: {exc}"
+            self.settings = self.settings.model_copy(update={"home": old.home})
+            new_tools = self._tools_factory(self.settings)
+            if new_tools is not None:
+                await new_tools.__aenter__()
+        else:
+            report.applied.append("home")
+        self.toolbox = new_tools
+        self.live_link.update_settings(
+            self.settings.live, function_declarations=new_tools.declarations() if new_tools else []
+        )
+
+    async def _reload_audio(self, old: Settings, devices: Devices | None) -> None:
+        new = self.settings.audio
+        assert self.speaker is not None
+        self.speaker.jitter.volume = new.volume
+        if (new.earcons, new.disabled_earcons) != (old.audio.earcons, old.audio.disabled_earcons):
+            self._earcons = _earcons(self.settings)
+        if devices is not None and _device_settings(new) != _device_settings(old.audio):
+            await self._replace_audio(devices)
+
+    def _reload_gpio(self, name: str, old: Settings) -> bool:
+        """Close the old button or LED (it holds the pin), open the new one; if the new pin
+        cannot be used, the old one comes back."""
+        make = self._make_button if name == "button" else self._make_led
+        part: PushToTalkButton | StatusLed | None = self.button if name == "button" else self.led
+        if part is not None:
+            part.close()
+        ok = True
+        try:
+            part = make()
+        except UserError as exc:
+            log.error("%s; keeping the old [%s] settings", exc, name)
+            self.settings = self.settings.model_copy(update={name: getattr(old, name)})
+            part = make()
+            ok = False
+        if isinstance(part, PushToTalkButton):
+            self.button = part
+        else:
+            self.led = part
+            status = self.conversation.status
+            if status is not None:
+                part.show(status.state.value)
+        return ok
+
+    async def _replace_audio(self, devices: Devices) -> None:
+        assert self.microphone is not None and self.speaker is not None
+        await asyncio.to_thread(self.microphone.stop)
+        await asyncio.to_thread(self.speaker.stop)
+        self.devices = devices
+        self.microphone, self.speaker = self._make_audio()
+        self._start_audio()
 
     # -- events in, actions out -------------------------------------------------------------
 
@@ -441,19 +544,9 @@ class Daemon:
         self.post(Pressed(position, t) if pressed else Released(position, t))
 
     def _dispatch(self, event: Event) -> None:
-        if (
-            isinstance(event, LinkUp)
-            and event.link == self.conversation.link
-            and (not event.resumed or self._session_id is None)
-        ):
-            self._session_id = uuid.uuid4().hex[:8]
-            set_log_fields(session_id=self._session_id)
-        if isinstance(event, Transcript | TurnComplete | GenerationComplete | Interrupted):
-            self._log_transcript(event)
-        for observer in self._observers:
-            observer(event)
-        if isinstance(event, LinkUp | LinkDown | GoAway) and event.link == self.conversation.link:
-            self._report_link(event)
+        noted = _NOTED.get(type(event))
+        if noted is not None:
+            noted(self, event)
         try:
             self._execute(self.conversation.handle(event))
         except Exception:
@@ -469,17 +562,36 @@ class Daemon:
         if capturing != self._capturing and self.microphone is not None:
             self._capturing = capturing
             self.microphone.batch = 1 if capturing else IDLE_CAPTURE_BATCH
-        for callback in self.after_dispatch:
-            callback()
+        for watcher in self.watchers:
+            watcher(event)
 
-    def _log_transcript(self, event: Event) -> None:
+    # What the daemon itself notes about an event before the core sees it.
+
+    def _note_link_up(self, event: LinkUp) -> None:
+        if event.link != self.conversation.link:
+            return
+        if not event.resumed or self._session_id is None:
+            self._session_id = uuid.uuid4().hex[:8]
+            set_log_fields(session_id=self._session_id)
+        self.metrics.link_up(event.t, event.resumed)
+
+    def _note_link_down(self, event: LinkDown) -> None:
+        if event.link == self.conversation.link:
+            self.metrics.link_down(event.t)
+
+    def _note_go_away(self, event: GoAway) -> None:
+        if event.link == self.conversation.link:
+            self.metrics.goaway()
+
+    def _note_transcript(self, event: Transcript) -> None:
         # The model's words arrive in fragments: one log line per answer reads better.
-        if isinstance(event, Transcript):
-            if event.role == "user":
-                transcript_log.info("you: %s", event.text)
-            else:
-                self._model_words.append(event.text)
-        elif self._model_words:
+        if event.role == "user":
+            transcript_log.info("you: %s", event.text)
+        else:
+            self._model_words.append(event.text)
+
+    def _note_end_of_answer(self, event: Event) -> None:
+        if self._model_words:
             transcript_log.info("assistant: %s", "".join(self._model_words).strip())
             self._model_words.clear()
 
@@ -499,62 +611,49 @@ class Daemon:
         self._timer_deadline = None
         self._dispatch(Tick(self._clock()))
 
-    def _report_link(self, event: LinkUp | LinkDown | GoAway) -> None:
-        if isinstance(event, LinkUp):
-            self.metrics.link_up(event.t, event.resumed)
-        elif isinstance(event, LinkDown):
-            self.metrics.link_down(event.t)
-        else:
-            self.metrics.goaway()
-
     def _execute(self, actions: list[Action]) -> None:
-        link, speaker = self.link, self.speaker
-        assert link is not None and speaker is not None
         for action in actions:
-            if isinstance(
-                action, SendAudio | SendActivityStart | SendActivityEnd | SendToolResponses | SendContext
-            ):
-                link.send(action)
-                if isinstance(action, SendActivityStart):
-                    set_log_fields(turn_id=action.utterance)
-            elif isinstance(action, PlayAudio):
-                speaker.play(action.pcm, action.received_t)
-            elif isinstance(action, EndOfReply):
-                speaker.end_of_reply()
-            elif isinstance(action, StopPlayback):
-                speaker.interrupt(action.pressed_t)
-            elif isinstance(action, Connect):
-                link.connect(action)
-            elif isinstance(action, CloseLink):
-                self.metrics.link_closed(self._clock())
-                link.close(action)
-            elif isinstance(action, PlayEarcon):
-                pcm = self._earcons(action.earcon.value) if self._earcons else None
-                if pcm:
-                    speaker.earcon(pcm)
-            elif isinstance(action, RunTool):
-                self._run_tool(action.call)
-            elif isinstance(action, CancelTools):
-                if self.toolbox is not None:
-                    self.toolbox.cancel(action.ids)
-            elif isinstance(action, PersistHandle):
-                try:
-                    self.handle_store.save(action.handle)
-                except OSError as exc:
-                    log.warning("could not save the session handle: %s", exc)
-            elif isinstance(action, Status):
-                self._show_status(action)
-            elif isinstance(action, Log):
-                log.log(action.level, action.message)
+            _ACTIONS[type(action)](self, action)
 
-    def _show_status(self, status: Status) -> None:
-        set_log_fields(state=status.state.value)
-        if self.led is not None:
-            self.led.show(status.state.value)
-        log.info("status: %s", status.text())
-        self.notifier.status(status.text())
+    # One handler per action the core can ask for.
 
-    def _run_tool(self, call: ToolCall) -> None:
+    def _send(self, action: SendAudio | SendActivityEnd | SendToolResponses | SendContext) -> None:
+        assert self.live_link is not None
+        self.live_link.send(action)
+
+    def _send_activity_start(self, action: SendActivityStart) -> None:
+        self._send(action)
+        set_log_fields(turn_id=action.utterance)
+
+    def _play_audio(self, action: PlayAudio) -> None:
+        assert self.speaker is not None
+        self.speaker.play(action.pcm, action.received_t)
+
+    def _end_of_reply(self, action: EndOfReply) -> None:
+        assert self.speaker is not None
+        self.speaker.end_of_reply()
+
+    def _stop_playback(self, action: StopPlayback) -> None:
+        assert self.speaker is not None
+        self.speaker.interrupt(action.pressed_t)
+
+    def _connect(self, action: Connect) -> None:
+        assert self.live_link is not None
+        self.live_link.connect(action)
+
+    def _close_link(self, action: CloseLink) -> None:
+        assert self.live_link is not None
+        self.metrics.link_closed(self._clock())
+        self.live_link.close(action)
+
+    def _play_earcon(self, action: PlayEarcon) -> None:
+        pcm = self._earcons(action.earcon.value) if self._earcons else None
+        if pcm and self.speaker is not None:
+            self.speaker.earcon(pcm)
+
+    def _run_tool(self, action: RunTool) -> None:
+        call: ToolCall = action.call
+
         def done(outcome: Any) -> None:
             self._post_from_loop(
                 ToolResult(outcome.id, outcome.name, outcome.response, outcome.scheduling, self._clock())
@@ -573,6 +672,78 @@ class Daemon:
             return
         self.toolbox.start(types.FunctionCall(id=call.id, name=call.name, args=call.args), done)
 
+    def _cancel_tools(self, action: CancelTools) -> None:
+        if self.toolbox is not None:
+            self.toolbox.cancel(action.ids)
+
+    def _persist_handle(self, action: PersistHandle) -> None:
+        try:
+            self.handle_store.save(action.handle)
+        except OSError as exc:
+            log.warning("could not save the session handle: %s", exc)
+
+    def _show_status(self, status: Status) -> None:
+        set_log_fields(state=status.state.value)
+        if self.led is not None:
+            self.led.show(status.state.value)
+        log.info("status: %s", status.text())
+        self.notifier.status(status.text())
+
+    def _log(self, action: Log) -> None:
+        log.log(action.level, action.message)
+
+
+_ACTIONS: dict[type, Callable[[Daemon, Any], None]] = {
+    SendAudio: Daemon._send,
+    SendActivityStart: Daemon._send_activity_start,
+    SendActivityEnd: Daemon._send,
+    SendToolResponses: Daemon._send,
+    SendContext: Daemon._send,
+    PlayAudio: Daemon._play_audio,
+    EndOfReply: Daemon._end_of_reply,
+    StopPlayback: Daemon._stop_playback,
+    Connect: Daemon._connect,
+    CloseLink: Daemon._close_link,
+    PlayEarcon: Daemon._play_earcon,
+    RunTool: Daemon._run_tool,
+    CancelTools: Daemon._cancel_tools,
+    PersistHandle: Daemon._persist_handle,
+    Status: Daemon._show_status,
+    Log: Daemon._log,
+}
+
+_NOTED: dict[type, Callable[[Daemon, Any], None]] = {
+    LinkUp: Daemon._note_link_up,
+    LinkDown: Daemon._note_link_down,
+    GoAway: Daemon._note_go_away,
+    Transcript: Daemon._note_transcript,
+    TurnComplete: Daemon._note_end_of_answer,
+    GenerationComplete: Daemon._note_end_of_answer,
+    Interrupted: Daemon._note_end_of_answer,
+}
+
+
+def _conversation_config(settings: Settings) -> ConversationConfig:
+    audio, live = settings.audio, settings.live
+    return ConversationConfig(
+        rate=CAPTURE_RATE,
+        period_samples=CAPTURE_RATE * audio.period_ms // 1000,
+        preroll_samples=CAPTURE_RATE * audio.preroll_ms // 1000,
+        max_utterance_samples=int(CAPTURE_RATE * live.max_utterance_s),
+        offline_max_age_s=live.offline_max_age_s,
+        reply_timeout_s=live.reply_timeout_s,
+    )
+
+
+def _backoff(live: LiveSettings) -> Backoff:
+    return Backoff(live.reconnect_initial_s, live.reconnect_max_s)
+
+
+def _earcons(settings: Settings) -> Callable[[str], bytes | None] | None:
+    if not settings.audio.earcons:
+        return None
+    return Earcons(True, settings.audio.disabled_earcons).get
+
 
 def _watchdog_policy(notifier: SystemdNotifier) -> WatchdogPolicy:
     # A stall must be noticed (and the ping withheld) well before systemd's own timeout.
@@ -582,8 +753,7 @@ def _watchdog_policy(notifier: SystemdNotifier) -> WatchdogPolicy:
     return WatchdogPolicy(stall_after_s=stall_after)
 
 
-def _device_settings(settings: Settings) -> tuple[object, ...]:
-    audio = settings.audio
+def _device_settings(audio: Any) -> tuple[object, ...]:
     return (
         audio.capture_device,
         audio.playback_device,
@@ -603,3 +773,18 @@ def _close_quietly(device: Any) -> None:
         device.close()
     except Exception:
         log.debug("closing a device failed", exc_info=True)
+
+
+__all__ = [
+    "CAPTURE_RATE",
+    "PLAYBACK_PERIODS",
+    "PLAYBACK_RATE",
+    "AlsaDevices",
+    "Daemon",
+    "Devices",
+    "HomeTools",
+    "ReloadReport",
+    "home_tools",
+    "no_tools",
+    "tls_context",
+]

@@ -10,6 +10,7 @@ stale lock file never blocks a restart.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -73,10 +74,8 @@ class InstanceLock:
         fd, self._fd = self._fd, None
         if fd is not None:
             # The pid goes first, so a reader never names a process that let go.
-            try:
+            with contextlib.suppress(OSError):
                 os.ftruncate(fd, 0)
-            except OSError:
-                pass
             os.close(fd)
 
     def __enter__(self) -> InstanceLock:
