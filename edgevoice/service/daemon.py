@@ -366,17 +366,14 @@ class Daemon:
 
     def _make_button(self) -> PushToTalkButton:
         button = self.settings.button
-        try:
-            return PushToTalkButton(
-                button.pin,
-                pull_up=button.pull_up,
-                bounce_time_s=(button.bounce_time_ms or 0) / 1000 or None,
-                stamp_and_post=self._stamp_and_post,
-                on_edge=self._on_button_edge,
-                pin_factory=self.devices.pin_factory,
-            )
-        except (GPIOZeroError, OSError, ValueError) as exc:
-            raise UserError(f"the button on BCM pin {button.pin} cannot be used: {exc}") from None
+        return PushToTalkButton(
+            button.pin,
+            pull_up=button.pull_up,
+            bounce_time_s=(button.bounce_time_ms or 0) / 1000 or None,
+            stamp_and_post=self._stamp_and_post,
+            on_edge=self._on_button_edge,
+            pin_factory=self.devices.pin_factory,
+        )
 
     def _stamp_and_post(self, post: Callable[[int], None]) -> None:
         assert self.microphone is not None
