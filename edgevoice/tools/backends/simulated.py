@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
 import random
 import tempfile
@@ -159,10 +160,32 @@ class SimulatedHome:
                 self._foreign[entity_id] = state
             elif isinstance(state, dict):
                 base = self._states[entity_id]
-                self._states[entity_id] = {**base, **{k: v for k, v in state.items() if k in base}}
+                kept = {k: v for k, v in state.items() if k in base and _same_kind(v, base[k])}
+                refused = sorted(k for k in state if k in base and k not in kept)
+                if refused:
+                    log.warning(
+                        "ignoring stored %s of %s in %s: not the right type; using %s",
+                        ", ".join(f"{k}={state[k]!r}" for k in refused),
+                        entity_id,
+                        path,
+                        ", ".join(f"{k}={base[k]!r}" for k in refused),
+                    )
+                self._states[entity_id] = {**base, **kept}
             else:
                 log.warning("ignoring the stored state of %s in %s: not an object", entity_id, path)
         log.info("simulated home state loaded from %s", path)
+
+
+def _same_kind(value: Any, default: Any) -> bool:
+    """Whether a stored value can stand where the default stands (a number for a number,
+    text for text): a hand-edited or foreign file must not put "bright" in a brightness."""
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, int | float):
+        return isinstance(value, int | float) and math.isfinite(value)
+    if default is None:
+        return value is None or isinstance(value, str)
+    return isinstance(value, type(default))
 
 
 def _initial_state(entity: Entity) -> dict[str, Any]:
