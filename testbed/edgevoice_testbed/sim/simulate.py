@@ -59,6 +59,9 @@ MIC_PCM = "edgevoice_mic"
 SPEAKER_PCM = "edgevoice_speaker"
 # Silence after the microphone file so the last release always has audio to land in.
 TAIL_S = 0.5
+# Presses may go on past the end of the file (the microphone then hears silence), but
+# not so far that the silence would not fit in memory.
+MAX_SILENCE_AFTER_S = 600.0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -151,6 +154,17 @@ class SimulatedCard:
     playback_rate: int | None = None
     playback_channels: int | None = None
 
+    def check(self) -> None:
+        """Refuse a card no sound card could be, naming the option."""
+        for option, value, low, high, unit in (
+            ("--capture-device-rate", self.capture_rate, 8000, 192000, "Hz"),
+            ("--playback-device-rate", self.playback_rate, 8000, 192000, "Hz"),
+            ("--capture-device-channels", self.capture_channels, 1, 8, "channels"),
+            ("--playback-device-channels", self.playback_channels, 1, 8, "channels"),
+        ):
+            if value is not None and not low <= value <= high:
+                raise UserError(f"{option} {value}: must be between {low} and {high} {unit}")
+
 
 @dataclass
 class SimulationOptions:
@@ -208,6 +222,14 @@ async def _simulate_in(
         if not presses:
             presses = [(0.0, len(mic_audio) / CAPTURE_RATE)]
     schedule = ButtonSchedule(presses, CAPTURE_RATE)
+    recorded_s = len(mic_audio) / CAPTURE_RATE
+    if schedule.last_position / CAPTURE_RATE > recorded_s + MAX_SILENCE_AFTER_S:
+        start, end = max(presses, key=lambda press: press[1])
+        raise UserError(
+            f"--press {start:.10g}:{end:.10g} ends {end - recorded_s:.1f} s after the {recorded_s:.1f} s "
+            f"recording; a press may end at most {MAX_SILENCE_AFTER_S:g} s after it"
+        )
+    options.card.check()
     tail = max(0, schedule.last_position - len(mic_audio)) + int(TAIL_S * CAPTURE_RATE)
     mic_pcm = np.concatenate([mic_audio, np.zeros(tail, dtype="<i2")]).tobytes()
     card = options.card

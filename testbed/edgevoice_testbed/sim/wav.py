@@ -31,6 +31,8 @@ def read_wav_as(path: Path, rate: int) -> np.ndarray:
         raise UserError(
             f"{path} is not usable audio ({channels} channels, {source_rate} Hz, {width * 8}-bit)"
         )
+    if len(raw) < width * channels:
+        raise UserError(f"the microphone file {path} holds no audio (0 frames)")
     samples = _to_float(raw, width).reshape(-1, channels).mean(axis=1)
     if source_rate != rate:
         samples = soxr.resample(samples, source_rate, rate, quality="VHQ")
