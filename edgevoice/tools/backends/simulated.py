@@ -18,13 +18,12 @@ import contextlib
 import json
 import logging
 import math
-import os
 import random
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from edgevoice.atomic_file import write_atomically
 from edgevoice.tools.model import BackendError, Command, Entity
 from edgevoice.tools.settings import SimulatedHomeSettings
 from edgevoice.tools.states import WHITE_TEMPERATURES_K, default_state
@@ -255,25 +254,8 @@ def apply_command(command: Command, state: Mapping[str, Any]) -> dict[str, Any]:
 
 def write_json_atomically(path: Path, document: Any) -> None:
     """Write ``document`` so that ``path`` holds either the old or the new file, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(document, handle, indent=2, sort_keys=True, ensure_ascii=False)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(temporary).replace(path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            Path(temporary).unlink()
-        raise
-    # The rename itself must reach the disk too.
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    text = json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    write_atomically(path, text.encode("utf-8"))
 
 
 __all__ = ["STATE_FORMAT_VERSION", "SimulatedHome", "apply_command", "write_json_atomically"]
