@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -640,10 +641,14 @@ def _trace_writer(path: Path | None) -> Iterator[Callable[[dict[str, Any]], None
         handle = path.open("w", encoding="utf-8")
     except OSError as exc:
         raise UserError(f"cannot write the trace file {path}: {exc.strerror}") from None
+    # Frames come from the loop, button edges from the capture thread: one line at a time.
+    lock = threading.Lock()
     with handle:
 
         def write(record: dict[str, Any]) -> None:
-            handle.write(json.dumps({"t": round(time.monotonic() - start, 6), **record}) + "\n")
+            line = json.dumps({"t": round(time.monotonic() - start, 6), **record}) + "\n"
+            with lock:
+                handle.write(line)
 
         yield write
 
