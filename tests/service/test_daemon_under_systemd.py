@@ -1,4 +1,4 @@
-"""Issue 5: the daemon as systemd sees it, run as a subprocess with a real NOTIFY_SOCKET.
+"""The daemon as systemd sees it, run as a subprocess with a real NOTIFY_SOCKET.
 
 The microphone of the ``run`` test is libasound's file plugin reading a FIFO the test
 feeds in real time: when the test stops feeding it, ALSA's read() really blocks, which is
