@@ -20,7 +20,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from google.genai import types
@@ -81,6 +80,7 @@ from edgevoice.service.devices import CAPTURE_RATE, PLAYBACK_PERIODS, PLAYBACK_R
 from edgevoice.service.instance_lock import InstanceLock
 from edgevoice.service.logging import clear_log_fields, set_log_fields
 from edgevoice.service.notify import SystemdNotifier
+from edgevoice.service.reload import Reload, ReloadReport, tls_context
 from edgevoice.service.watchdog import DEFAULT_STALL_AFTER_S, Heartbeat, WatchdogPolicy, run_watchdog
 from edgevoice.tools.toolbox import ToolBox
 
@@ -112,43 +112,6 @@ def home_tools(settings: Settings) -> HomeTools | None:
 def no_tools(settings: Settings) -> None:
     return None
 
-
-def tls_context(live: LiveSettings) -> ssl.SSLContext | None:
-    """The TLS context for the Live endpoint: the system's trust store, or ``live.ca_file``."""
-    if live.ca_file is None:
-        return None
-    try:
-        return ssl.create_default_context(cafile=str(live.ca_file))
-    except (OSError, ssl.SSLError) as exc:
-        raise UserError(f"live.ca_file {live.ca_file} cannot be used: {exc}") from None
-
-
-@dataclass
-class ReloadReport:
-    """What a reload did, section by section."""
-
-    applied: list[str] = field(default_factory=list)
-    # Section -> why it keeps its old value until the daemon restarts.
-    needs_restart: dict[str, str] = field(default_factory=dict)
-    # Section -> why applying it failed (the old part stays).
-    failed: dict[str, str] = field(default_factory=dict)
-
-    def summary(self) -> str:
-        parts = [f"changed: {', '.join(self.applied) or 'nothing'}"]
-        parts += [f"{name} needs a restart ({why})" for name, why in self.needs_restart.items()]
-        parts += [f"{name} kept its old value ({why})" for name, why in self.failed.items()]
-        return "; ".join(parts)
-
-
-# Keys whose new value waits for a restart, and why.
-RESTART_ONLY: dict[tuple[str, str], str] = {
-    ("paths", "state_dir"): (
-        "the running daemon holds its lock, session handle and home state in the state "
-        "directory it started with"
-    ),
-    ("audio", "period_ms"): "the conversation's audio history is laid out in periods at start",
-    ("audio", "preroll_ms"): "the conversation's audio history is sized for the pre-roll at start",
-}
 
 # Capture periods handed to the loop together while no utterance is open (100 ms at 20 ms
 # periods): the pre-roll history does not need them sooner, and a press flushes them.
@@ -410,118 +373,58 @@ class Daemon:
     # -- reloading ------------------------------------------------------------------------------
 
     async def reload(self, settings: Settings, devices: Devices | None = None) -> ReloadReport:
-        """Apply a new configuration, section by section, keeping the conversation where
-        the change allows.
+        """Apply a new configuration section by section (see :mod:`edgevoice.service.reload`).
+        ``devices`` replaces the sound card when ``[audio]``'s devices changed."""
+        return await Reload(self, settings, devices).apply()
 
-        Parts that can be built without touching the running ones (the TLS context, the
-        smart-home tools) are built first: if one cannot be, nothing changes and
-        :class:`UserError` (or ``ConfigError``) says why. Then each changed section is
-        swapped in. A key that cannot change while running (:data:`RESTART_ONLY`) keeps its
-        old value and the report says why; a part that fails to start (a pin in use, a
-        home server unreachable) keeps the old one. ``devices`` replaces the sound card when
-        ``[audio]``'s devices changed (None: the running ones stay).
-        """
-        old = self.settings
-        report = ReloadReport()
-        kept: dict[str, dict[str, Any]] = {}
-        for (section, key), why in RESTART_ONLY.items():
-            old_value = getattr(getattr(old, section), key)
-            if getattr(getattr(settings, section), key) != old_value:
-                kept.setdefault(section, {})[key] = old_value
-                report.needs_restart[f"{section}.{key}"] = why
-        settings = settings.model_copy(
-            update={
-                section: getattr(settings, section).model_copy(update=keys) for section, keys in kept.items()
-            }
-        )
-        changed = [name for name, _ in settings if getattr(settings, name) != getattr(old, name)]
-        # 1. Build: nothing running is touched yet.
-        new_tls = tls_context(settings.live) if "live" in changed else None
-        new_tools = self._tools_factory(settings) if "home" in changed else None
-        # 2. Swap, section by section.
-        self.settings = settings
-        for name in changed:
-            if name == "live":
-                self._reload_live(new_tls)
-            elif name == "home":
-                await self._reload_home(old, new_tools, report)
-                continue
-            elif name == "audio":
-                await self._reload_audio(old, devices)
-            elif name in ("button", "led") and not self._reload_gpio(name, old):
-                report.failed[name] = "its pin could not be used"
-                continue
-            # [logging] is applied by the caller, [auth] and the API key at the next connection.
-            report.applied.append(name)
-        if "live" in report.applied or "home" in report.applied:
-            why = "the Live settings changed" if "live" in report.applied else "the home's functions changed"
-            self._execute(self.conversation.new_session(self._clock(), why))
-        return report
+    def swap_gpio(self, name: str) -> None:
+        """Close the button or LED (it holds the pin) and open it from the settings."""
+        if name == "button":
+            assert self.button is not None
+            self.button.close()
+            self.button = self._make_button()
+        else:
+            if self.led is not None:
+                self.led.close()
+            self.led = self._make_led()
+            status = self.conversation.status
+            if status is not None:
+                self.led.show(status.state.value)
 
-    def _reload_live(self, tls: ssl.SSLContext | None) -> None:
+    def new_session(self, why: str) -> None:
+        self._execute(self.conversation.new_session(self._clock(), why))
+
+    def follow_audio_settings(self) -> None:
+        """Volume and earcons from the settings, at once (the card stays open)."""
+        assert self.speaker is not None
+        self.speaker.jitter.volume = self.settings.audio.volume
+        self._earcons = _earcons(self.settings)
+
+    def follow_live_settings(self, tls: ssl.SSLContext | None) -> None:
+        """The Live settings and TLS context for the next connection, and the timings."""
         assert self.live_link is not None
         live = self.settings.live
         self.live_link.update_settings(live, ssl_context=tls)
         self._backoff.initial_s, self._backoff.max_s = live.reconnect_initial_s, live.reconnect_max_s
         self.conversation.config = _conversation_config(self.settings)
 
-    async def _reload_home(self, old: Settings, new_tools: HomeTools | None, report: ReloadReport) -> None:
-        """The functions are part of the session's setup: the new ones are offered to a new
-        session. The old tools close first (they may hold the same state file)."""
+    def build_tools(self) -> HomeTools | None:
+        return self._tools_factory(self.settings)
+
+    async def swap_tools(self, tools: HomeTools | None) -> None:
+        """Close the running tools, open these (they raise if they cannot start) and offer
+        their functions from the next connection on."""
         assert self.live_link is not None
         await self._close_tools()
-        try:
-            if new_tools is not None:
-                await new_tools.__aenter__()
-        except Exception as exc:
-            # The new home cannot start (a server unreachable): the old one comes back.
-            log.error("the new [home] configuration could not start: %s", exc)
-            report.failed["home"] = f"it could not start: {exc}"
-            self.settings = self.settings.model_copy(update={"home": old.home})
-            new_tools = self._tools_factory(self.settings)
-            if new_tools is not None:
-                await new_tools.__aenter__()
-        else:
-            report.applied.append("home")
-        self.toolbox = new_tools
+        self.toolbox = None
+        if tools is not None:
+            await tools.__aenter__()
+        self.toolbox = tools
         self.live_link.update_settings(
-            self.settings.live, function_declarations=new_tools.declarations() if new_tools else []
+            self.settings.live, function_declarations=tools.declarations() if tools else []
         )
 
-    async def _reload_audio(self, old: Settings, devices: Devices | None) -> None:
-        new = self.settings.audio
-        assert self.speaker is not None
-        self.speaker.jitter.volume = new.volume
-        if (new.earcons, new.disabled_earcons) != (old.audio.earcons, old.audio.disabled_earcons):
-            self._earcons = _earcons(self.settings)
-        if devices is not None and _device_settings(new) != _device_settings(old.audio):
-            await self._replace_audio(devices)
-
-    def _reload_gpio(self, name: str, old: Settings) -> bool:
-        """Close the old button or LED (it holds the pin), open the new one; if the new pin
-        cannot be used, the old one comes back."""
-        make = self._make_button if name == "button" else self._make_led
-        part: PushToTalkButton | StatusLed | None = self.button if name == "button" else self.led
-        if part is not None:
-            part.close()
-        ok = True
-        try:
-            part = make()
-        except UserError as exc:
-            log.error("%s; keeping the old [%s] settings", exc, name)
-            self.settings = self.settings.model_copy(update={name: getattr(old, name)})
-            part = make()
-            ok = False
-        if isinstance(part, PushToTalkButton):
-            self.button = part
-        else:
-            self.led = part
-            status = self.conversation.status
-            if status is not None:
-                part.show(status.state.value)
-        return ok
-
-    async def _replace_audio(self, devices: Devices) -> None:
+    async def replace_audio(self, devices: Devices) -> None:
         assert self.microphone is not None and self.speaker is not None
         await asyncio.to_thread(self.microphone.stop)
         await asyncio.to_thread(self.speaker.stop)
@@ -610,7 +513,11 @@ class Daemon:
 
     def _execute(self, actions: list[Action]) -> None:
         for action in actions:
-            _ACTIONS[type(action)](self, action)
+            handler = _ACTIONS.get(type(action))
+            if handler is None:
+                log.error("no handler for the core's %s action; ignored", type(action).__name__)
+                continue
+            handler(self, action)
 
     # One handler per action the core can ask for.
 
@@ -621,22 +528,6 @@ class Daemon:
     def _send_activity_start(self, action: SendActivityStart) -> None:
         self._send(action)
         set_log_fields(turn_id=action.utterance)
-
-    def _play_audio(self, action: PlayAudio) -> None:
-        assert self.speaker is not None
-        self.speaker.play(action.pcm, action.received_t)
-
-    def _end_of_reply(self, action: EndOfReply) -> None:
-        assert self.speaker is not None
-        self.speaker.end_of_reply()
-
-    def _stop_playback(self, action: StopPlayback) -> None:
-        assert self.speaker is not None
-        self.speaker.interrupt(action.pressed_t)
-
-    def _connect(self, action: Connect) -> None:
-        assert self.live_link is not None
-        self.live_link.connect(action)
 
     def _close_link(self, action: CloseLink) -> None:
         assert self.live_link is not None
@@ -686,9 +577,6 @@ class Daemon:
         log.info("status: %s", status.text())
         self.notifier.status(status.text())
 
-    def _log(self, action: Log) -> None:
-        log.log(action.level, action.message)
-
 
 _ACTIONS: dict[type, Callable[[Daemon, Any], None]] = {
     SendAudio: Daemon._send,
@@ -696,17 +584,17 @@ _ACTIONS: dict[type, Callable[[Daemon, Any], None]] = {
     SendActivityEnd: Daemon._send,
     SendToolResponses: Daemon._send,
     SendContext: Daemon._send,
-    PlayAudio: Daemon._play_audio,
-    EndOfReply: Daemon._end_of_reply,
-    StopPlayback: Daemon._stop_playback,
-    Connect: Daemon._connect,
+    PlayAudio: lambda daemon, action: daemon.speaker.play(action.pcm, action.received_t),
+    EndOfReply: lambda daemon, _action: daemon.speaker.end_of_reply(),
+    StopPlayback: lambda daemon, action: daemon.speaker.interrupt(action.pressed_t),
+    Connect: lambda daemon, action: daemon.live_link.connect(action),
     CloseLink: Daemon._close_link,
     PlayEarcon: Daemon._play_earcon,
     RunTool: Daemon._run_tool,
     CancelTools: Daemon._cancel_tools,
     PersistHandle: Daemon._persist_handle,
     Status: Daemon._show_status,
-    Log: Daemon._log,
+    Log: lambda _daemon, action: log.log(action.level, action.message),
 }
 
 _NOTED: dict[type, Callable[[Daemon, Any], None]] = {
@@ -750,21 +638,6 @@ def _watchdog_policy(notifier: SystemdNotifier) -> WatchdogPolicy:
     return WatchdogPolicy(stall_after_s=stall_after)
 
 
-def _device_settings(audio: Any) -> tuple[object, ...]:
-    return (
-        audio.capture_device,
-        audio.playback_device,
-        audio.period_ms,
-        audio.capture_device_rate,
-        audio.capture_device_channels,
-        audio.capture_channel,
-        audio.playback_device_rate,
-        audio.playback_device_channels,
-        audio.prebuffer_ms,
-        audio.fade_ms,
-    )
-
-
 def _close_quietly(device: Any) -> None:
     try:
         device.close()
@@ -780,8 +653,6 @@ __all__ = [
     "Daemon",
     "Devices",
     "HomeTools",
-    "ReloadReport",
     "home_tools",
     "no_tools",
-    "tls_context",
 ]

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 
 import numpy as np
 from gpiozero.pins.mock import MockFactory
@@ -540,26 +540,39 @@ class _SimulatedRun:
     # -- observing the daemon ---------------------------------------------------------------------
 
     def _observe(self, event: Event) -> None:
+        counter = self._COUNTERS.get(type(event))
+        if counter is not None:
+            counter(self, event)
+        self.transcript.observe(event)
+
+    def _count_frame(self, event: Captured) -> None:
         capture = self.devices.capture
-        if isinstance(event, Captured):
-            if capture is not None:
-                if not self.options.realtime:
-                    capture.frame_consumed()
-                if capture.base + event.position + len(event.pcm) // 2 > self._final_position:
-                    self._final_frame_seen = True
-            self._frames_since_press += 1
-            self._check_restart("utterance", self._presses, self._frames_since_press)
-        elif isinstance(event, Pressed):
-            self._presses += 1
-            self._frames_since_press = 0
-        elif isinstance(event, Released):
-            self._releases += 1
-            self._chunks_since_release = 0
-        elif isinstance(event, ServerAudio):
-            self._chunks_since_release += 1
-            self._check_restart("reply", self._releases, self._chunks_since_release)
-        if isinstance(event, TranscriptEvent | TurnComplete | ToolCallsReceived | ToolResult):
-            self.transcript.observe(event)
+        if capture is not None:
+            if not self.options.realtime:
+                capture.frame_consumed()
+            if capture.base + event.position + len(event.pcm) // 2 > self._final_position:
+                self._final_frame_seen = True
+        self._frames_since_press += 1
+        self._check_restart("utterance", self._presses, self._frames_since_press)
+
+    def _count_press(self, event: Pressed) -> None:
+        self._presses += 1
+        self._frames_since_press = 0
+
+    def _count_release(self, event: Released) -> None:
+        self._releases += 1
+        self._chunks_since_release = 0
+
+    def _count_chunk(self, event: ServerAudio) -> None:
+        self._chunks_since_release += 1
+        self._check_restart("reply", self._releases, self._chunks_since_release)
+
+    _COUNTERS: ClassVar[dict[type, Callable[[_SimulatedRun, Any], None]]] = {
+        Captured: _count_frame,
+        Pressed: _count_press,
+        Released: _count_release,
+        ServerAudio: _count_chunk,
+    }
 
     def _check_restart(self, kind: str, utterance: int, index: int) -> None:
         for trigger in self._restarts:
@@ -580,23 +593,38 @@ class _TranscriptPrinter:
         self._model: list[str] = []
 
     def observe(self, event: Event) -> None:
-        if isinstance(event, ToolCallsReceived):
-            for call in event.calls:
-                arguments = ", ".join(f"{k}={v!r}" for k, v in call.args.items())
-                self._emit(f"tool call: {call.name}({arguments})  [id {call.id}]")
-        elif isinstance(event, ToolResult):
-            self._emit(
-                f"tool result: {event.name} -> {json.dumps(event.response, sort_keys=True)}"
-                f"  [id {event.id}, scheduling {event.scheduling}]"
-            )
-        elif isinstance(event, TranscriptEvent):
-            if event.role == "user":
-                self._emit(f"you: {event.text}")
-            else:
-                self._model.append(event.text)
-        elif isinstance(event, TurnComplete) and self._model:
+        printer = self._PRINTERS.get(type(event))
+        if printer is not None:
+            printer(self, event)
+
+    def _tool_calls(self, event: ToolCallsReceived) -> None:
+        for call in event.calls:
+            arguments = ", ".join(f"{k}={v!r}" for k, v in call.args.items())
+            self._emit(f"tool call: {call.name}({arguments})  [id {call.id}]")
+
+    def _tool_result(self, event: ToolResult) -> None:
+        self._emit(
+            f"tool result: {event.name} -> {json.dumps(event.response, sort_keys=True)}"
+            f"  [id {event.id}, scheduling {event.scheduling}]"
+        )
+
+    def _transcript(self, event: TranscriptEvent) -> None:
+        if event.role == "user":
+            self._emit(f"you: {event.text}")
+        else:
+            self._model.append(event.text)
+
+    def _turn_complete(self, event: TurnComplete) -> None:
+        if self._model:
             self._emit(f"assistant: {''.join(self._model).strip()}")
             self._model.clear()
+
+    _PRINTERS: ClassVar[dict[type, Callable[[_TranscriptPrinter, Any], None]]] = {
+        ToolCallsReceived: _tool_calls,
+        ToolResult: _tool_result,
+        TranscriptEvent: _transcript,
+        TurnComplete: _turn_complete,
+    }
 
     def _emit(self, line: str) -> None:
         self.lines.append(line)
