@@ -184,7 +184,7 @@ class SimulationOptions:
     # KIND@WHEN specs (see edgevoice_testbed.emulator.faults); "restart" restarts the daemon itself.
     faults: list[str] = field(default_factory=list)
     # Set by tests and the benchmark: extra settings on top of the file, and an emulator
-    # they started themselves (anything with base_url and client_ssl_context()).
+    # they started themselves (anything with base_url, write_ca(path) and inject_fault()).
     overrides: dict[str, Any] = field(default_factory=dict)
     emulator: Any = None
 
