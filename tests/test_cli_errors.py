@@ -220,3 +220,19 @@ def test_a_second_daemon_on_the_same_state_directory_refuses_to_start(tmp_path: 
         result = edgevoice("run", "--config", str(config), env=env)
     assert_one_clear_line(result, f"another edgevoice daemon (pid {os.getpid()})", str(state))
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        (["--timeout", "nan"], "--timeout nan: must be a number of seconds greater than 0"),
+        (["--timeout=-1"], "--timeout -1: must be a number of seconds greater than 0"),
+        (["--out", "{tmp}"], "is a directory; give the name of a WAV file"),
+        (["--out", "{tmp}/no/such/dir/o.wav"], "/no/such/dir does not exist"),
+        (["--state-dir", "{tmp}/a-file", "--out", "{tmp}/o.wav"], "a-file is a file, not a directory"),
+    ],
+)
+def test_unusable_simulate_options_are_named(tmp_path: Path, args: list[str], names: str) -> None:
+    (tmp_path / "a-file").write_text("not a directory")
+    result = edgevoice("simulate", *(arg.replace("{tmp}", str(tmp_path)) for arg in args))
+    assert_one_clear_line(result, names)

@@ -55,6 +55,8 @@ class InstanceLock:
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except FileExistsError:
+            raise UserError(f"the state directory {self.state_dir} is a file, not a directory") from None
         except OSError as exc:
             raise UserError(f"cannot use the state directory {self.state_dir}: {exc.strerror}") from None
         try:

@@ -119,6 +119,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_simulate_command(args: argparse.Namespace) -> int:
+    if not args.timeout > 0:  # also refuses nan
+        raise UserError(f"--timeout {args.timeout:g}: must be a number of seconds greater than 0")
+    if args.out.is_dir():
+        raise UserError(f"--out {args.out}: is a directory; give the name of a WAV file to write")
+    if not args.out.absolute().parent.is_dir():
+        raise UserError(f"--out {args.out}: the directory {args.out.absolute().parent} does not exist")
     setup_logging("INFO" if args.verbose else "WARNING", transcripts=False)
     enable_crash_dumps()
     options = SimulationOptions(
