@@ -236,3 +236,9 @@ def test_unusable_simulate_options_are_named(tmp_path: Path, args: list[str], na
     (tmp_path / "a-file").write_text("not a directory")
     result = edgevoice("simulate", *(arg.replace("{tmp}", str(tmp_path)) for arg in args))
     assert_one_clear_line(result, names)
+
+
+@pytest.mark.parametrize("value", ["nan", "-5", "0"])
+def test_selftest_button_timeout_must_be_a_duration(value: str) -> None:
+    result = edgevoice("selftest", f"--button-timeout={value}")
+    assert_one_clear_line(result, f"--button-timeout {value}: must be a number of seconds greater than 0")
