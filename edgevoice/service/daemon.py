@@ -198,14 +198,22 @@ class Daemon:
         # the same state directory refuses to start instead of fighting the first.
         self._instance_lock.acquire()
         try:
-            return await self._run_locked()
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            toolbox, capture, playback = self._build_parts()
+            try:
+                await self._serve(toolbox, capture, playback)
+            finally:
+                await self._release_parts()
         finally:
+            self._loop = None
             self._instance_lock.release()
+        return 0
 
-    async def _run_locked(self) -> int:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        # Everything that can refuse the configuration, before any device is opened.
+    def _build_parts(self) -> tuple[HomeTools | None, CaptureDevice, PlaybackDevice]:
+        """Everything the device runs with, from the settings; a part that cannot be made
+        raises a clear error and leaves nothing open."""
+        # What can refuse the configuration comes before any device is opened.
         toolbox = self._tools_factory(self.settings)
         tls = tls_context(self.settings.live)
         capture_device, playback_device = self._open_devices()
@@ -227,47 +235,52 @@ class Daemon:
                 if resource is not None:
                     _close_quietly(resource)
             raise
-
         self.conversation.resume_handle = self.handle_store.load()
-        try:
-            async with asyncio.TaskGroup() as tasks:
-                if toolbox is not None:
-                    await toolbox.__aenter__()
-                self.toolbox = toolbox
-                tasks.create_task(self.live_link.run(), name="live-link")
-                self._start_audio(capture_device, playback_device)
-                network = NetworkWatch(lambda: self._dispatch(NetworkChanged(self._clock())))
-                network.start()
-                watchdog = tasks.create_task(
-                    run_watchdog(self.notifier, self.heartbeats, policy=_watchdog_policy(self.notifier)),
-                    name="watchdog",
-                )
-                try:
-                    self._execute(self.conversation.start(self._clock()))
-                    if self.button.is_pressed:
-                        # Held through a restart: the user is talking now.
-                        self.post(Pressed(0, self._clock()))
-                    status = self.conversation.status
-                    self.notifier.ready(status.text() if status else None)
-                    self.ready.set()
-                    log.info("ready: push the button to talk")
-                    await self._stop.wait()
-                    await self._shutdown()
-                finally:
-                    watchdog.cancel()
-                    network.close()
-                    await self._close_tools()
-        finally:
-            if self._timer is not None:
-                self._timer.cancel()
-            self.button.close()
-            if self.led is not None:
-                self.led.close()
-            await asyncio.to_thread(self.microphone.stop)
-            await asyncio.to_thread(self.speaker.stop)
-            clear_log_fields()
-            self._loop = None
-        return 0
+        return toolbox, capture_device, playback_device
+
+    async def _serve(
+        self, toolbox: HomeTools | None, capture: CaptureDevice, playback: PlaybackDevice
+    ) -> None:
+        """Start every part, tell systemd the device is ready, and run until stopped."""
+        assert self.live_link is not None and self.button is not None and self._stop is not None
+        async with asyncio.TaskGroup() as tasks:
+            if toolbox is not None:
+                await toolbox.__aenter__()
+            self.toolbox = toolbox
+            tasks.create_task(self.live_link.run(), name="live-link")
+            self._start_audio(capture, playback)
+            network = NetworkWatch(lambda: self._dispatch(NetworkChanged(self._clock())))
+            network.start()
+            watchdog = tasks.create_task(
+                run_watchdog(self.notifier, self.heartbeats, policy=_watchdog_policy(self.notifier)),
+                name="watchdog",
+            )
+            try:
+                self._execute(self.conversation.start(self._clock()))
+                if self.button.is_pressed:
+                    # Held through a restart: the user is talking now.
+                    self.post(Pressed(0, self._clock()))
+                status = self.conversation.status
+                self.notifier.ready(status.text() if status else None)
+                self.ready.set()
+                log.info("ready: push the button to talk")
+                await self._stop.wait()
+                await self._shutdown()
+            finally:
+                watchdog.cancel()
+                network.close()
+                await self._close_tools()
+
+    async def _release_parts(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        assert self.button is not None and self.microphone is not None and self.speaker is not None
+        self.button.close()
+        if self.led is not None:
+            self.led.close()
+        await asyncio.to_thread(self.microphone.stop)
+        await asyncio.to_thread(self.speaker.stop)
+        clear_log_fields()
 
     def _make_audio(self) -> tuple[Microphone, Speaker]:
         audio = self.settings.audio
