@@ -28,10 +28,11 @@ from typing import TYPE_CHECKING, Any
 
 from edgevoice.config import LiveSettings, Settings
 from edgevoice.errors import UserError
+from edgevoice.service.devices import Devices
 
 if TYPE_CHECKING:
+    # The daemon imports this module to reload itself.
     from edgevoice.service.daemon import Daemon
-    from edgevoice.service.devices import Devices
 
 log = logging.getLogger("edgevoice")
 
