@@ -6,13 +6,17 @@ file, the defaults below. Secrets never live in the TOML file: the Gemini API ke
 
 A bad value is reported as :class:`ConfigError`, which names every bad key, the value it had
 and where that value came from (file and line, or environment variable).
+
+The tables of the file are :class:`~edgevoice.sections.Section` models. This module declares
+the device's own (audio, button, led, live, paths, logging); the other rooms register theirs
+(``[home]`` in :mod:`edgevoice.tools.settings`, ``[auth]`` in
+:mod:`edgevoice.security.settings`) and :data:`Settings` is assembled from all of them.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import stat
 import tomllib
 from collections.abc import Mapping
 from contextvars import ContextVar
@@ -20,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, create_model, field_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -29,9 +33,7 @@ from pydantic_settings import (
 )
 from pydantic_settings.sources.utils import parse_env_vars
 
-from edgevoice.security.settings import AuthSettings
-from edgevoice.tools.device_settings import DeviceSettings
-from edgevoice.tools.settings import HomeSettings
+from edgevoice.sections import ConfigError, Section, read_credential_file, registered_sections, section
 
 DEFAULT_CONFIG_PATH = Path("/etc/edgevoice/edgevoice.toml")
 CONFIG_PATH_ENV = "EDGEVOICE_CONFIG"
@@ -43,11 +45,8 @@ API_KEY_CREDENTIAL = "gemini-api-key"
 EX_CONFIG = 78
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class AudioSettings(_Section):
+@section("audio")
+class AudioSettings(Section):
     """Microphone and speaker. Rates here are what the pipeline works at; the ``*_device_*``
     values describe what the sound card accepts when it differs (the pipeline converts)."""
 
@@ -75,18 +74,21 @@ class AudioSettings(_Section):
     disabled_earcons: list[Literal["listening", "sent", "error", "offline", "reconnected"]] = []
 
 
-class ButtonSettings(_Section):
+@section("button")
+class ButtonSettings(Section):
     pin: int = Field(17, ge=0, le=53, description="BCM pin number")
     pull_up: bool = True
     bounce_time_ms: float | None = Field(10.0, ge=0, le=500)
 
 
-class LedSettings(_Section):
+@section("led")
+class LedSettings(Section):
     pin: int | None = Field(None, ge=0, le=53, description="BCM pin of an optional status LED")
     pwm: bool = True
 
 
-class LiveSettings(_Section):
+@section("live")
+class LiveSettings(Section):
     model: str = "gemini-3.8-live"
     voice: str = "Kore"
     language: str | None = None
@@ -123,18 +125,20 @@ class LiveSettings(_Section):
         return value
 
 
-class PathsSettings(_Section):
+@section("paths")
+class PathsSettings(Section):
     state_dir: Path = Path("/var/lib/edgevoice")
 
 
-class LoggingSettings(_Section):
+@section("logging")
+class LoggingSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # Transcripts are personal data: they go to the log at INFO only when this is on.
     transcripts: bool = True
 
 
-class Settings(BaseSettings):
-    """The effective configuration of one daemon."""
+class SettingsBase(BaseSettings):
+    """What every configuration has besides its sections: the API key, and how it is read."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -143,16 +147,6 @@ class Settings(BaseSettings):
         frozen=True,
         nested_model_default_partial_update=True,
     )
-
-    audio: AudioSettings = AudioSettings()
-    button: ButtonSettings = ButtonSettings()
-    led: LedSettings = LedSettings()
-    live: LiveSettings = LiveSettings()
-    paths: PathsSettings = PathsSettings()
-    logging: LoggingSettings = LoggingSettings()
-    home: HomeSettings = HomeSettings()
-    device: DeviceSettings = DeviceSettings()
-    auth: AuthSettings = AuthSettings()
 
     # Filled from GEMINI_API_KEY or the systemd credential, never from the TOML file.
     gemini_api_key: SecretStr | None = Field(None, exclude=True)
@@ -171,6 +165,27 @@ class Settings(BaseSettings):
         return (_MappingEnvSource(settings_cls), init_settings)
 
 
+def _assemble_settings() -> type[SettingsBase]:
+    # This module's sections first, in the order above, then the other rooms' (the order of
+    # check-config's output and of reload's report).
+    own = ("audio", "button", "led", "live", "paths", "logging")
+    sections = registered_sections()
+    names = [*own, *(name for name in sections if name not in own)]
+    fields: dict[str, Any] = {name: (sections[name], sections[name]()) for name in names}
+    return create_model(  # type: ignore[no-any-return, call-overload]
+        "Settings",
+        __base__=SettingsBase,
+        __module__=__name__,
+        __doc__="The effective configuration of one daemon: one attribute per section.",
+        **fields,
+    )
+
+
+# The rooms of the device have registered their sections by now: the ``edgevoice`` package
+# imports them before any of its modules.
+Settings = _assemble_settings()
+
+
 # The environment a load_settings() call validates against (os.environ unless a caller,
 # such as a test or a SIGHUP reload, hands in its own).
 _ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("edgevoice_environ", default=None)
@@ -182,14 +197,6 @@ class _MappingEnvSource(EnvSettingsSource):
         if environ is None:
             return super()._load_env_vars()
         return parse_env_vars(environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
-
-
-class ConfigError(Exception):
-    """A configuration that cannot be used. ``problems`` holds one sentence per bad key."""
-
-    def __init__(self, problems: list[str]):
-        self.problems = problems
-        super().__init__("\n".join(problems))
 
 
 @dataclass(frozen=True)
@@ -249,10 +256,10 @@ def load_settings(
         raise ConfigError(_describe(exc, source_of)) from None
 
     sources: dict[tuple[str, ...], str] = {}
-    for section, model in settings:
+    for table, model in settings:
         if isinstance(model, BaseModel):
             for key in type(model).model_fields:
-                sources[(section, key)] = source_of((section, key))
+                sources[(table, key)] = source_of((table, key))
     return LoadedConfig(settings=settings, path=path, sources=sources)
 
 
@@ -263,12 +270,12 @@ def redacted_dump(loaded: LoadedConfig) -> str:
     settings = loaded.settings
     if loaded.path is not None:
         lines.append(f"# configuration file: {loaded.path}")
-    for section, model in settings:
+    for table, model in settings:
         if not isinstance(model, BaseModel):
             continue
-        lines.append(f"\n[{section}]")
+        lines.append(f"\n[{table}]")
         for key, value in model.model_dump(mode="json").items():
-            source = loaded.sources.get((section, key), "default")
+            source = loaded.sources.get((table, key), "default")
             if value is None:  # TOML has no null: show the key commented out
                 lines.append(f"# {key} is unset    # {source}")
             else:
@@ -282,7 +289,7 @@ def redacted_dump(loaded: LoadedConfig) -> str:
 # -- internals -----------------------------------------------------------------------------
 
 
-def _build(data: dict[str, Any], environ: Mapping[str, str], api_key: str | None) -> Settings:
+def _build(data: dict[str, Any], environ: Mapping[str, str], api_key: str | None) -> SettingsBase:
     init: dict[str, Any] = dict(data)
     if api_key is not None:
         init["gemini_api_key"] = api_key
@@ -347,25 +354,6 @@ def _read_secrets(environ: Mapping[str, str]) -> dict[str, str]:
         if path.exists():
             return {"gemini_api_key": read_credential_file(path), "_source": f"credential {path}"}
     return {}
-
-
-def read_credential_file(path: Path) -> str:
-    """Read a secret from a file, refusing one that other users could read."""
-    try:
-        info = path.stat()
-    except OSError as exc:
-        raise ConfigError([f"credential file {path} cannot be read: {exc.strerror}"]) from None
-    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ConfigError(
-            [
-                f"credential file {path} is readable by other users (mode "
-                f"{stat.S_IMODE(info.st_mode):04o}); run: chmod 600 {path}"
-            ]
-        )
-    try:
-        return path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"credential file {path} cannot be read: {exc}"]) from None
 
 
 def _env_keys(environ: Mapping[str, str]) -> dict[tuple[str, ...], str]:
@@ -442,7 +430,9 @@ __all__ = [
     "LoadedConfig",
     "LoggingSettings",
     "PathsSettings",
+    "Section",
     "Settings",
+    "SettingsBase",
     "load_settings",
     "read_credential_file",
     "redacted_dump",

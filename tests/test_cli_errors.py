@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -9,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from edgevoice.service.instance_lock import InstanceLock
+from edgevoice_testbed.sim.wav import write_wav
 from tests.support.alsa import simulated_alsa_env
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,3 +156,89 @@ def test_capture_device_that_does_not_exist(tmp_path: Path) -> None:
     )
     result = edgevoice("run", "--config", str(config), env=env)
     assert_one_clear_line(result, "the capture device 'no_such_microphone' does not exist")
+
+
+@pytest.mark.parametrize(
+    ("press", "names"),
+    [
+        ("nan:1", "the times must be finite numbers of seconds"),
+        ("1:inf", "the times must be finite numbers of seconds"),
+        ("1e8:100000001", "a press may end at most 600 s after it"),
+        ("-1:2", "the press starts before the recording does"),
+    ],
+)
+def test_press_times_that_cannot_be_are_named(tmp_path: Path, press: str, names: str) -> None:
+    # "=" so that a leading minus is the value, not an option.
+    result = edgevoice("simulate", f"--press={press}", "--out", str(tmp_path / "o.wav"))
+    assert_one_clear_line(result, f"--press {press.replace('1e8', '100000000')}", names)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "names"),
+    [
+        ("--capture-device-rate", "-16000", "must be between 8000 and 192000 Hz"),
+        ("--playback-device-rate", "0", "must be between 8000 and 192000 Hz"),
+        ("--capture-device-channels", "0", "must be between 1 and 8 channels"),
+    ],
+)
+def test_impossible_sound_card_is_named(tmp_path: Path, option: str, value: str, names: str) -> None:
+    result = edgevoice("simulate", f"{option}={value}", "--out", str(tmp_path / "o.wav"))
+    assert_one_clear_line(result, f"{option} {value}", names)
+
+
+def test_mic_file_without_frames(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.wav"
+    write_wav(empty, b"", 16000)
+    result = edgevoice("simulate", "--mic", str(empty), "--out", str(tmp_path / "o.wav"))
+    assert_one_clear_line(result, "holds no audio (0 frames)")
+
+
+def test_home_state_of_the_wrong_types_is_repaired_with_a_warning(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "home-state.json").write_text(
+        json.dumps({"version": 1, "entities": {"light.kitchen": {"state": "on", "brightness": "bright"}}})
+    )
+    result = edgevoice("simulate", "--state-dir", str(state), "--out", str(tmp_path / "o.wav"))
+    assert result.returncode == 0, result.stderr
+    assert "ignoring stored brightness='bright' of light.kitchen" in result.stderr
+    assert "bright%" not in result.stdout
+    assert "Kitchen light is on at 100% brightness" in result.stdout
+
+
+def test_a_second_daemon_on_the_same_state_directory_refuses_to_start(tmp_path: Path) -> None:
+    env = simulated_alsa_env(tmp_path)
+    env["GEMINI_API_KEY"] = "test-key"
+    state = tmp_path / "state"
+    config = tmp_path / "edgevoice.toml"
+    config.write_text(
+        '[audio]\ncapture_device = "edgevoice_mic"\nplayback_device = "edgevoice_speaker"\n'
+        f'[paths]\nstate_dir = "{state}"\n'
+    )
+    # The first daemon: this test process holds the state directory the way a daemon does.
+    with InstanceLock(state):
+        result = edgevoice("run", "--config", str(config), env=env)
+    assert_one_clear_line(result, f"another edgevoice daemon (pid {os.getpid()})", str(state))
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        (["--timeout", "nan"], "--timeout nan: must be a number of seconds greater than 0"),
+        (["--timeout=-1"], "--timeout -1: must be a number of seconds greater than 0"),
+        (["--out", "{tmp}"], "is a directory; give the name of a WAV file"),
+        (["--out", "{tmp}/no/such/dir/o.wav"], "/no/such/dir does not exist"),
+        (["--state-dir", "{tmp}/a-file", "--out", "{tmp}/o.wav"], "a-file is a file, not a directory"),
+    ],
+)
+def test_unusable_simulate_options_are_named(tmp_path: Path, args: list[str], names: str) -> None:
+    (tmp_path / "a-file").write_text("not a directory")
+    result = edgevoice("simulate", *(arg.replace("{tmp}", str(tmp_path)) for arg in args))
+    assert_one_clear_line(result, names)
+
+
+@pytest.mark.parametrize("value", ["nan", "-5", "0"])
+def test_selftest_button_timeout_must_be_a_duration(value: str) -> None:
+    result = edgevoice("selftest", f"--button-timeout={value}")
+    assert_one_clear_line(result, f"--button-timeout {value}: must be a number of seconds greater than 0")

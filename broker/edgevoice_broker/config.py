@@ -7,9 +7,7 @@ key comes from ``GEMINI_API_KEY`` or the systemd credential ``gemini-api-key``. 
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from edgevoice.atomic_file import write_atomically
 from edgevoice.config import API_KEY_CREDENTIAL, API_KEY_ENV, ConfigError, read_credential_file
 from edgevoice.errors import UserError
 from edgevoice.security.device_secrets import generate_secret, hash_secret
@@ -169,18 +168,7 @@ def _check_edit(text: str, path: Path) -> BrokerSettings:
 
 def _replace(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically, keeping the file's mode."""
-    mode = path.stat().st_mode & 0o7777
-    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        Path(name).chmod(mode)
-        Path(name).replace(path)
-    except BaseException:
-        Path(name).unlink(missing_ok=True)
-        raise
+    write_atomically(path, text.encode("utf-8"), mode=path.stat().st_mode & 0o7777)
 
 
 def _resolve_paths(data: dict[str, Any], base: Path) -> None:

@@ -12,10 +12,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from edgevoice.atomic_file import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +70,4 @@ class HandleStore:
             self.path.unlink()
 
     def _write(self, data: dict[str, object]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, json.dumps(data).encode("utf-8"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        tmp.replace(self.path)
+        write_atomically(self.path, json.dumps(data).encode("utf-8"))

@@ -86,6 +86,13 @@ class _Connection:
     seen_calls: RecentCallIds = field(default_factory=RecentCallIds)
 
 
+class _Unchanged:
+    pass
+
+
+_UNCHANGED = _Unchanged()
+
+
 class LiveLink:
     def __init__(
         self,
@@ -114,10 +121,23 @@ class LiveLink:
 
     # -- called by the daemon on the loop thread; never block ---------------------------------
 
-    def update_settings(self, live: LiveSettings) -> None:
-        """Use these settings from the next connection on."""
+    def update_settings(
+        self,
+        live: LiveSettings,
+        *,
+        ssl_context: ssl.SSLContext | _Unchanged | None = _UNCHANGED,
+        function_declarations: FunctionDeclarations | None = None,
+    ) -> None:
+        """Use these settings (and, when given, this TLS context and these functions) from
+        the next connection on."""
         if live.base_url != self._live.base_url or live.api_version != self._live.api_version:
             self._clients.clear()
+        if not isinstance(ssl_context, _Unchanged):
+            # A client keeps the context it was made with: the next connection needs a new one.
+            self._ssl_context = ssl_context
+            self._clients.clear()
+        if function_declarations is not None:
+            self._declarations = [dict(d) for d in function_declarations]
         self._live = live
 
     def connect(self, action: Connect) -> None:

@@ -6,7 +6,7 @@ token fetched from a token broker on the home server (``mode = "token_broker"``)
 never live in these models: the device secret is the systemd credential
 ``edgevoice-device-secret``; the broker's Gemini key is ``gemini-api-key``.
 
-This module imports nothing from :mod:`edgevoice.config` (which imports it).
+The ``[auth]`` table registers itself with :mod:`edgevoice.sections`.
 """
 
 from __future__ import annotations
@@ -16,15 +16,17 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator
+
+from edgevoice.sections import Section, section
 
 DEVICE_SECRET_CREDENTIAL = "edgevoice-device-secret"
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 _DEVICE_ID_RE = re.compile(DEVICE_ID_PATTERN)
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+# The broker's own file uses the same kind of tables.
+_Section = Section
 
 
 def check_https_url(value: str) -> str:
@@ -51,7 +53,8 @@ def check_device_id(value: str) -> str:
     return value
 
 
-class AuthSettings(_Section):
+@section("auth")
+class AuthSettings(Section):
     """The ``[auth]`` section: how the device authenticates to the Live API."""
 
     mode: Literal["api_key", "token_broker"] = "api_key"

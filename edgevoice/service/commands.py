@@ -8,20 +8,20 @@ import contextlib
 import logging
 import os
 import signal
-import ssl
 from pathlib import Path
 
 from edgevoice.config import (
     ConfigError,
     LoadedConfig,
-    Settings,
     load_settings,
     redacted_dump,
     resolve_config_path,
 )
 from edgevoice.errors import UserError
 from edgevoice.live.session_config import model_notes
-from edgevoice.service.daemon import Daemon, alsa_hardware
+from edgevoice.security.credentials import credential_source, read_device_secret
+from edgevoice.service.daemon import Daemon
+from edgevoice.service.devices import AlsaDevices
 from edgevoice.service.logging import register_secret, setup_logging
 from edgevoice.service.watchdog import enable_crash_dumps
 
@@ -61,8 +61,6 @@ def run_daemon(args: argparse.Namespace) -> int:
     if settings.gemini_api_key is not None:
         register_secret(settings.gemini_api_key.get_secret_value())
     if settings.auth.mode == "token_broker":
-        from edgevoice.security.credentials import read_device_secret
-
         # A missing secret is reported clearly when the credential source is built.
         with contextlib.suppress(ConfigError):
             register_secret(read_device_secret(os.environ))
@@ -72,21 +70,10 @@ def run_daemon(args: argparse.Namespace) -> int:
 async def _run(path: Path, loaded: LoadedConfig) -> int:
     settings = loaded.settings
     daemon: Daemon
-    from edgevoice.security.credentials import credential_source
-
     # [auth] decides: the API key, or a fresh ephemeral token from the token broker for
     # every connection. Settings are read at every connection: a reload may change them.
     credentials = credential_source(settings, lambda: daemon.settings)
-
-    from edgevoice.tools import ToolBox
-
-    daemon = Daemon(
-        settings,
-        alsa_hardware(settings),
-        credentials=credentials,
-        ssl_context=_ssl_context(settings),
-        toolbox=ToolBox.from_settings(settings.home, settings.paths.state_dir),
-    )
+    daemon = Daemon(settings, AlsaDevices(settings.audio), credentials=credentials)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, daemon.request_stop)
@@ -102,11 +89,12 @@ async def _run(path: Path, loaded: LoadedConfig) -> int:
 
 
 async def _reload(daemon: Daemon, path: Path) -> None:
-    """SIGHUP: re-read the configuration; a bad one is refused and the old one stays."""
+    """SIGHUP: re-read the configuration and apply it section by section; a bad one is
+    refused and the old one stays."""
     daemon.notifier.reloading()
     try:
         settings = load_settings(path).settings
-        _ssl_context(settings)
+        report = await daemon.reload(settings, AlsaDevices(settings.audio))
     except (ConfigError, UserError) as exc:
         problems = exc.problems if isinstance(exc, ConfigError) else [str(exc)]
         log.error("configuration reload refused, keeping the running one: %s", "; ".join(problems))
@@ -114,16 +102,7 @@ async def _reload(daemon: Daemon, path: Path) -> None:
         setup_logging(settings.logging.level, settings.logging.transcripts)
         if settings.gemini_api_key is not None:
             register_secret(settings.gemini_api_key.get_secret_value())
-        changed = await daemon.reload(settings, alsa_hardware(settings))
-        log.info("configuration reloaded; changed: %s", ", ".join(changed) or "nothing")
+        level = logging.WARNING if report.needs_restart or report.failed else logging.INFO
+        log.log(level, "configuration reloaded; %s", report.summary())
     status = daemon.conversation.status
     daemon.notifier.ready(status.text() if status else None)
-
-
-def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
-    if settings.live.ca_file is None:
-        return None
-    try:
-        return ssl.create_default_context(cafile=str(settings.live.ca_file))
-    except (OSError, ssl.SSLError) as exc:
-        raise UserError(f"live.ca_file {settings.live.ca_file} cannot be used: {exc}") from None

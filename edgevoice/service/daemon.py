@@ -2,9 +2,13 @@
 
 Read :meth:`Daemon.run` as the wiring diagram of the device. Every happening becomes an
 event handed to the core on the event loop; every decision comes back as an action that an
-adapter carries out without waiting. Threads exist only at the blocking ALSA calls (capture
-and playback) and in gpiozero's callback thread; they reach the loop with
-``call_soon_threadsafe``.
+adapter carries out without waiting (one handler per action type, in :data:`_ACTIONS`).
+Threads exist only at the blocking ALSA calls (capture and playback) and in gpiozero's
+callback thread; they reach the loop with ``call_soon_threadsafe``.
+
+The hardware comes in through a :class:`~edgevoice.service.devices.Devices` object, the
+smart-home tools through a factory, so production, tests and the simulator wire the same
+daemon. :meth:`Daemon.reload` builds the new parts from new settings, then swaps them.
 """
 
 from __future__ import annotations
@@ -17,19 +21,16 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from gpiozero.exc import GPIOZeroError
 
 from edgevoice.audio.alsa import AudioDeviceError, CaptureDevice, PlaybackDevice
 from edgevoice.audio.capture import Microphone
-from edgevoice.audio.devices import open_capture as open_capture_device
-from edgevoice.audio.devices import open_playback as open_playback_device
 from edgevoice.audio.earcons import Earcons
 from edgevoice.audio.jitter import JitterBuffer
 from edgevoice.audio.playback import Speaker
-from edgevoice.config import Settings
+from edgevoice.config import LiveSettings, Settings
 from edgevoice.core.backoff import Backoff
 from edgevoice.core.conversation import Conversation, ConversationConfig
 from edgevoice.core.events import (
@@ -75,21 +76,22 @@ from edgevoice.live.handle_store import HandleStore
 from edgevoice.live.link import CredentialSource, LiveLink
 from edgevoice.live.netwatch import NetworkWatch
 from edgevoice.metrics import NO_METRICS, Metrics
+from edgevoice.service.devices import CAPTURE_RATE, PLAYBACK_PERIODS, PLAYBACK_RATE, AlsaDevices, Devices
 from edgevoice.service.household import Household
+from edgevoice.service.instance_lock import InstanceLock
 from edgevoice.service.logging import clear_log_fields, set_log_fields
 from edgevoice.service.notify import SystemdNotifier
+from edgevoice.service.reload import Reload, ReloadReport, tls_context
 from edgevoice.service.watchdog import DEFAULT_STALL_AFTER_S, Heartbeat, WatchdogPolicy, run_watchdog
 from edgevoice.tools.device_functions import DeviceToolbox
+from edgevoice.tools.toolbox import ToolBox
 
 log = logging.getLogger("edgevoice")
 transcript_log = logging.getLogger("edgevoice.transcript")
 
-CAPTURE_RATE = 16000
-PLAYBACK_RATE = 24000
 
-
-class Toolbox(Protocol):
-    """What the daemon needs from the tools room (:class:`edgevoice.tools.ToolBox`)."""
+class HomeTools(Protocol):
+    """What the daemon needs from the smart-home tools (:class:`edgevoice.tools.ToolBox`)."""
 
     def declarations(self) -> list[dict[str, Any]]: ...
     def start(self, call: ToolCall, on_done: Callable[[Any], None]) -> None: ...
@@ -99,132 +101,78 @@ class Toolbox(Protocol):
     async def __aexit__(self, *exc_info: Any) -> Any: ...
 
 
-@dataclass
-class Hardware:
-    """How the daemon reaches its devices: ALSA and GPIO, or the simulator's stand-ins."""
+# Builds the tools for a configuration (None: no smart-home functions). Raises ConfigError
+# or UserError for a configuration it cannot serve.
+ToolsFactory = Callable[[Settings], "HomeTools | None"]
 
-    open_capture: Callable[[], CaptureDevice]
-    open_playback: Callable[[], PlaybackDevice]
-    playback_buffer_frames: int
-    # False for a simulated sink that plays instantly: never feed it invented silence.
-    paced_playback: bool = True
-    pin_factory: object | None = None
-    # The simulator knows the exact sample of a button edge; None: the capture clock says.
-    edge_position: Callable[[], int] | None = None
+
+def home_tools(settings: Settings) -> HomeTools | None:
+    """The ``[home]`` section's tools: the production :data:`ToolsFactory`."""
+    return ToolBox.from_settings(settings.home, settings.paths.state_dir)
+
+
+def no_tools(settings: Settings) -> None:
+    return None
 
 
 # Capture periods handed to the loop together while no utterance is open (100 ms at 20 ms
 # periods): the pre-roll history does not need them sooner, and a press flushes them.
 IDLE_CAPTURE_BATCH = 5
 
-# Two periods in the card: enough to ride scheduling jitter, little enough that a barge-in
-# has almost nothing to cut.
-PLAYBACK_PERIODS = 2
-
-
-def alsa_hardware(settings: Settings) -> Hardware:
-    """The board's sound card(s), opened at whatever format they accept."""
-    audio = settings.audio
-
-    def open_capture() -> CaptureDevice:
-        device, _format = open_capture_device(
-            audio.capture_device,
-            rate=CAPTURE_RATE,
-            period_ms=audio.period_ms,
-            device_rate=audio.capture_device_rate,
-            device_channels=audio.capture_device_channels,
-            channel=audio.capture_channel,
-        )
-        return device
-
-    def open_playback() -> PlaybackDevice:
-        device, _format = open_playback_device(
-            audio.playback_device,
-            rate=PLAYBACK_RATE,
-            period_ms=audio.period_ms,
-            periods=PLAYBACK_PERIODS,
-            device_rate=audio.playback_device_rate,
-            device_channels=audio.playback_device_channels,
-        )
-        return device
-
-    playback_period = PLAYBACK_RATE * audio.period_ms // 1000
-    return Hardware(open_capture, open_playback, playback_buffer_frames=playback_period * PLAYBACK_PERIODS)
-
-
-def default_earcons(settings: Settings) -> Callable[[str], bytes | None] | None:
-    if not settings.audio.earcons:
-        return None
-    return Earcons(True, settings.audio.disabled_earcons).get
-
 
 class Daemon:
+    """One device: its settings, its hardware, its credentials; ``run`` until stopped.
+
+    ``watchers`` are called on the loop after the core has handled each event (tests and
+    the simulator follow the conversation through them); ``quiet`` is set whenever nothing
+    is in flight, ``ready`` once the device listens.
+    """
+
     def __init__(
         self,
         settings: Settings,
-        hardware: Hardware,
+        devices: Devices,
         *,
         credentials: CredentialSource,
-        ssl_context: ssl.SSLContext | None = None,
-        toolbox: Toolbox | None = None,
-        notifier: SystemdNotifier | None = None,
+        tools: ToolsFactory = home_tools,
         metrics: Metrics = NO_METRICS,
-        earcons_factory: Callable[[Settings], Callable[[str], bytes | None] | None] | None = default_earcons,
-        observers: Iterable[Callable[[Event], None]] = (),
-        handle_store: HandleStore | None = None,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
-        self.hardware = hardware
+        self.devices = devices
         self._credentials = credentials
-        self._ssl_context = ssl_context
-        # Timers, volume, mute and announcements: the device's own features.
-        self.household = Household(settings, clock=clock)
-        self.toolbox = DeviceToolbox(
-            toolbox, self.household.functions if settings.device.functions else None
-        )
+        self._tools_factory = tools
+        self.toolbox: HomeTools | None = None
+        self.metrics = metrics
         # A no-op outside systemd (NOTIFY_SOCKET unset); the watchdog still logs stalls.
-        self.notifier = notifier or SystemdNotifier()
+        self.notifier = SystemdNotifier()
         self.heartbeats: dict[str, Heartbeat] = {}
         self._session_id: str | None = None
-        self.metrics = metrics
-        self._earcons_factory = earcons_factory
-        self._earcons = earcons_factory(settings) if earcons_factory else None
-        self._observers = list(observers)
-        self.handle_store = handle_store or HandleStore(settings.paths.state_dir)
-        self._clock = clock
-        audio = settings.audio
-        self.capture_period = CAPTURE_RATE * audio.period_ms // 1000
-        self.playback_period = PLAYBACK_RATE * audio.period_ms // 1000
-        live = settings.live
-        self.conversation = Conversation(
-            ConversationConfig(
-                rate=CAPTURE_RATE,
-                period_samples=self.capture_period,
-                preroll_samples=CAPTURE_RATE * audio.preroll_ms // 1000,
-                max_utterance_samples=int(CAPTURE_RATE * live.max_utterance_s),
-                offline_max_age_s=live.offline_max_age_s,
-                reply_timeout_s=live.reply_timeout_s,
-            ),
-            Backoff(live.reconnect_initial_s, live.reconnect_max_s),
-        )
-        # Set whenever nothing is in flight (the simulator waits on it between turns).
+        self._earcons = _earcons(settings)
+        self.handle_store = HandleStore(settings.paths.state_dir)
+        self._instance_lock = InstanceLock(settings.paths.state_dir)
+        self._clock: Callable[[], float] = time.monotonic
+        # Timers, volume, mute and announcements: the device's own features.
+        self.household = Household(settings, clock=self._clock)
+        self._backoff = _backoff(settings.live)
+        self.conversation = Conversation(_conversation_config(settings), self._backoff)
+        self.watchers: list[Callable[[Event], None]] = []
         self.quiet = threading.Event()
+        self.ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_deadline: float | None = None
         self.microphone: Microphone | None = None
         self.speaker: Speaker | None = None
-        self.link: LiveLink | None = None
+        self.live_link: LiveLink | None = None
         self.button: PushToTalkButton | None = None
-        self.ready = threading.Event()
         self.led: StatusLed | None = None
-        # Called after every event the core has handled (the simulator's end-of-run check).
-        self.after_dispatch: list[Callable[[], None]] = []
         self._model_words: list[str] = []
         self._shown: tuple[str, str] | None = None
         self._capturing = True  # so the first dispatch switches the microphone to batches
+
+    def __repr__(self) -> str:
+        return f"Daemon(devices={self.devices!r}, state_dir={str(self.settings.paths.state_dir)!r})"
 
     # -- thread-safe entry points -------------------------------------------------------------
 
@@ -251,18 +199,36 @@ class Daemon:
     # -- the wiring -----------------------------------------------------------------------------
 
     async def run(self) -> int:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        capture_device, playback_device = self._open_devices()
+        # Before anything touches the state directory or the hardware: a second daemon on
+        # the same state directory refuses to start instead of fighting the first.
+        self._instance_lock.acquire()
+        try:
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            toolbox, capture, playback = self._build_parts()
+            try:
+                await self._serve(toolbox, capture, playback)
+            finally:
+                await self._release_parts()
+        finally:
+            self._loop = None
+            self._instance_lock.release()
+        return 0
 
+    def _build_parts(self) -> tuple[HomeTools | None, CaptureDevice, PlaybackDevice]:
+        """Everything the device runs with, from the settings; a part that cannot be made
+        raises a clear error and leaves nothing open."""
+        # What can refuse the configuration comes before any device is opened.
+        toolbox = self.build_tools()
+        tls = tls_context(self.settings.live)
+        capture_device, playback_device = self._open_devices()
         self.microphone, self.speaker = self._make_audio()
-        declarations = self.toolbox.declarations() if self.toolbox is not None else []
-        self.link = LiveLink(
+        self.live_link = LiveLink(
             self.settings.live,
             credentials=self._credentials,
             post=self._post_from_loop,
-            function_declarations=declarations,
-            ssl_context=self._ssl_context,
+            function_declarations=toolbox.declarations() if toolbox is not None else [],
+            ssl_context=tls,
             metrics=self.metrics,
             clock=self._clock,
         )
@@ -275,22 +241,28 @@ class Daemon:
                 if resource is not None:
                     _close_quietly(resource)
             raise
-
         self.conversation.resume_handle = self.handle_store.load()
-        try:
-            async with contextlib.AsyncExitStack() as resources, asyncio.TaskGroup() as tasks:
-                if self.toolbox is not None:
-                    await resources.enter_async_context(self.toolbox)
-                await resources.enter_async_context(self.household)
-                tasks.create_task(self.link.run(), name="live-link")
-                self._start_audio(capture_device, playback_device)
-                network = NetworkWatch(lambda: self._dispatch(NetworkChanged(self._clock())))
-                resources.callback(network.close)
-                network.start()
-                watchdog = tasks.create_task(
-                    run_watchdog(self.notifier, self.heartbeats, policy=_watchdog_policy(self.notifier)),
-                    name="watchdog",
-                )
+        return toolbox, capture_device, playback_device
+
+    async def _serve(
+        self, toolbox: HomeTools | None, capture: CaptureDevice, playback: PlaybackDevice
+    ) -> None:
+        """Start every part, tell systemd the device is ready, and run until stopped."""
+        assert self.live_link is not None and self.button is not None and self._stop is not None
+        async with contextlib.AsyncExitStack() as household, asyncio.TaskGroup() as tasks:
+            if toolbox is not None:
+                await toolbox.__aenter__()
+            self.toolbox = toolbox
+            await household.enter_async_context(self.household)
+            tasks.create_task(self.live_link.run(), name="live-link")
+            self._start_audio(capture, playback)
+            network = NetworkWatch(lambda: self._dispatch(NetworkChanged(self._clock())))
+            network.start()
+            watchdog = tasks.create_task(
+                run_watchdog(self.notifier, self.heartbeats, policy=_watchdog_policy(self.notifier)),
+                name="watchdog",
+            )
+            try:
                 self._execute(self.conversation.start(self._clock()))
                 if self.button.is_pressed:
                     # Held through a restart: the user is talking now.
@@ -301,42 +273,43 @@ class Daemon:
                 log.info("ready: push the button to talk")
                 await self._stop.wait()
                 await self._shutdown()
+            finally:
                 watchdog.cancel()
-        finally:
-            self.household.detach()
-            if self._timer is not None:
-                self._timer.cancel()
-            self.button.close()
-            if self.led is not None:
-                self.led.close()
-            await asyncio.to_thread(self.microphone.stop)
-            await asyncio.to_thread(self.speaker.stop)
-            clear_log_fields()
-            self._loop = None
-        return 0
+                network.close()
+                await self._close_tools()
+
+    async def _release_parts(self) -> None:
+        self.household.detach()
+        if self._timer is not None:
+            self._timer.cancel()
+        assert self.button is not None and self.microphone is not None and self.speaker is not None
+        self.button.close()
+        if self.led is not None:
+            self.led.close()
+        await asyncio.to_thread(self.microphone.stop)
+        await asyncio.to_thread(self.speaker.stop)
+        clear_log_fields()
 
     def _make_audio(self) -> tuple[Microphone, Speaker]:
         audio = self.settings.audio
-        self.capture_period = CAPTURE_RATE * audio.period_ms // 1000
-        self.playback_period = PLAYBACK_RATE * audio.period_ms // 1000
         # The same dict object for the watchdog task's whole life: replaced in place.
         self.heartbeats["capture"] = capture_beat = Heartbeat()
         self.heartbeats["playback"] = playback_beat = Heartbeat()
         microphone = Microphone(
-            self.hardware.open_capture,
+            self.devices.open_capture,
             rate=CAPTURE_RATE,
-            period_frames=self.capture_period,
+            period_frames=CAPTURE_RATE * audio.period_ms // 1000,
             on_frames=self._post_captured,
             on_problem=lambda problem: self.post(DeviceProblem("microphone", problem, self._clock())),
             heartbeat=capture_beat.beat,
         )
         speaker = Speaker(
-            self.hardware.open_playback,
+            self.devices.open_playback,
             rate=PLAYBACK_RATE,
-            period_frames=self.playback_period,
-            buffer_frames=self.hardware.playback_buffer_frames,
+            period_frames=PLAYBACK_RATE * audio.period_ms // 1000,
+            buffer_frames=self.devices.playback_buffer_frames,
             jitter=JitterBuffer(PLAYBACK_RATE, audio.prebuffer_ms, audio.fade_ms, audio.volume),
-            paced=self.hardware.paced_playback,
+            paced=self.devices.paced_playback,
             fade_ms=audio.fade_ms,
             on_idle=lambda: self.post(PlaybackIdle(self._clock())),
             on_problem=lambda problem: self.post(DeviceProblem("speaker", problem, self._clock())),
@@ -358,58 +331,24 @@ class Daemon:
     def _open_devices(self) -> tuple[CaptureDevice, PlaybackDevice]:
         """Open both devices before reporting ready, so a wrong name fails loudly at start."""
         try:
-            capture = self.hardware.open_capture()
+            capture = self.devices.open_capture()
         except AudioDeviceError as exc:
             raise UserError(str(exc)) from None
         try:
-            playback = self.hardware.open_playback()
+            playback = self.devices.open_playback()
         except AudioDeviceError as exc:
             _close_quietly(capture)
             raise UserError(str(exc)) from None
         return capture, playback
 
-    async def reload(self, settings: Settings, hardware: Hardware | None = None) -> list[str]:
-        """Apply a new configuration, keeping the conversation where the change allows.
-
-        A change of the Live settings starts a new session (told the recent exchanges);
-        anything else keeps it. ``hardware`` replaces the devices when their settings
-        changed. Returns the sections that changed.
-        """
-        old, self.settings = self.settings, settings
-        assert self.link is not None and self.speaker is not None and self.microphone is not None
-        changed = [name for name, _ in settings if getattr(settings, name) != getattr(old, name)]
-        if settings.live != old.live:
-            self.link.update_settings(settings.live)
-            self._execute(self.conversation.new_session(self._clock(), "the Live settings changed"))
-        if settings.audio.volume != old.audio.volume:
-            # The volume set by voice (kept in the state directory) wins over the file.
-            self.speaker.jitter.volume = self.household.gain
-        if (settings.audio.earcons, settings.audio.disabled_earcons) != (
-            old.audio.earcons,
-            old.audio.disabled_earcons,
-        ) and self._earcons_factory is not None:
-            self._earcons = self._earcons_factory(settings)
-        if hardware is not None and _device_settings(settings) != _device_settings(old):
-            await self._replace_audio(hardware)
-        if settings.button != old.button:
-            assert self.button is not None
-            self.button.close()
-            self.button = self._make_button()
-        return changed
-
-    def _stamp_and_post(self, post: Callable[[int], None]) -> None:
-        assert self.microphone is not None
-        self.microphone.stamp_and_post(post, self.hardware.edge_position)
-
     def _make_led(self) -> StatusLed:
         led = self.settings.led
         try:
-            return StatusLed(led.pin, led.pwm, self.hardware.pin_factory)
+            return StatusLed(led.pin, led.pwm, self.devices.pin_factory)
         except (GPIOZeroError, OSError, ValueError) as exc:
             raise UserError(f"the status LED on BCM pin {led.pin} cannot be used: {exc}") from None
 
     def _make_button(self) -> PushToTalkButton:
-        assert self.microphone is not None
         button = self.settings.button
         return PushToTalkButton(
             button.pin,
@@ -417,27 +356,104 @@ class Daemon:
             bounce_time_s=(button.bounce_time_ms or 0) / 1000 or None,
             stamp_and_post=self._stamp_and_post,
             on_edge=self._on_button_edge,
-            pin_factory=self.hardware.pin_factory,
+            pin_factory=self.devices.pin_factory,
         )
 
-    async def _replace_audio(self, hardware: Hardware) -> None:
-        assert self.microphone is not None and self.speaker is not None
-        await asyncio.to_thread(self.microphone.stop)
-        await asyncio.to_thread(self.speaker.stop)
-        self.hardware = hardware
-        self.microphone, self.speaker = self._make_audio()
-        self._start_audio()
+    def _stamp_and_post(self, post: Callable[[int], None]) -> None:
+        assert self.microphone is not None
+        self.microphone.stamp_and_post(post, self._edge_position)
+
+    def _edge_position(self) -> int:
+        # The hardware's own knowledge of the edge's sample, else the capture clock's.
+        position = self.devices.edge_position()
+        if position is None:
+            assert self.microphone is not None
+            return self.microphone.position_now()
+        return position
+
+    async def _close_tools(self) -> None:
+        # The closed tools stay readable (describe_state) until replaced.
+        toolbox = self.toolbox
+        if toolbox is not None:
+            try:
+                await toolbox.__aexit__(None, None, None)
+            except Exception:
+                log.exception("closing the smart-home tools failed")
 
     async def _shutdown(self) -> None:
         self.notifier.stopping()
         log.info("stopping")
         self._execute(self.conversation.stop(self._clock()))
-        assert self.link is not None
-        await self.link.shutdown()
+        assert self.live_link is not None
+        await self.live_link.shutdown()
         try:
             self.handle_store.touch()
         except OSError as exc:
             log.warning("could not record the session's last activity: %s", exc)
+
+    # -- reloading ------------------------------------------------------------------------------
+
+    async def reload(self, settings: Settings, devices: Devices | None = None) -> ReloadReport:
+        """Apply a new configuration section by section (see :mod:`edgevoice.service.reload`).
+        ``devices`` replaces the sound card when ``[audio]``'s devices changed."""
+        return await Reload(self, settings, devices).apply()
+
+    def swap_gpio(self, name: str) -> None:
+        """Close the button or LED (it holds the pin) and open it from the settings."""
+        if name == "button":
+            assert self.button is not None
+            self.button.close()
+            self.button = self._make_button()
+        else:
+            if self.led is not None:
+                self.led.close()
+            self.led = self._make_led()
+            self._shown = None  # so the new LED is told the state now
+            self.refresh_status()
+
+    def new_session(self, why: str) -> None:
+        self._execute(self.conversation.new_session(self._clock(), why))
+
+    def follow_audio_settings(self) -> None:
+        """Volume and earcons from the settings, at once (the card stays open)."""
+        assert self.speaker is not None
+        # The volume set by voice (kept in the state directory) wins over the file.
+        self.speaker.jitter.volume = self.household.gain
+        self._earcons = _earcons(self.settings)
+
+    def follow_live_settings(self, tls: ssl.SSLContext | None) -> None:
+        """The Live settings and TLS context for the next connection, and the timings."""
+        assert self.live_link is not None
+        live = self.settings.live
+        self.live_link.update_settings(live, ssl_context=tls)
+        self._backoff.initial_s, self._backoff.max_s = live.reconnect_initial_s, live.reconnect_max_s
+        self.conversation.config = _conversation_config(self.settings)
+
+    def build_tools(self) -> HomeTools:
+        """The home's tools from the settings, with the device's own functions beside them."""
+        functions = self.household.functions if self.settings.device.functions else None
+        return DeviceToolbox(self._tools_factory(self.settings), functions)
+
+    async def swap_tools(self, tools: HomeTools | None) -> None:
+        """Close the running tools, open these (they raise if they cannot start) and offer
+        their functions from the next connection on."""
+        assert self.live_link is not None
+        await self._close_tools()
+        self.toolbox = None
+        if tools is not None:
+            await tools.__aenter__()
+        self.toolbox = tools
+        self.live_link.update_settings(
+            self.settings.live, function_declarations=tools.declarations() if tools else []
+        )
+
+    async def replace_audio(self, devices: Devices) -> None:
+        assert self.microphone is not None and self.speaker is not None
+        await asyncio.to_thread(self.microphone.stop)
+        await asyncio.to_thread(self.speaker.stop)
+        self.devices = devices
+        self.microphone, self.speaker = self._make_audio()
+        self._start_audio()
 
     # -- events in, actions out -------------------------------------------------------------
 
@@ -455,19 +471,9 @@ class Daemon:
         if filtered is None:
             return  # a press that stopped a ring, or came while muted: not a question
         event = filtered
-        if (
-            isinstance(event, LinkUp)
-            and event.link == self.conversation.link
-            and (not event.resumed or self._session_id is None)
-        ):
-            self._session_id = uuid.uuid4().hex[:8]
-            set_log_fields(session_id=self._session_id)
-        if isinstance(event, Transcript | TurnComplete | GenerationComplete | Interrupted):
-            self._log_transcript(event)
-        for observer in self._observers:
-            observer(event)
-        if isinstance(event, LinkUp | LinkDown | GoAway) and event.link == self.conversation.link:
-            self._report_link(event)
+        noted = _NOTED.get(type(event))
+        if noted is not None:
+            noted(self, event)
         try:
             self._execute(self.conversation.handle(event))
         except Exception:
@@ -484,17 +490,36 @@ class Daemon:
             self._capturing = capturing
             self.microphone.batch = 1 if capturing else IDLE_CAPTURE_BATCH
         self.household.after_dispatch()
-        for callback in self.after_dispatch:
-            callback()
+        for watcher in self.watchers:
+            watcher(event)
 
-    def _log_transcript(self, event: Event) -> None:
+    # What the daemon itself notes about an event before the core sees it.
+
+    def _note_link_up(self, event: LinkUp) -> None:
+        if event.link != self.conversation.link:
+            return
+        if not event.resumed or self._session_id is None:
+            self._session_id = uuid.uuid4().hex[:8]
+            set_log_fields(session_id=self._session_id)
+        self.metrics.link_up(event.t, event.resumed)
+
+    def _note_link_down(self, event: LinkDown) -> None:
+        if event.link == self.conversation.link:
+            self.metrics.link_down(event.t)
+
+    def _note_go_away(self, event: GoAway) -> None:
+        if event.link == self.conversation.link:
+            self.metrics.goaway()
+
+    def _note_transcript(self, event: Transcript) -> None:
         # The model's words arrive in fragments: one log line per answer reads better.
-        if isinstance(event, Transcript):
-            if event.role == "user":
-                transcript_log.info("you: %s", event.text)
-            else:
-                self._model_words.append(event.text)
-        elif self._model_words:
+        if event.role == "user":
+            transcript_log.info("you: %s", event.text)
+        else:
+            self._model_words.append(event.text)
+
+    def _note_end_of_answer(self, event: Event) -> None:
+        if self._model_words:
             transcript_log.info("assistant: %s", "".join(self._model_words).strip())
             self._model_words.clear()
 
@@ -514,53 +539,66 @@ class Daemon:
         self._timer_deadline = None
         self._dispatch(Tick(self._clock()))
 
-    def _report_link(self, event: LinkUp | LinkDown | GoAway) -> None:
-        if isinstance(event, LinkUp):
-            self.metrics.link_up(event.t, event.resumed)
-        elif isinstance(event, LinkDown):
-            self.metrics.link_down(event.t)
-        else:
-            self.metrics.goaway()
-
     def _execute(self, actions: list[Action]) -> None:
-        link, speaker = self.link, self.speaker
-        assert link is not None and speaker is not None
         for action in actions:
-            if isinstance(
-                action, SendAudio | SendActivityStart | SendActivityEnd | SendToolResponses | SendContext
-            ):
-                link.send(action)
-                if isinstance(action, SendActivityStart):
-                    set_log_fields(turn_id=action.utterance)
-            elif isinstance(action, PlayAudio):
-                speaker.play(action.pcm, action.received_t)
-            elif isinstance(action, EndOfReply):
-                speaker.end_of_reply()
-            elif isinstance(action, StopPlayback):
-                speaker.interrupt(action.pressed_t)
-            elif isinstance(action, Connect):
-                link.connect(action)
-            elif isinstance(action, CloseLink):
-                self.metrics.link_closed(self._clock())
-                link.close(action)
-            elif isinstance(action, PlayEarcon):
-                pcm = self._earcons(action.earcon.value) if self._earcons else None
-                if pcm:
-                    speaker.earcon(pcm)
-            elif isinstance(action, RunTool):
-                self._run_tool(action.call)
-            elif isinstance(action, CancelTools):
-                if self.toolbox is not None:
-                    self.toolbox.cancel(action.ids)
-            elif isinstance(action, PersistHandle):
-                try:
-                    self.handle_store.save(action.handle)
-                except OSError as exc:
-                    log.warning("could not save the session handle: %s", exc)
-            elif isinstance(action, Status):
-                self._show_status(action)
-            elif isinstance(action, Log):
-                log.log(action.level, action.message)
+            handler = _ACTIONS.get(type(action))
+            if handler is None:
+                log.error("no handler for the core's %s action; ignored", type(action).__name__)
+                continue
+            handler(self, action)
+
+    # One handler per action the core can ask for.
+
+    def _send(self, action: SendAudio | SendActivityEnd | SendToolResponses | SendContext) -> None:
+        assert self.live_link is not None
+        self.live_link.send(action)
+
+    def _send_activity_start(self, action: SendActivityStart) -> None:
+        self._send(action)
+        set_log_fields(turn_id=action.utterance)
+
+    def _close_link(self, action: CloseLink) -> None:
+        assert self.live_link is not None
+        self.metrics.link_closed(self._clock())
+        self.live_link.close(action)
+
+    def _play_earcon(self, action: PlayEarcon) -> None:
+        pcm = self._earcons(action.earcon.value) if self._earcons else None
+        if pcm and self.speaker is not None:
+            self.speaker.earcon(pcm)
+
+    def _run_tool(self, action: RunTool) -> None:
+        call: ToolCall = action.call
+
+        def done(outcome: Any) -> None:
+            self._post_from_loop(
+                ToolResult(outcome.id, outcome.name, outcome.response, outcome.scheduling, self._clock())
+            )
+
+        if self.toolbox is None:
+            self._post_from_loop(
+                ToolResult(
+                    call.id,
+                    call.name,
+                    {"ok": False, "error": "this device has no smart-home functions configured"},
+                    "INTERRUPT",
+                    self._clock(),
+                )
+            )
+            return
+        self.toolbox.start(call, done)
+
+    def _cancel_tools(self, action: CancelTools) -> None:
+        if self.toolbox is not None:
+            self.toolbox.cancel(action.ids)
+
+    def _persist_handle(self, action: PersistHandle) -> None:
+        try:
+            self.handle_store.save(action.handle)
+        except OSError as exc:
+            log.warning("could not save the session handle: %s", exc)
+
+    # -- the household's way in ------------------------------------------------------------------
 
     def execute(self, actions: list[Action]) -> None:
         """Carry out actions decided outside the conversation (the household's prompts)."""
@@ -589,24 +627,57 @@ class Daemon:
         self.notifier.status(text)
         self.household.status_changed(state)
 
-    def _run_tool(self, call: ToolCall) -> None:
-        def done(outcome: Any) -> None:
-            self._post_from_loop(
-                ToolResult(outcome.id, outcome.name, outcome.response, outcome.scheduling, self._clock())
-            )
 
-        if self.toolbox is None:
-            self._post_from_loop(
-                ToolResult(
-                    call.id,
-                    call.name,
-                    {"ok": False, "error": "this device has no smart-home functions configured"},
-                    "INTERRUPT",
-                    self._clock(),
-                )
-            )
-            return
-        self.toolbox.start(call, done)
+_ACTIONS: dict[type, Callable[[Daemon, Any], None]] = {
+    SendAudio: Daemon._send,
+    SendActivityStart: Daemon._send_activity_start,
+    SendActivityEnd: Daemon._send,
+    SendToolResponses: Daemon._send,
+    SendContext: Daemon._send,
+    PlayAudio: lambda daemon, action: daemon.speaker.play(action.pcm, action.received_t),
+    EndOfReply: lambda daemon, _action: daemon.speaker.end_of_reply(),
+    StopPlayback: lambda daemon, action: daemon.speaker.interrupt(action.pressed_t),
+    Connect: lambda daemon, action: daemon.live_link.connect(action),
+    CloseLink: Daemon._close_link,
+    PlayEarcon: Daemon._play_earcon,
+    RunTool: Daemon._run_tool,
+    CancelTools: Daemon._cancel_tools,
+    PersistHandle: Daemon._persist_handle,
+    Status: Daemon._show_status,
+    Log: lambda _daemon, action: log.log(action.level, action.message),
+}
+
+_NOTED: dict[type, Callable[[Daemon, Any], None]] = {
+    LinkUp: Daemon._note_link_up,
+    LinkDown: Daemon._note_link_down,
+    GoAway: Daemon._note_go_away,
+    Transcript: Daemon._note_transcript,
+    TurnComplete: Daemon._note_end_of_answer,
+    GenerationComplete: Daemon._note_end_of_answer,
+    Interrupted: Daemon._note_end_of_answer,
+}
+
+
+def _conversation_config(settings: Settings) -> ConversationConfig:
+    audio, live = settings.audio, settings.live
+    return ConversationConfig(
+        rate=CAPTURE_RATE,
+        period_samples=CAPTURE_RATE * audio.period_ms // 1000,
+        preroll_samples=CAPTURE_RATE * audio.preroll_ms // 1000,
+        max_utterance_samples=int(CAPTURE_RATE * live.max_utterance_s),
+        offline_max_age_s=live.offline_max_age_s,
+        reply_timeout_s=live.reply_timeout_s,
+    )
+
+
+def _backoff(live: LiveSettings) -> Backoff:
+    return Backoff(live.reconnect_initial_s, live.reconnect_max_s)
+
+
+def _earcons(settings: Settings) -> Callable[[str], bytes | None] | None:
+    if not settings.audio.earcons:
+        return None
+    return Earcons(True, settings.audio.disabled_earcons).get
 
 
 def _watchdog_policy(notifier: SystemdNotifier) -> WatchdogPolicy:
@@ -617,24 +688,21 @@ def _watchdog_policy(notifier: SystemdNotifier) -> WatchdogPolicy:
     return WatchdogPolicy(stall_after_s=stall_after)
 
 
-def _device_settings(settings: Settings) -> tuple[object, ...]:
-    audio = settings.audio
-    return (
-        audio.capture_device,
-        audio.playback_device,
-        audio.period_ms,
-        audio.capture_device_rate,
-        audio.capture_device_channels,
-        audio.capture_channel,
-        audio.playback_device_rate,
-        audio.playback_device_channels,
-        audio.prebuffer_ms,
-        audio.fade_ms,
-    )
-
-
 def _close_quietly(device: Any) -> None:
     try:
         device.close()
     except Exception:
         log.debug("closing a device failed", exc_info=True)
+
+
+__all__ = [
+    "CAPTURE_RATE",
+    "PLAYBACK_PERIODS",
+    "PLAYBACK_RATE",
+    "AlsaDevices",
+    "Daemon",
+    "Devices",
+    "HomeTools",
+    "home_tools",
+    "no_tools",
+]

@@ -27,6 +27,7 @@ import alsaaudio
 import numpy as np
 
 from edgevoice.config import DEFAULT_CONFIG_PATH, Settings, load_settings, resolve_config_path
+from edgevoice.errors import UserError
 
 PROBE_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
 PROBE_CHANNELS = (1, 2, 4, 6, 8)
@@ -431,6 +432,10 @@ def check_button(settings: Settings, timeout_s: float, out: TextIO) -> CheckResu
 
 def run_selftest(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
+    if not args.no_button and not (math.isfinite(args.button_timeout) and args.button_timeout > 0):
+        raise UserError(
+            f"--button-timeout {args.button_timeout:g}: must be a number of seconds greater than 0"
+        )
     path = resolve_config_path(args.config, os.environ)
     settings = load_settings(path, require_file=path != DEFAULT_CONFIG_PATH).settings
     results = [check_playback(settings)]

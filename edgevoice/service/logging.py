@@ -251,6 +251,20 @@ def under_journald(environ: Mapping[str, str] = os.environ, stderr_fd: int | Non
     return bool(environ.get("INVOCATION_ID"))
 
 
+class AsyncioEchoFilter(logging.Filter):
+    """Drops asyncio's repeats of a loss already reported.
+
+    Writing to a transport whose connection is gone makes asyncio warn "socket.send()
+    raised exception." on every write after the fifth; the loss itself is reported once,
+    by the part that owned the connection (a soak logged 69 of these lines for a handful
+    of losses)."""
+
+    ECHOES = ("socket.send() raised exception.", "SSL connection is closed")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() not in self.ECHOES
+
+
 def setup_logging(
     level: str,
     transcripts: bool,
@@ -294,6 +308,9 @@ def setup_logging(
         logging.getLogger(name).setLevel(max(numeric, logging.INFO))
     # Transcripts follow the general level when on; off means off at every level.
     logging.getLogger(TRANSCRIPT_LOGGER).setLevel(logging.NOTSET if transcripts else logging.CRITICAL + 1)
+    asyncio_logger = logging.getLogger("asyncio")
+    if not any(isinstance(f, AsyncioEchoFilter) for f in asyncio_logger.filters):
+        asyncio_logger.addFilter(AsyncioEchoFilter())
     logging.captureWarnings(True)
 
 
@@ -301,6 +318,7 @@ __all__ = [
     "REDACTED",
     "SYSLOG_IDENTIFIER",
     "TRANSCRIPT_LOGGER",
+    "AsyncioEchoFilter",
     "ContextFieldsFilter",
     "RedactingFilter",
     "clear_log_fields",

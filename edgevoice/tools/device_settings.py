@@ -7,8 +7,9 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
+from edgevoice.sections import Section, section
 from edgevoice.tools.settings import MqttSettings, SchedulingName
 
 DeviceFunctionName = Literal["set_timer", "get_timers", "cancel_timer", "set_volume", "mute_microphone"]
@@ -16,9 +17,8 @@ DeviceFunctionName = Literal["set_timer", "get_timers", "cancel_timer", "set_vol
 _NODE_ID = re.compile(r"^[a-zA-Z0-9_-]+$")
 
 
-class DeviceSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+@section("device")
+class DeviceSettings(Section):
     # Off: the model is offered none of the device's own functions.
     functions: bool = True
     # A timer that ends rings until the button is pressed, at most this long.

@@ -12,8 +12,9 @@ import re
 from pathlib import Path
 from typing import Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
+from edgevoice.sections import Section, section
 from edgevoice.tools.names import normalize_name
 
 Domain = Literal[
@@ -50,11 +51,7 @@ _TOPIC_FORBIDDEN = re.compile(r"[#+\x00]")
 DEFAULT_TEMPERATURE_RANGE = {"C": (7.0, 30.0), "F": (45.0, 86.0)}
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class EntityMqttSettings(_Section):
+class EntityMqttSettings(Section):
     """MQTT topics of one entity (``mqtt`` backend only). Unset topics default to
     ``<base_topic>/<entity id>/set`` and ``<base_topic>/<entity id>/state``."""
 
@@ -71,7 +68,7 @@ class EntityMqttSettings(_Section):
         return value
 
 
-class EntitySettings(_Section):
+class EntitySettings(Section):
     """One device the model may see and control."""
 
     id: str = Field(description="Home Assistant style entity id: light.kitchen, climate.hall, ...")
@@ -122,7 +119,7 @@ class EntitySettings(_Section):
         return self.id.split(".", 1)[0]
 
 
-class SimulatedHomeSettings(_Section):
+class SimulatedHomeSettings(Section):
     """The in-memory home (``backend = "simulated"``)."""
 
     latency_s: float = Field(0.3, ge=0, le=60, description="time each device takes to react")
@@ -144,7 +141,7 @@ class SimulatedHomeSettings(_Section):
         return value
 
 
-class HomeAssistantSettings(_Section):
+class HomeAssistantSettings(Section):
     """Home Assistant's REST API (``backend = "homeassistant"``). The long-lived access
     token comes from ``$CREDENTIALS_DIRECTORY/homeassistant-token`` or
     ``HOMEASSISTANT_TOKEN``, never from this file."""
@@ -164,7 +161,7 @@ class HomeAssistantSettings(_Section):
         return value.rstrip("/")
 
 
-class MqttSettings(_Section):
+class MqttSettings(Section):
     """An MQTT broker (``backend = "mqtt"``). The password, if any, comes from
     ``$CREDENTIALS_DIRECTORY/mqtt-password`` or ``MQTT_PASSWORD``."""
 
@@ -188,7 +185,8 @@ class MqttSettings(_Section):
         return value.rstrip("/")
 
 
-class HomeSettings(_Section):
+@section("home")
+class HomeSettings(Section):
     """The ``[home]`` section."""
 
     # Off: the model is offered no smart-home functions at all.

@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Any
 
 from edgevoice.core.tool_scheduling import Scheduling, SchedulingPolicy
+from edgevoice.sections import ConfigError, read_credential_file
 from edgevoice.tools.backends.base import HomeBackend
 from edgevoice.tools.confirmation import ConfirmationGuard
 from edgevoice.tools.entities import EntityDirectory
@@ -174,8 +175,6 @@ def _secret(environ: Mapping[str, str], credential: str, variable: str | None) -
     if directory:
         path = Path(directory) / credential
         if path.exists():
-            from edgevoice.config import read_credential_file
-
             return read_credential_file(path) or None
     return None
 
@@ -183,8 +182,6 @@ def _secret(environ: Mapping[str, str], credential: str, variable: str | None) -
 def _backend(
     home: HomeSettings, directory: EntityDirectory, state_dir: Path, environ: Mapping[str, str]
 ) -> HomeBackend:
-    from edgevoice.config import ConfigError
-
     match home.backend:
         case "simulated":
             from edgevoice.tools.backends.simulated import SimulatedHome

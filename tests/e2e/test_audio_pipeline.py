@@ -1,4 +1,4 @@
-"""Issue 6: pre-roll and tail, fussy cards, through the whole daemon on libasound."""
+"""Pre-roll and tail, fussy cards, through the whole daemon on libasound."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 6: overruns, underruns and an unplugged card, through the real libasound.
+"""Overruns, underruns and an unplugged card, through the real libasound.
 
 The card is the fussy simulated one (an ALSA I/O plugin under the file plugin), paced by
 the clock like real hardware: a late reader really overruns (read() == -EPIPE), a writer
@@ -9,7 +9,6 @@ exists every call fails with ENODEV, as a USB card pulled out does.
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -17,13 +16,11 @@ from pathlib import Path
 import numpy as np
 from gpiozero.pins.mock import MockFactory
 
-from edgevoice.audio.alsa import CaptureDevice, PlaybackDevice
-from edgevoice.audio.devices import ConvertingPlayback
-from edgevoice.audio.devices import open_capture as open_capture_device
-from edgevoice.audio.devices import open_playback as open_playback_device
+from edgevoice.audio.alsa import CaptureDevice, OpenedFormat, PlaybackDevice
 from edgevoice.config import load_settings
 from edgevoice.core.events import DeviceState
-from edgevoice.service.daemon import PLAYBACK_PERIODS, Daemon, Hardware
+from edgevoice.service.daemon import Daemon, no_tools
+from edgevoice.service.devices import AlsaDevices
 from edgevoice_testbed.sim.fussy import asoundrc_for, to_device_format
 
 
@@ -49,7 +46,7 @@ class Watch:
 
     def __init__(self, daemon: Daemon) -> None:
         self._changed = asyncio.Event()
-        daemon.after_dispatch.append(self._changed.set)
+        daemon.watchers.append(lambda _event: self._changed.set())
 
     async def until(self, predicate: Callable[[], bool], within: float = 15.0) -> None:
         async with asyncio.timeout(within):
@@ -58,7 +55,24 @@ class Watch:
                 await self._changed.wait()
 
 
-async def test_overrun_underrun_and_unplugged_card(tmp_path: Path, emulator_factory) -> None:
+class CardWithALateReader(AlsaDevices):
+    """The production way of opening the card, with a reader that can be made late."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.microphones: list[LateOnce] = []
+        self.speakers: list[PlaybackDevice] = []
+
+    def wrap_capture(self, device: CaptureDevice, opened: OpenedFormat) -> CaptureDevice:
+        self.microphones.append(LateOnce(device))
+        return self.microphones[-1]
+
+    def open_playback(self) -> PlaybackDevice:
+        self.speakers.append(super().open_playback())
+        return self.speakers[-1]
+
+
+async def test_overrun_underrun_and_unplugged_card(tmp_path: Path, emulator_factory, monkeypatch) -> None:
     mic = np.random.default_rng(4).integers(-6000, 6000, 16000 * 120).astype("<i2").tobytes()
     (tmp_path / "mic.raw").write_bytes(to_device_format(mic, 16000, 48000, 2))
     unplugged = tmp_path / "unplugged"
@@ -74,7 +88,7 @@ async def test_overrun_underrun_and_unplugged_card(tmp_path: Path, emulator_fact
             unplug_file=unplugged,
         )
     )
-    os.environ["ALSA_CONFIG_PATH"] = f"/usr/share/alsa/alsa.conf:{asoundrc}"
+    monkeypatch.setenv("ALSA_CONFIG_PATH", f"/usr/share/alsa/alsa.conf:{asoundrc}")
     emulator = await emulator_factory(
         pace=4.0, default={"input_transcript": "hello", "reply": "Hello there."}
     )
@@ -88,33 +102,17 @@ async def test_overrun_underrun_and_unplugged_card(tmp_path: Path, emulator_fact
             },
             "button": {"bounce_time_ms": None},
             "paths": {"state_dir": str(tmp_path / "state")},
-            "live": {"base_url": emulator.base_url},
+            "live": {"base_url": emulator.base_url, "ca_file": str(emulator.write_ca(tmp_path / "ca.pem"))},
         },
     ).settings
-    microphones: list[LateOnce] = []
-    speakers: list[ConvertingPlayback] = []
-
-    def open_capture() -> CaptureDevice:
-        device, _ = open_capture_device("edgevoice_mic", rate=16000, period_ms=20)
-        microphones.append(LateOnce(device))
-        return microphones[-1]
-
-    def open_playback() -> PlaybackDevice:
-        device, _ = open_playback_device(
-            "edgevoice_speaker", rate=24000, period_ms=20, periods=PLAYBACK_PERIODS
-        )
-        speakers.append(device)
-        return device
-
     pins = MockFactory()
-    hardware = Hardware(
-        open_capture, open_playback, playback_buffer_frames=480 * PLAYBACK_PERIODS, pin_factory=pins
-    )
+    card = CardWithALateReader(settings.audio, pin_factory=pins)
+    microphones, speakers = card.microphones, card.speakers
 
     async def credentials() -> str:
         return "test-key"
 
-    daemon = Daemon(settings, hardware, credentials=credentials, ssl_context=emulator.client_ssl_context())
+    daemon = Daemon(settings, card, credentials=credentials, tools=no_tools)
     watch = Watch(daemon)
     button = pins.pin(17)
     task = asyncio.create_task(daemon.run())

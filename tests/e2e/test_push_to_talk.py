@@ -1,4 +1,4 @@
-"""Issue 2: a whole push-to-talk conversation on real libraries with simulated hardware."""
+"""A whole push-to-talk conversation on real libraries with simulated hardware."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 4: the conversation survives drops, resets, GoAway, refusals and restarts."""
+"""The conversation survives drops, resets, GoAway, refusals and restarts."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 4: a long conversation under a storm of random faults loses nothing and leaks nothing."""
+"""A long conversation under a storm of random faults loses nothing and leaks nothing."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 3 through the whole daemon: the conversation never waits for a device."""
+"""Tools through the whole daemon: the conversation never waits for a device."""
 
 from __future__ import annotations
 

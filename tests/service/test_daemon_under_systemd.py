@@ -1,4 +1,4 @@
-"""Issue 5: the daemon as systemd sees it, run as a subprocess with a real NOTIFY_SOCKET.
+"""The daemon as systemd sees it, run as a subprocess with a real NOTIFY_SOCKET.
 
 The microphone of the ``run`` test is libasound's file plugin reading a FIFO the test
 feeds in real time: when the test stops feeding it, ALSA's read() really blocks, which is
@@ -148,12 +148,12 @@ def test_run_watchdog_stops_when_capture_stalls_and_sighup_reloads(
     with EmulatorThread(scenario=Scenario.model_validate({"voice": "tone"})) as emulator:
         ca = emulator.write_ca(tmp_path / "ca.pem")
 
-        def write_config(volume: float) -> None:
+        def write_config(volume: float, state: str = "state", more: str = "") -> None:
             config.write_text(
                 f'[audio]\ncapture_device = "edgevoice_mic"\nplayback_device = "edgevoice_speaker"\n'
                 f"volume = {volume}\n"
                 f'[live]\nbase_url = "{emulator.base_url}"\nca_file = "{ca}"\n'
-                f'[paths]\nstate_dir = "{tmp_path / "state"}"\n'
+                f'[paths]\nstate_dir = "{tmp_path / state}"\n' + more
             )
 
         write_config(1.0)
@@ -191,6 +191,16 @@ def test_run_watchdog_stops_when_capture_stalls_and_sighup_reloads(
             process.send_signal(signal.SIGHUP)
             listener.wait_for("RELOADING", "1", timeout=5)
             listener.wait_for("READY", "1", timeout=5)
+            # SIGHUP with new [led] and [home] sections and a new state directory: the first
+            # two are applied, the last waits for a restart and the log says why.
+            write_config(
+                0.5,
+                state="elsewhere",
+                more='[led]\npin = 27\n[home]\nentities = [{id = "light.porch", name = "Porch"}]\n',
+            )
+            process.send_signal(signal.SIGHUP)
+            listener.wait_for("RELOADING", "1", timeout=5)
+            listener.wait_for("READY", "1", timeout=5)
             # SIGHUP with a bad one: refused, the old one stays, the daemon goes on.
             config.write_text("[audio]\nvolume = 'loud'\n")
             process.send_signal(signal.SIGHUP)
@@ -209,6 +219,8 @@ def test_run_watchdog_stops_when_capture_stalls_and_sighup_reloads(
         output = log.read_text()
         assert "configuration reloaded; changed: audio" in output
         assert "configuration reload refused, keeping the running one" in output
+        assert "configuration reloaded; changed: led, home; paths.state_dir needs a restart" in output
+        assert not (tmp_path / "elsewhere").exists()
         assert "audio.volume = 'loud'" in output
         assert "test-key-not-secret" not in output
         assert "Traceback" not in output

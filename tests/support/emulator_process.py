@@ -62,6 +62,12 @@ class EmulatorProcess:
     def client_ssl_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self._ca))
 
+    def write_ca(self, path: str | Path) -> Path:
+        """Write the CA certificate (PEM), as the in-process emulator does."""
+        path = Path(path)
+        path.write_bytes(self._ca.read_bytes())
+        return path
+
     def call(self, command: str, argument: Any = None) -> Any:
         """Blocking: call it from a thread (asyncio.to_thread) inside a running loop."""
         self._channel.send((command, argument))

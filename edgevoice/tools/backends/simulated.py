@@ -17,13 +17,13 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
+import math
 import random
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from edgevoice.atomic_file import write_atomically
 from edgevoice.tools.model import BackendError, Command, Entity
 from edgevoice.tools.settings import SimulatedHomeSettings
 from edgevoice.tools.states import WHITE_TEMPERATURES_K, default_state
@@ -159,10 +159,32 @@ class SimulatedHome:
                 self._foreign[entity_id] = state
             elif isinstance(state, dict):
                 base = self._states[entity_id]
-                self._states[entity_id] = {**base, **{k: v for k, v in state.items() if k in base}}
+                kept = {k: v for k, v in state.items() if k in base and _same_kind(v, base[k])}
+                refused = sorted(k for k in state if k in base and k not in kept)
+                if refused:
+                    log.warning(
+                        "ignoring stored %s of %s in %s: not the right type; using %s",
+                        ", ".join(f"{k}={state[k]!r}" for k in refused),
+                        entity_id,
+                        path,
+                        ", ".join(f"{k}={base[k]!r}" for k in refused),
+                    )
+                self._states[entity_id] = {**base, **kept}
             else:
                 log.warning("ignoring the stored state of %s in %s: not an object", entity_id, path)
         log.info("simulated home state loaded from %s", path)
+
+
+def _same_kind(value: Any, default: Any) -> bool:
+    """Whether a stored value can stand where the default stands (a number for a number,
+    text for text): a hand-edited or foreign file must not put "bright" in a brightness."""
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, int | float):
+        return isinstance(value, int | float) and math.isfinite(value)
+    if default is None:
+        return value is None or isinstance(value, str)
+    return isinstance(value, type(default))
 
 
 def _initial_state(entity: Entity) -> dict[str, Any]:
@@ -232,25 +254,8 @@ def apply_command(command: Command, state: Mapping[str, Any]) -> dict[str, Any]:
 
 def write_json_atomically(path: Path, document: Any) -> None:
     """Write ``document`` so that ``path`` holds either the old or the new file, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(document, handle, indent=2, sort_keys=True, ensure_ascii=False)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(temporary).replace(path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            Path(temporary).unlink()
-        raise
-    # The rename itself must reach the disk too.
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    text = json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    write_atomically(path, text.encode("utf-8"))
 
 
 __all__ = ["STATE_FORMAT_VERSION", "SimulatedHome", "apply_command", "write_json_atomically"]

@@ -3,7 +3,7 @@
 Both clients run the same scripted conversation (presses, barge-ins, tool calls, a network
 drop and a GoAway) against the local Live API emulator, on simulated hardware paced in
 real time, each in its own process. The table compares their latencies, CPU, memory and
-start-up with the goals of issue 7; ``--json`` keeps every raw sample, the machine and the
+start-up with the latency and memory goals; ``--json`` keeps every raw sample, the machine and the
 configuration; ``--plot`` draws the latency distributions (needs matplotlib).
 """
 

@@ -101,6 +101,8 @@ class BenchDevices:
         self.playback_periods = playback_periods
         self.end_position = round(duration_s * capture_rate)
         self.pin_factory = MockFactory()
+        # The simulated card drains at its sample rate, like a real one.
+        self.paced_playback = True
         self.button_pin = button_pin
         self._pin = self.pin_factory.pin(button_pin)
         self._pull_up = pull_up

@@ -123,7 +123,7 @@ class Floor:
 
 
 def floors(period_ms: float, fade_ms: float, import_s: float | None) -> dict[str, Floor]:
-    """The goals of issue 7 for EdgeVoice on the benchmark machine (checked at p99)."""
+    """The latency and memory goals for EdgeVoice on the benchmark machine (checked at p99)."""
     table = {
         "capture_to_wire_ms": Floor(3.0, "p99 <= 3 ms"),
         "release_to_activity_end_ms": Floor(

@@ -112,8 +112,7 @@ def ssl_context(ca_file: str) -> ssl.SSLContext:
 
 async def run_edgevoice(spec: WorkerSpec) -> dict[str, Any]:
     from edgevoice.config import deep_merge, load_settings
-    from edgevoice.service.daemon import Daemon, Hardware
-    from edgevoice.tools import ToolBox
+    from edgevoice.service.daemon import Daemon
     from edgevoice_testbed.bench.probe import NullProbe, Probe
     from edgevoice_testbed.bench.simhw import MIC_PCM, SPEAKER_PCM, BenchDevices, counters
 
@@ -127,7 +126,7 @@ async def run_edgevoice(spec: WorkerSpec) -> dict[str, Any]:
                 "fade_ms": spec.fade_ms,
             },
             "button": {"pin": spec.button_pin, "bounce_time_ms": None},
-            "live": {"base_url": spec.base_url},
+            "live": {"base_url": spec.base_url, "ca_file": spec.ca_file},
             "paths": {"state_dir": spec.state_dir},
         },
         spec.overrides,
@@ -148,27 +147,11 @@ async def run_edgevoice(spec: WorkerSpec) -> dict[str, Any]:
         on_start=timeline.on_start,
         on_end=timeline.on_end,
     )
-    hardware = Hardware(
-        open_capture=devices.open_capture,
-        open_playback=devices.open_playback,
-        playback_buffer_frames=devices.playback_buffer_frames,
-        paced_playback=True,
-        pin_factory=devices.pin_factory,
-        edge_position=devices.edge_position,
-    )
-
     async def credentials() -> str:
         return "bench-key"
 
     probe = Probe() if spec.probe else NullProbe()
-    daemon = Daemon(
-        settings,
-        hardware,
-        credentials=credentials,
-        ssl_context=ssl_context(spec.ca_file),
-        toolbox=ToolBox.from_settings(settings.home, settings.paths.state_dir),
-        metrics=probe,
-    )
+    daemon = Daemon(settings, devices, credentials=credentials, metrics=probe)
     task = asyncio.create_task(daemon.run(), name="daemon")
     # Bounded, so a daemon that dies before READY does not leave a thread waiting forever.
     await until_done(task, asyncio.ensure_future(asyncio.to_thread(daemon.ready.wait, 60)), 60)
@@ -181,7 +164,7 @@ async def run_edgevoice(spec: WorkerSpec) -> dict[str, Any]:
     await asyncio.wait_for(task, STOP_TIMEOUT_S)
     await asyncio.to_thread(devices.shutdown)
 
-    assert daemon.microphone is not None and daemon.speaker is not None and daemon.link is not None
+    assert daemon.microphone is not None and daemon.speaker is not None and daemon.live_link is not None
     snapshot = probe.snapshot()
     return {
         "series": snapshot["series"],
@@ -189,7 +172,7 @@ async def run_edgevoice(spec: WorkerSpec) -> dict[str, Any]:
             **counters(daemon.microphone, ("overruns", "reopens", "frames_delivered")),
             **counters(daemon.speaker, ("interrupts", "write_errors")),
             **counters(daemon.speaker.jitter.counters, ("underruns", "underrun_frames", "played_frames")),
-            "connects": daemon.link.connects,
+            "connects": daemon.live_link.connects,
             "resumed_links": snapshot["resumed_links"],
             "fresh_links": snapshot["fresh_links"],
             "quiet_at_end": int(quiet_at_end),

@@ -10,6 +10,7 @@ whether paced or not.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
@@ -36,7 +37,14 @@ class ButtonSchedule:
         edges: list[ButtonEdge] = []
         previous_end = -1.0
         for start, end in sorted(presses):
-            if start < 0 or end <= start:
+            if not (math.isfinite(start) and math.isfinite(end)):
+                raise UserError(f"--press {start:g}:{end:g}: the times must be finite numbers of seconds")
+            if start < 0:
+                raise UserError(
+                    f"--press {start:g}:{end:g}: the press starts before the recording does "
+                    "(times count from 0 s, the start of the microphone file)"
+                )
+            if end <= start:
                 raise UserError(f"--press {start:g}:{end:g}: the release must come after the press")
             if start <= previous_end:
                 raise UserError(f"--press {start:g}:{end:g} overlaps the press before it")

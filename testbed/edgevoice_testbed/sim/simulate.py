@@ -21,15 +21,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 
 import numpy as np
+from gpiozero.pins.mock import MockFactory
 
-from edgevoice.audio.alsa import AudioDeviceError, OpenedFormat
-from edgevoice.audio.devices import ConvertingPlayback
-from edgevoice.audio.devices import open_capture as open_capture_device
-from edgevoice.audio.devices import open_playback as open_playback_device
-from edgevoice.config import Settings, deep_merge, load_settings, resolve_config_path
+from edgevoice.audio.alsa import AudioDeviceError, CaptureDevice, OpenedFormat, PlaybackDevice
+from edgevoice.config import AudioSettings, Settings, deep_merge, load_settings, resolve_config_path
 from edgevoice.core.events import (
     Captured,
     Event,
@@ -45,7 +43,9 @@ from edgevoice.errors import UserError
 from edgevoice.live import sdk
 from edgevoice.live.link import CredentialError
 from edgevoice.live.trace import TraceFile, frame_record
-from edgevoice.service.daemon import CAPTURE_RATE, PLAYBACK_PERIODS, PLAYBACK_RATE, Daemon, Hardware
+from edgevoice.security.credentials import credential_source
+from edgevoice.service.daemon import Daemon
+from edgevoice.service.devices import CAPTURE_RATE, PLAYBACK_PERIODS, PLAYBACK_RATE, AlsaDevices
 from edgevoice.service.logging import setup_logging
 from edgevoice.service.watchdog import enable_crash_dumps
 from edgevoice_testbed.sim.devices import ButtonSchedule, SimulatedCapture, SimulatedPlayback
@@ -60,6 +60,9 @@ MIC_PCM = "edgevoice_mic"
 SPEAKER_PCM = "edgevoice_speaker"
 # Silence after the microphone file so the last release always has audio to land in.
 TAIL_S = 0.5
+# Presses may go on past the end of the file (the microphone then hears silence), but
+# not so far that the silence would not fit in memory.
+MAX_SILENCE_AFTER_S = 600.0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -116,6 +119,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_simulate_command(args: argparse.Namespace) -> int:
+    if not args.timeout > 0:  # also refuses nan
+        raise UserError(f"--timeout {args.timeout:g}: must be a number of seconds greater than 0")
+    if args.out.is_dir():
+        raise UserError(f"--out {args.out}: is a directory; give the name of a WAV file to write")
+    if not args.out.absolute().parent.is_dir():
+        raise UserError(f"--out {args.out}: the directory {args.out.absolute().parent} does not exist")
     setup_logging("INFO" if args.verbose else "WARNING", transcripts=False)
     enable_crash_dumps()
     options = SimulationOptions(
@@ -152,6 +161,17 @@ class SimulatedCard:
     playback_rate: int | None = None
     playback_channels: int | None = None
 
+    def check(self) -> None:
+        """Refuse a card no sound card could be, naming the option."""
+        for option, value, low, high, unit in (
+            ("--capture-device-rate", self.capture_rate, 8000, 192000, "Hz"),
+            ("--playback-device-rate", self.playback_rate, 8000, 192000, "Hz"),
+            ("--capture-device-channels", self.capture_channels, 1, 8, "channels"),
+            ("--playback-device-channels", self.playback_channels, 1, 8, "channels"),
+        ):
+            if value is not None and not low <= value <= high:
+                raise UserError(f"{option} {value}: must be between {low} and {high} {unit}")
+
 
 @dataclass
 class SimulationOptions:
@@ -170,7 +190,7 @@ class SimulationOptions:
     # KIND@WHEN specs (see edgevoice_testbed.emulator.faults); "restart" restarts the daemon itself.
     faults: list[str] = field(default_factory=list)
     # Set by tests and the benchmark: extra settings on top of the file, and an emulator
-    # they started themselves (anything with base_url and client_ssl_context()).
+    # they started themselves (anything with base_url, write_ca(path) and inject_fault()).
     overrides: dict[str, Any] = field(default_factory=dict)
     emulator: Any = None
 
@@ -209,6 +229,14 @@ async def _simulate_in(
         if not presses:
             presses = [(0.0, len(mic_audio) / CAPTURE_RATE)]
     schedule = ButtonSchedule(presses, CAPTURE_RATE)
+    recorded_s = len(mic_audio) / CAPTURE_RATE
+    if schedule.last_position / CAPTURE_RATE > recorded_s + MAX_SILENCE_AFTER_S:
+        start, end = max(presses, key=lambda press: press[1])
+        raise UserError(
+            f"--press {start:.10g}:{end:.10g} ends {end - recorded_s:.1f} s after the {recorded_s:.1f} s "
+            f"recording; a press may end at most {MAX_SILENCE_AFTER_S:g} s after it"
+        )
+    options.card.check()
     tail = max(0, schedule.last_position - len(mic_audio)) + int(TAIL_S * CAPTURE_RATE)
     mic_pcm = np.concatenate([mic_audio, np.zeros(tail, dtype="<i2")]).tobytes()
     card = options.card
@@ -235,9 +263,20 @@ async def _simulate_in(
         )
     except (FussyPluginError, ValueError) as exc:
         raise UserError(f"cannot simulate that sound card: {exc}") from None
-    # libasound reads this when a PCM is opened and notices when it changes.
-    os.environ["ALSA_CONFIG_PATH"] = f"/usr/share/alsa/alsa.conf:{asoundrc}"
+    # libasound reads this when a PCM is opened and notices when it changes; the process's
+    # own value comes back when the simulation ends.
+    with _environment_variable("ALSA_CONFIG_PATH", f"/usr/share/alsa/alsa.conf:{asoundrc}"):
+        return await _simulate_with_card(scratch, options, stdout, handle_signals, schedule, speaker_raw)
 
+
+async def _simulate_with_card(
+    scratch: Path,
+    options: SimulationOptions,
+    stdout: TextIO | None,
+    handle_signals: bool,
+    schedule: ButtonSchedule,
+    speaker_raw: Path,
+) -> SimulationResult:
     state_dir = options.state_dir or scratch / "state"
     overrides: dict[str, Any] = {
         "audio": {"capture_device": MIC_PCM, "playback_device": SPEAKER_PCM},
@@ -263,17 +302,21 @@ async def _simulate_in(
                     "$CREDENTIALS_DIRECTORY/gemini-api-key"
                 )
             api_key = settings.gemini_api_key.get_secret_value() if settings.gemini_api_key else ""
-            ssl_context = None
         else:
             emulator = options.emulator
             if emulator is None:
                 emulator = await stack.enter_async_context(_start_emulator(options.scenario))
             for fault in server_faults:
                 emulator.inject_fault(fault)
+            # The daemon trusts the emulator the way a user would: through live.ca_file.
+            ca_file = emulator.write_ca(scratch / "emulator-ca.pem")
             settings = settings.model_copy(
-                update={"live": settings.live.model_copy(update={"base_url": emulator.base_url})}
+                update={
+                    "live": settings.live.model_copy(
+                        update={"base_url": emulator.base_url, "ca_file": Path(ca_file)}
+                    )
+                }
             )
-            ssl_context = emulator.client_ssl_context()
             # The configured key if there is one (the emulator keeps only a fingerprint).
             key = settings.gemini_api_key
             api_key = key.get_secret_value() if key is not None else "simulated-key"
@@ -284,8 +327,6 @@ async def _simulate_in(
             return api_key
 
         if settings.auth.mode == "token_broker":
-            from edgevoice.security.credentials import credential_source
-
             credentials = credential_source(settings)  # type: ignore[assignment]
 
         trace = stack.enter_context(_trace_writer(options.trace))
@@ -294,11 +335,11 @@ async def _simulate_in(
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, run.done.set)
-        await run.run(credentials, ssl_context)
+        await run.run(credentials)
         daemon = run.daemon
 
-    out_pcm = speaker_raw.read_bytes()
-    speaker = run.speaker_format
+    out_pcm = await asyncio.to_thread(speaker_raw.read_bytes)
+    speaker = run.devices.speaker_format
     out_rate, out_channels = (speaker.rate, speaker.channels) if speaker else (PLAYBACK_RATE, 1)
     write_wav(options.out, out_pcm, out_rate, out_channels)
     if daemon.toolbox is not None:
@@ -312,6 +353,79 @@ async def _simulate_in(
         run.button_edges,
         run.daemons,
     )
+
+
+class SimulatedDevices(AlsaDevices):
+    """The simulator's hardware, behind the daemon's usual seam.
+
+    The PCMs are opened exactly as on a device (:class:`AlsaDevices`, on libasound's file
+    plugin); the simulator only puts its clock between them and the daemon, and gives the
+    button and LED a gpiozero mock pin factory. The card outlives a daemon: after a
+    ``restart`` fault the next daemon reads on from where the last one stopped.
+    """
+
+    def __init__(
+        self,
+        audio: AudioSettings,
+        schedule: ButtonSchedule,
+        *,
+        realtime: bool,
+        drive_button: Callable[[bool], None],
+        ready_for_press: Callable[[float], bool],
+    ) -> None:
+        super().__init__(audio, pin_factory=MockFactory())
+        self.paced_playback = realtime
+        self._schedule = schedule
+        self._drive_button = drive_button
+        self._ready_for_press = ready_for_press
+        self.capture: SimulatedCapture | None = None
+        self.playback: SimulatedPlayback | None = None
+        self.speaker_format: OpenedFormat | None = None
+
+    def open_capture(self) -> CaptureDevice:
+        if self.capture is not None:
+            return self.capture.attach()
+        return super().open_capture()
+
+    def wrap_capture(self, device: CaptureDevice, opened: OpenedFormat) -> CaptureDevice:
+        # The card is asked for 16 kHz mono and negotiated like a real one; the schedule
+        # and the pacing count pipeline samples, after any conversion.
+        self.capture = SimulatedCapture(
+            device,
+            rate=CAPTURE_RATE,
+            period_frames=self.capture_period_frames,
+            schedule=self._schedule,
+            drive_button=self._drive_button,
+            realtime=self.paced_playback,
+            ready_for_press=self._ready_for_press,
+        )
+        return self.capture
+
+    def wrap_playback(self, pcm: PlaybackDevice, opened: OpenedFormat) -> PlaybackDevice:
+        if self.playback is not None:
+            pcm.close()  # a restarted daemon: the card (and its output file) lives on
+            return self.playback
+        self.playback = SimulatedPlayback(
+            pcm,
+            rate=opened.rate,
+            channels=opened.channels,
+            buffer_frames=opened.rate * self.audio.period_ms // 1000 * PLAYBACK_PERIODS,
+            paced=self.paced_playback,
+        )
+        self.speaker_format = opened
+        return self.playback
+
+    def edge_position(self) -> int | None:
+        assert self.capture is not None
+        return self.capture.edge_position_now()
+
+    def heard_frames(self) -> int:
+        return self.playback.heard_frames() if self.playback is not None else 0
+
+    def shutdown(self) -> None:
+        for device in (self.capture, self.playback):
+            if device is not None:
+                device.shutdown()
 
 
 class _SimulatedRun:
@@ -332,9 +446,13 @@ class _SimulatedRun:
         self.options = options
         self.trace = trace
         self.transcript = _TranscriptPrinter(stdout)
-        self.capture: SimulatedCapture | None = None
-        self.playback: SimulatedPlayback | None = None
-        self.speaker_format: OpenedFormat | None = None
+        self.devices = SimulatedDevices(
+            settings.audio,
+            schedule,
+            realtime=options.realtime,
+            drive_button=self._drive_button,
+            ready_for_press=self._ready_for_press,
+        )
         self.button_edges: list[tuple[bool, int]] = []
         self.daemons: list[Daemon] = []
         self.done = asyncio.Event()
@@ -347,55 +465,33 @@ class _SimulatedRun:
         self._frames_since_press = 0
         self._releases = 0
         self._chunks_since_release = 0
-        from gpiozero.pins.mock import MockFactory
-
-        self._pin_factory = MockFactory()
 
     @property
     def daemon(self) -> Daemon:
         return self.daemons[-1]
 
-    def build_daemon(self, credentials: Callable[[], Any], ssl_context: Any) -> Daemon:
-        from edgevoice.tools import ToolBox
-
-        settings = self.settings
-        hardware = Hardware(
-            open_capture=self._open_capture,
-            open_playback=self._open_playback,
-            playback_buffer_frames=self._playback_period * 2,
-            paced_playback=self.options.realtime,
-            pin_factory=self._pin_factory,
-            edge_position=self._edge_position,
-        )
-        daemon = Daemon(
-            settings,
-            hardware,
-            credentials=credentials,
-            ssl_context=ssl_context,
-            toolbox=ToolBox.from_settings(settings.home, settings.paths.state_dir),
-            observers=[self._observe],
-        )
-        daemon.after_dispatch.append(lambda: self._check_done(daemon))
+    def build_daemon(self, credentials: Callable[[], Any]) -> Daemon:
+        daemon = Daemon(self.settings, self.devices, credentials=credentials)
+        daemon.watchers.append(self._observe)
+        daemon.watchers.append(lambda _event: self._check_done(daemon))
         self.daemons.append(daemon)
         return daemon
 
-    async def run(self, credentials: Callable[[], Any], ssl_context: Any) -> None:
+    async def run(self, credentials: Callable[[], Any]) -> None:
         if self.trace is not None:
             trace = self.trace
             sdk.set_frame_observer(lambda direction, frame, _t: trace(frame_record(direction, frame)))
         deadline = time.monotonic() + self.options.timeout_s
         try:
             while True:
-                daemon = self.build_daemon(credentials, ssl_context)
+                daemon = self.build_daemon(credentials)
                 if await self._run_until_done_or_restart(daemon, deadline):
                     return
                 if self.trace is not None:
                     self.trace({"event": "restart"})
         finally:
             sdk.set_frame_observer(None)
-            for device in (self.capture, self.playback):
-                if device is not None:
-                    device.shutdown()
+            self.devices.shutdown()
 
     async def _run_until_done_or_restart(self, daemon: Daemon, deadline: float) -> bool:
         self._restart.clear()
@@ -426,75 +522,14 @@ class _SimulatedRun:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(task, 5)
 
-    # -- devices -------------------------------------------------------------------------------
-
-    @property
-    def _capture_period(self) -> int:
-        return CAPTURE_RATE * self.settings.audio.period_ms // 1000
-
-    @property
-    def _playback_period(self) -> int:
-        return PLAYBACK_RATE * self.settings.audio.period_ms // 1000
-
-    def _open_capture(self) -> SimulatedCapture:
-        if self.capture is not None:
-            return self.capture.attach()
-        audio = self.settings.audio
-        # The card is asked for 16 kHz mono and negotiated like a real one; the schedule
-        # and the pacing count pipeline samples, after any conversion.
-        device, _format = open_capture_device(
-            audio.capture_device,
-            rate=CAPTURE_RATE,
-            period_ms=audio.period_ms,
-            device_rate=audio.capture_device_rate,
-            device_channels=audio.capture_device_channels,
-            channel=audio.capture_channel,
-        )
-        self.capture = SimulatedCapture(
-            device,
-            rate=CAPTURE_RATE,
-            period_frames=self._capture_period,
-            schedule=self.schedule,
-            drive_button=self._drive_button,
-            realtime=self.options.realtime,
-            ready_for_press=self._ready_for_press,
-        )
-        return self.capture
-
-    def _open_playback(self) -> ConvertingPlayback:
-        audio = self.settings.audio
-
-        def card_with_clock(pcm: Any, opened: OpenedFormat) -> SimulatedPlayback:
-            if self.playback is None:
-                self.playback = SimulatedPlayback(
-                    pcm,
-                    rate=opened.rate,
-                    channels=opened.channels,
-                    buffer_frames=opened.rate * audio.period_ms // 1000 * PLAYBACK_PERIODS,
-                    paced=self.options.realtime,
-                )
-                self.speaker_format = opened
-            else:
-                pcm.close()  # a restarted daemon: the card (and its output file) lives on
-            return self.playback
-
-        device, _format = open_playback_device(
-            audio.playback_device,
-            rate=PLAYBACK_RATE,
-            period_ms=audio.period_ms,
-            periods=PLAYBACK_PERIODS,
-            device_rate=audio.playback_device_rate,
-            device_channels=audio.playback_device_channels,
-            wrap=card_with_clock,
-        )
-        return device
+    # -- the simulated user -------------------------------------------------------------------
 
     def _drive_button(self, pressed: bool) -> None:
-        heard = self.playback.heard_frames() if self.playback is not None else 0
+        heard = self.devices.heard_frames()
         self.button_edges.append((pressed, heard))
         if self.trace is not None:
             self.trace({"event": "button", "state": "pressed" if pressed else "released"})
-        pin = self._pin_factory.pin(self.settings.button.pin)
+        pin = self.devices.pin_factory.pin(self.settings.button.pin)
         if pressed == self.settings.button.pull_up:
             pin.drive_low()
         else:
@@ -508,32 +543,42 @@ class _SimulatedRun:
             heartbeat.beat()
         return daemon.quiet.wait(timeout) and daemon.conversation.link_up
 
-    def _edge_position(self) -> int:
-        assert self.capture is not None
-        return self.capture.edge_position_now()
-
     # -- observing the daemon ---------------------------------------------------------------------
 
     def _observe(self, event: Event) -> None:
-        if isinstance(event, Captured):
-            if self.capture is not None:
-                if not self.options.realtime:
-                    self.capture.frame_consumed()
-                if self.capture.base + event.position + len(event.pcm) // 2 > self._final_position:
-                    self._final_frame_seen = True
-            self._frames_since_press += 1
-            self._check_restart("utterance", self._presses, self._frames_since_press)
-        elif isinstance(event, Pressed):
-            self._presses += 1
-            self._frames_since_press = 0
-        elif isinstance(event, Released):
-            self._releases += 1
-            self._chunks_since_release = 0
-        elif isinstance(event, ServerAudio):
-            self._chunks_since_release += 1
-            self._check_restart("reply", self._releases, self._chunks_since_release)
-        if isinstance(event, TranscriptEvent | TurnComplete | ToolCallsReceived | ToolResult):
-            self.transcript.observe(event)
+        counter = self._COUNTERS.get(type(event))
+        if counter is not None:
+            counter(self, event)
+        self.transcript.observe(event)
+
+    def _count_frame(self, event: Captured) -> None:
+        capture = self.devices.capture
+        if capture is not None:
+            if not self.options.realtime:
+                capture.frame_consumed()
+            if capture.base + event.position + len(event.pcm) // 2 > self._final_position:
+                self._final_frame_seen = True
+        self._frames_since_press += 1
+        self._check_restart("utterance", self._presses, self._frames_since_press)
+
+    def _count_press(self, event: Pressed) -> None:
+        self._presses += 1
+        self._frames_since_press = 0
+
+    def _count_release(self, event: Released) -> None:
+        self._releases += 1
+        self._chunks_since_release = 0
+
+    def _count_chunk(self, event: ServerAudio) -> None:
+        self._chunks_since_release += 1
+        self._check_restart("reply", self._releases, self._chunks_since_release)
+
+    _COUNTERS: ClassVar[dict[type, Callable[[_SimulatedRun, Any], None]]] = {
+        Captured: _count_frame,
+        Pressed: _count_press,
+        Released: _count_release,
+        ServerAudio: _count_chunk,
+    }
 
     def _check_restart(self, kind: str, utterance: int, index: int) -> None:
         for trigger in self._restarts:
@@ -554,28 +599,57 @@ class _TranscriptPrinter:
         self._model: list[str] = []
 
     def observe(self, event: Event) -> None:
-        if isinstance(event, ToolCallsReceived):
-            for call in event.calls:
-                arguments = ", ".join(f"{k}={v!r}" for k, v in call.args.items())
-                self._emit(f"tool call: {call.name}({arguments})  [id {call.id}]")
-        elif isinstance(event, ToolResult):
-            self._emit(
-                f"tool result: {event.name} -> {json.dumps(event.response, sort_keys=True)}"
-                f"  [id {event.id}, scheduling {event.scheduling}]"
-            )
-        elif isinstance(event, TranscriptEvent):
-            if event.role == "user":
-                self._emit(f"you: {event.text}")
-            else:
-                self._model.append(event.text)
-        elif isinstance(event, TurnComplete) and self._model:
+        printer = self._PRINTERS.get(type(event))
+        if printer is not None:
+            printer(self, event)
+
+    def _tool_calls(self, event: ToolCallsReceived) -> None:
+        for call in event.calls:
+            arguments = ", ".join(f"{k}={v!r}" for k, v in call.args.items())
+            self._emit(f"tool call: {call.name}({arguments})  [id {call.id}]")
+
+    def _tool_result(self, event: ToolResult) -> None:
+        self._emit(
+            f"tool result: {event.name} -> {json.dumps(event.response, sort_keys=True)}"
+            f"  [id {event.id}, scheduling {event.scheduling}]"
+        )
+
+    def _transcript(self, event: TranscriptEvent) -> None:
+        if event.role == "user":
+            self._emit(f"you: {event.text}")
+        else:
+            self._model.append(event.text)
+
+    def _turn_complete(self, event: TurnComplete) -> None:
+        if self._model:
             self._emit(f"assistant: {''.join(self._model).strip()}")
             self._model.clear()
+
+    _PRINTERS: ClassVar[dict[type, Callable[[_TranscriptPrinter, Any], None]]] = {
+        ToolCallsReceived: _tool_calls,
+        ToolResult: _tool_result,
+        TranscriptEvent: _transcript,
+        TurnComplete: _turn_complete,
+    }
 
     def _emit(self, line: str) -> None:
         self.lines.append(line)
         if self._stdout is not None:
             print(line, file=self._stdout, flush=True)
+
+
+@contextlib.contextmanager
+def _environment_variable(name: str, value: str) -> Iterator[None]:
+    """Set an environment variable for a while, then give the process its own back."""
+    saved = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = saved
 
 
 @contextlib.asynccontextmanager

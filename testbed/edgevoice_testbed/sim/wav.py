@@ -31,6 +31,8 @@ def read_wav_as(path: Path, rate: int) -> np.ndarray:
         raise UserError(
             f"{path} is not usable audio ({channels} channels, {source_rate} Hz, {width * 8}-bit)"
         )
+    if len(raw) < width * channels:
+        raise UserError(f"the microphone file {path} holds no audio (0 frames)")
     samples = _to_float(raw, width).reshape(-1, channels).mean(axis=1)
     if source_rate != rate:
         samples = soxr.resample(samples, source_rate, rate, quality="VHQ")
@@ -38,11 +40,14 @@ def read_wav_as(path: Path, rate: int) -> np.ndarray:
 
 
 def write_wav(path: Path, pcm: bytes, rate: int, channels: int = 1) -> None:
-    with wave.open(str(path), "wb") as wav:
-        wav.setnchannels(channels)
-        wav.setsampwidth(2)
-        wav.setframerate(rate)
-        wav.writeframes(pcm)
+    try:
+        with Path(path).open("wb") as handle, wave.open(handle, "wb") as wav:
+            wav.setnchannels(channels)
+            wav.setsampwidth(2)
+            wav.setframerate(rate)
+            wav.writeframes(pcm)
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror}") from None
 
 
 def _to_float(raw: bytes, width: int) -> np.ndarray:

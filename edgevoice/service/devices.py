@@ -1,0 +1,119 @@
+"""The daemon's hardware seam: how it opens its sound card and reaches its pins.
+
+In the gpiozero manner, the daemon is handed a small :class:`Devices` object and never
+asks how the hardware is made. :class:`AlsaDevices` is the production one and the only
+place that turns ``[audio]`` settings into opened PCMs; stand-ins for tests and the
+simulator subclass it (so they open the same real libasound PCMs the same way) and put
+their own clock between the card and the daemon through :meth:`AlsaDevices.wrap_capture`
+and :meth:`AlsaDevices.wrap_playback`.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from edgevoice.audio.alsa import CaptureDevice, OpenedFormat, PlaybackDevice
+from edgevoice.audio.devices import open_capture as open_capture_device
+from edgevoice.audio.devices import open_playback as open_playback_device
+from edgevoice.config import AudioSettings
+
+CAPTURE_RATE = 16000
+PLAYBACK_RATE = 24000
+
+# Two periods in the card: enough to ride scheduling jitter, little enough that a barge-in
+# has almost nothing to cut.
+PLAYBACK_PERIODS = 2
+
+
+class Devices(Protocol):
+    """What the daemon needs from its hardware."""
+
+    # gpiozero pin factory for the button and LED; None: gpiozero's default (the board's).
+    pin_factory: object | None
+    # False for a sink that plays instantly (a simulation): never feed it invented silence.
+    paced_playback: bool
+
+    @property
+    def playback_buffer_frames(self) -> int: ...
+
+    def open_capture(self) -> CaptureDevice: ...
+
+    def open_playback(self) -> PlaybackDevice: ...
+
+    def edge_position(self) -> int | None:
+        """The exact capture sample of the button edge being handled now, when the hardware
+        knows it (a simulation does); None: the capture clock says."""
+        ...
+
+
+class AlsaDevices:
+    """The board's sound card(s), opened at whatever format they accept, and its GPIO pins."""
+
+    paced_playback = True
+
+    def __init__(self, audio: AudioSettings, pin_factory: object | None = None) -> None:
+        self.audio = audio
+        self.pin_factory = pin_factory
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(capture={self.audio.capture_device!r}, "
+            f"playback={self.audio.playback_device!r})"
+        )
+
+    @property
+    def capture_period_frames(self) -> int:
+        return CAPTURE_RATE * self.audio.period_ms // 1000
+
+    @property
+    def playback_period_frames(self) -> int:
+        return PLAYBACK_RATE * self.audio.period_ms // 1000
+
+    @property
+    def playback_buffer_frames(self) -> int:
+        return self.playback_period_frames * PLAYBACK_PERIODS
+
+    def open_capture(self) -> CaptureDevice:
+        audio = self.audio
+        device, opened = open_capture_device(
+            audio.capture_device,
+            rate=CAPTURE_RATE,
+            period_ms=audio.period_ms,
+            device_rate=audio.capture_device_rate,
+            device_channels=audio.capture_device_channels,
+            channel=audio.capture_channel,
+        )
+        return self.wrap_capture(device, opened)
+
+    def open_playback(self) -> PlaybackDevice:
+        audio = self.audio
+        device, _opened = open_playback_device(
+            audio.playback_device,
+            rate=PLAYBACK_RATE,
+            period_ms=audio.period_ms,
+            periods=PLAYBACK_PERIODS,
+            device_rate=audio.playback_device_rate,
+            device_channels=audio.playback_device_channels,
+            wrap=self.wrap_playback,
+        )
+        return device
+
+    def wrap_capture(self, device: CaptureDevice, opened: OpenedFormat) -> CaptureDevice:
+        """What the daemon reads from, given the opened (and converted) capture PCM."""
+        return device
+
+    def wrap_playback(self, pcm: PlaybackDevice, opened: OpenedFormat) -> PlaybackDevice:
+        """What sits between the converter and the card (the card's own format)."""
+        return pcm
+
+    def edge_position(self) -> int | None:
+        return None
+
+
+__all__ = [
+    "CAPTURE_RATE",
+    "PLAYBACK_PERIODS",
+    "PLAYBACK_RATE",
+    "AlsaDevices",
+    "Devices",
+]
