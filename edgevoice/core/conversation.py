@@ -81,7 +81,7 @@ from edgevoice.core.events import (
     TurnComplete,
 )
 from edgevoice.core.families import GEMINI_3_8, ModelFamily
-from edgevoice.core.ledger import Ledger, Utterance, UtteranceState, UtteranceTrigger
+from edgevoice.core.ledger import Ledger, Utterance, UtteranceTrigger
 from edgevoice.core.machine import NotInState
 from edgevoice.core.turn import ANSWERING, Turn, TurnState, TurnTrigger
 
@@ -320,7 +320,10 @@ class Conversation:
             # The user asks something else before the late answer came: they moved on.
             self._turn.fire(TurnTrigger.BARGE_IN)
             self._answer_for_turn(actions)
-        live = self._conn.up and not any(u.state is UtteranceState.QUEUED for u in self._ledger)
+        # Spoken while connected behind only live questions: it streams at once (the user
+        # chose to speak now). Behind a backlog (offline, restored, re-sent after a drop) it
+        # waits its turn, so that no answer of the backlog is cut off by it.
+        live = self._conn.up and all(u.live for u in self._ledger)
         self._ledger.press(event.position, live=live)
         actions.append(PlayEarcon(Earcon.LISTENING))
         self._pump(actions)
