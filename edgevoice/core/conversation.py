@@ -944,8 +944,8 @@ class Conversation:
         self._saved = saved
 
     def _persist(self, actions: list[Action]) -> None:
-        context = [line for line in self._recent if line not in self._uncommitted]
-        context += self._uncommitted
+        # What the next session may lack: lines no resumption handle covers yet.
+        context = list(self._uncommitted)
         if self._user_text or self._model_text:
             context.append(self._exchange_line())  # the reply in flight
         saved = SavedLedger(self._ledger.saved(), tuple(context))
