@@ -50,6 +50,7 @@ from edgevoice.core.events import (
     Log,
     NetworkChanged,
     PersistHandle,
+    PersistLedger,
     PlayAudio,
     PlaybackIdle,
     PlayEarcon,
@@ -69,6 +70,7 @@ from edgevoice.core.events import (
     Transcript,
     TurnComplete,
 )
+from edgevoice.core.families import family_for
 from edgevoice.errors import UserError
 from edgevoice.hardware.button import PushToTalkButton
 from edgevoice.hardware.led import StatusLed
@@ -76,6 +78,7 @@ from edgevoice.live.handle_store import HandleStore
 from edgevoice.live.link import CredentialSource, LiveLink
 from edgevoice.live.netwatch import NetworkWatch
 from edgevoice.metrics import NO_METRICS, Metrics
+from edgevoice.service.ledger_store import LedgerStore
 from edgevoice.service.logging import clear_log_fields, set_log_fields
 from edgevoice.service.notify import SystemdNotifier
 from edgevoice.service.watchdog import DEFAULT_STALL_AFTER_S, Heartbeat, WatchdogPolicy, run_watchdog
@@ -187,6 +190,7 @@ class Daemon:
         self._earcons = earcons_factory(settings) if earcons_factory else None
         self._observers = list(observers)
         self.handle_store = handle_store or HandleStore(settings.paths.state_dir)
+        self.ledger_store = LedgerStore(settings.paths.state_dir)
         self._clock = clock
         audio = settings.audio
         self.capture_period = CAPTURE_RATE * audio.period_ms // 1000
@@ -202,6 +206,9 @@ class Daemon:
                 reply_timeout_s=live.reply_timeout_s,
             ),
             Backoff(live.reconnect_initial_s, live.reconnect_max_s),
+            family=family_for(live.model).family,
+            # What a previous run was asked and never answered is asked again.
+            ledger=self.ledger_store.load(),
         )
         # Set whenever nothing is in flight (the simulator waits on it between turns).
         self.quiet = threading.Event()
@@ -450,6 +457,9 @@ class Daemon:
             set_log_fields(session_id=self._session_id)
         if isinstance(event, Transcript | TurnComplete | GenerationComplete | Interrupted):
             self._log_transcript(event)
+        elif isinstance(event, LinkDown) and event.link == self.conversation.link:
+            # The words of a reply cut off are not half of the next one.
+            self._model_words.clear()
         for observer in self._observers:
             observer(event)
         if isinstance(event, LinkUp | LinkDown | GoAway) and event.link == self.conversation.link:
@@ -542,6 +552,11 @@ class Daemon:
                     self.handle_store.save(action.handle)
                 except OSError as exc:
                     log.warning("could not save the session handle: %s", exc)
+            elif isinstance(action, PersistLedger):
+                try:
+                    self.ledger_store.save(action.ledger)
+                except OSError as exc:
+                    log.warning("could not save the unanswered utterances: %s", exc)
             elif isinstance(action, Status):
                 self._show_status(action)
             elif isinstance(action, Log):
