@@ -457,8 +457,8 @@ class Daemon:
             set_log_fields(session_id=self._session_id)
         if isinstance(event, Transcript | TurnComplete | GenerationComplete | Interrupted):
             self._log_transcript(event)
-        elif isinstance(event, LinkDown) and event.link == self.conversation.link:
-            # The words of a reply cut off are not half of the next one.
+        elif isinstance(event, LinkUp):
+            # Words of a reply cut by the end of the last connection are not half of the next.
             self._model_words.clear()
         for observer in self._observers:
             observer(event)
