@@ -33,6 +33,7 @@ from edgevoice.config import Settings, deep_merge, load_settings, resolve_config
 from edgevoice.core.events import (
     Captured,
     Event,
+    LinkUp,
     Pressed,
     Released,
     ServerAudio,
@@ -533,6 +534,8 @@ class _SimulatedRun:
             self._check_restart("reply", self._releases, self._chunks_since_release)
         if isinstance(event, TranscriptEvent | TurnComplete | ToolCallsReceived | ToolResult):
             self.transcript.observe(event)
+        elif isinstance(event, LinkUp):
+            self.transcript.new_connection()
 
     def _check_restart(self, kind: str, utterance: int, index: int) -> None:
         for trigger in self._restarts:
@@ -570,6 +573,10 @@ class _TranscriptPrinter:
         elif isinstance(event, TurnComplete) and self._model:
             self._emit(f"assistant: {''.join(self._model).strip()}")
             self._model.clear()
+
+    def new_connection(self) -> None:
+        """Words of a reply cut by the end of the last connection are not half of the next."""
+        self._model.clear()
 
     def _emit(self, line: str) -> None:
         self.lines.append(line)
