@@ -32,10 +32,10 @@ from __future__ import annotations
 import json
 import logging
 import traceback
-from collections import deque
 from dataclasses import dataclass
 
 from edgevoice.core.backoff import Backoff
+from edgevoice.core.calls import Calls, PendingCall
 from edgevoice.core.connection import Connection, LinkState
 from edgevoice.core.events import (
     Action,
@@ -73,13 +73,13 @@ from edgevoice.core.events import (
     Status,
     StopPlayback,
     Tick,
-    ToolCall,
     ToolCallsCancelled,
     ToolCallsReceived,
     ToolResult,
     Transcript,
     TurnComplete,
 )
+from edgevoice.core.exchanges import Exchanges
 from edgevoice.core.families import GEMINI_3_8, ModelFamily
 from edgevoice.core.ledger import Ledger, Utterance, UtteranceTrigger
 from edgevoice.core.machine import NotInState
@@ -89,13 +89,6 @@ from edgevoice.core.turn import ANSWERING, Turn, TurnState, TurnTrigger
 # (context exhausted, bad setup): retrying the same handle would loop forever.
 CLOSE_INVALID_RESUME = 1007
 RESUME_FAILURE_WINDOW_S = 10.0
-# Exchanges kept to brief a fresh session when a resume is impossible.
-RECENT_EXCHANGES = 8
-# Call ids remembered to run a call that arrives twice (as toolCall and in the turn) once.
-REMEMBERED_CALLS = 256
-# After a tool result the model should speak about, the device is not idle until the
-# model's next turn ends or this long has passed (it may choose to say nothing).
-FOLLOW_UP_WAIT_S = 10.0
 # Close codes that blame what the client sent (unsupported data, invalid argument, policy,
 # too big). An utterance whose sending ended in one of these this many times is given up:
 # it may be what breaks the session. Drops and server resets never count against it.
@@ -127,13 +120,6 @@ class ConversationConfig:
     tool_deadline_s: float = 30.0
 
 
-@dataclass
-class _PendingCall:
-    call: ToolCall
-    link: int
-    deadline: float
-
-
 class Conversation:
     """See the module docstring. Not thread-safe: one owner (the event loop) calls it."""
 
@@ -159,19 +145,8 @@ class Conversation:
         self._last_server_t = 0.0
         self._now = 0.0
 
-        self._tools: dict[str, _PendingCall] = {}
-        self._seen_calls: deque[str] = deque(maxlen=REMEMBERED_CALLS)
-        self._follow_up_until: float | None = None
-        # The turn open when the result went back is not the follow-up.
-        self._follow_up_skips_turn = False
-        self._undelivered: list[ToolResult] = []
-
-        # What was said, for the next session's briefing: the exchange being answered, the
-        # lines the server's last snapshot lacks, and the recent exchanges.
-        self._user_text: list[str] = []
-        self._model_text: list[str] = []
-        self._uncommitted: list[str] = []
-        self._recent: deque[str] = deque(maxlen=RECENT_EXCHANGES)
+        self._calls = Calls(cfg.tool_deadline_s)
+        self._said = Exchanges()
 
         self._device_problems: dict[str, str] = {}
         self._status: Status | None = None
@@ -265,10 +240,9 @@ class Conversation:
             self._conn.retry_at,
             self._release_deadline,
             self._conn.switch_at,
-            self._follow_up_until,
             self._turn.deadline,
+            *self._calls.deadlines(),
         ]
-        deadlines += [call.deadline for call in self._tools.values()]
         if self._conn.up and self._reply_owed():
             deadlines.append(self._last_server_t + self.config.reply_timeout_s)
         if not self._conn.up:
@@ -295,9 +269,7 @@ class Conversation:
             and not len(self._ledger)
             and self._turn.state is TurnState.IDLE
             and not self._turn.speaker_busy
-            and not self._tools
-            and not self._undelivered
-            and self._follow_up_until is None
+            and not self._calls.busy
         )
 
     @property
@@ -378,11 +350,9 @@ class Conversation:
             self._pump(actions)
         if self._conn.retry_due(t):
             self._connect(actions, t)
-        if self._follow_up_until is not None and t >= self._follow_up_until:
-            self._follow_up_until = None
-        for call_id, pending in list(self._tools.items()):
-            if t >= pending.deadline:
-                self._tool_overdue(call_id, pending, actions, t)
+        self._calls.tick(t)
+        for pending in self._calls.overdue(t):
+            self._tool_overdue(pending, actions, t)
         if self._turn.deadline is not None and t >= self._turn.deadline:
             self._turn_timed_out(actions, t)
         if self._conn.up and self._reply_owed() and t >= self._last_server_t + self.config.reply_timeout_s:
@@ -496,7 +466,7 @@ class Conversation:
         turn = self._turn
         if turn.state is TurnState.STALE:
             turn.fire(TurnTrigger.TURN_COMPLETE)
-            self._model_text.clear()
+            self._said.drop_model_words()
         elif turn.state in ANSWERING:
             if turn.generating:
                 actions.append(EndOfReply())
@@ -507,10 +477,7 @@ class Conversation:
             # turnComplete), maybe the server said nothing at all. Wait a moment to know.
             turn.fire(TurnTrigger.TURN_COMPLETE)
             turn.deadline = event.t + self.config.empty_turn_wait_s
-        if self._follow_up_skips_turn:
-            self._follow_up_skips_turn = False
-        elif self._follow_up_until is not None and not self._tools:
-            self._follow_up_until = None
+        self._calls.turn_complete()
 
     def _on_interrupted(self, event: Interrupted, actions: list[Action]) -> None:
         if not self._current(event) or self._turn.state is TurnState.STALE:
@@ -532,11 +499,11 @@ class Conversation:
         if not self._current(event):
             return
         if event.role == "user":
-            self._user_text.append(event.text)
+            self._said.heard_user(event.text)
             return
         self._turn.fire(TurnTrigger.CONTENT)
         if self._turn.state is not TurnState.STALE:
-            self._model_text.append(event.text)
+            self._said.heard_model(event.text)
 
     def _on_resumption_update(self, event: ResumptionUpdate, actions: list[Action]) -> None:
         if not self._current(event):
@@ -544,8 +511,7 @@ class Conversation:
         if event.resumable and event.handle:
             self._conn.handle = event.handle
             # Everything the server consumed so far is in this snapshot.
-            if self._uncommitted:
-                self._uncommitted.clear()
+            if self._said.committed():
                 self._ledger_changed = True
             actions.append(PersistHandle(event.handle))
 
@@ -567,43 +533,42 @@ class Conversation:
             return
         self._turn.fire(TurnTrigger.CONTENT)
         for call in event.calls:
-            if call.id in self._tools or call.id in self._seen_calls:
+            if self._calls.receive(call, event.link, event.t):
+                actions.append(RunTool(call))
+            else:
                 # The same call again (as toolCall and inside the turn): it runs once.
                 actions.append(Log(logging.INFO, f"function call {call.id} arrived twice: ran once"))
-                continue
-            self._seen_calls.append(call.id)
-            self._tools[call.id] = _PendingCall(call, event.link, event.t + self.config.tool_deadline_s)
-            actions.append(RunTool(call))
 
     def _on_tool_calls_cancelled(self, event: ToolCallsCancelled, actions: list[Action]) -> None:
         if not self._current(event):
             return
-        ids = tuple(i for i in event.ids if i in self._tools)
-        for call_id in ids:
-            del self._tools[call_id]
+        ids = self._calls.cancel(event.ids)
         if ids:
             actions.append(CancelTools(ids))
             self._pump(actions)
 
     def _on_tool_result(self, event: ToolResult, actions: list[Action]) -> None:
-        pending = self._tools.pop(event.id, None)
+        pending = self._calls.take(event.id)
         if pending is None:
             return  # cancelled or overdue meanwhile: no response is owed
+        self._respond(event, pending, actions)
+
+    def _respond(self, event: ToolResult, pending: PendingCall, actions: list[Action]) -> None:
         if self._conn.up and pending.link == self._conn.link:
             actions.append(SendToolResponses(self._conn.link, (event,)))
-            self._uncommitted.append(_describe_result(event))
-            if event.scheduling != "SILENT":
-                self._follow_up_until = self._now + FOLLOW_UP_WAIT_S
-                self._follow_up_skips_turn = self._turn.open
+            self._said.note(_describe_result(event))
+            self._calls.responded(event, self._now, turn_open=self._turn.open)
             # On a family with synchronous calls only, what was said meanwhile goes now.
             self._pump(actions)
         else:
             # A new connection ignores a call id it never issued: tell it in words.
-            self._undelivered.append(event)
+            self._calls.undelivered.append(event)
             if self._conn.up:
                 self._deliver_results_as_text(actions)
 
-    def _tool_overdue(self, call_id: str, pending: _PendingCall, actions: list[Action], t: float) -> None:
+    def _tool_overdue(self, pending: PendingCall, actions: list[Action], t: float) -> None:
+        call_id = pending.call.id
+        self._calls.take(call_id)
         actions.append(CancelTools((call_id,)))
         actions.append(
             Log(logging.WARNING, f"function {pending.call.name} ({call_id}) gave no result in time")
@@ -615,14 +580,14 @@ class Conversation:
             "INTERRUPT",
             t,
         )
-        self._on_tool_result(failed, actions)
+        self._respond(failed, pending, actions)
 
     def _realtime_input_allowed(self) -> bool:
         """A family with synchronous calls only closes the connection on any realtime input
         (audio, activityStart/End) while a call is unanswered."""
         if not self.family.synchronous_functions_only:
             return True
-        return not any(call.link == self._conn.link for call in self._tools.values())
+        return not self._calls.unanswered_on(self._conn.link)
 
     # -- internals ----------------------------------------------------------------------
 
@@ -675,8 +640,7 @@ class Conversation:
             actions.append(StopPlayback())
             turn.speaker_busy = False
         turn.reset(speaker_plays_on=True)
-        self._user_text.clear()
-        self._model_text.clear()
+        self._said.drop_partial()
         self._ledger.requeue_all()
         if self._conn.retry_due(t):
             self._connect(actions, t)
@@ -712,13 +676,7 @@ class Conversation:
         then. A resumed session of such a family cannot be told anything in words: the
         lines are dropped with a log line (the unanswered utterances themselves are sent
         again as audio, so no question is lost)."""
-        if resumed:
-            lines = list(self._uncommitted)
-        elif self._conn.ever_up or self._recent:
-            lines = list(self._recent)
-        else:
-            lines = []
-        self._uncommitted = list(lines)
+        lines = self._said.briefing(resumed=resumed)
         if lines:
             if self._may_send_context(resumed):
                 actions.append(
@@ -741,9 +699,9 @@ class Conversation:
         return not resumed and self._turn.model_turns == 0
 
     def _deliver_results_as_text(self, actions: list[Action]) -> None:
-        if not self._undelivered:
+        if not self._calls.undelivered:
             return
-        results, self._undelivered = self._undelivered, []
+        results, self._calls.undelivered = self._calls.undelivered, []
         text = "\n".join(_describe_result(r) for r in results)
         if not self._may_send_context(self._conn.resumed):
             actions.append(
@@ -761,7 +719,7 @@ class Conversation:
                 turn_complete=speak,
             )
         )
-        self._uncommitted.append(text)
+        self._said.note(text)
 
     def _pump(self, actions: list[Action], *, captured_t: float | None = None, open_new: bool = True) -> None:
         """Send what can be sent on the current connection (see :meth:`Ledger.send`)."""
@@ -810,7 +768,8 @@ class Conversation:
         if utterance is not None and self._oldest_unanswered(utterance):
             self._ledger.settle(utterance, UtteranceTrigger.ANSWER)
             self._ledger_changed = True
-        self._finish_exchange()
+        if self._said.finish():
+            self._ledger_changed = True
         # The next question in line may go now.
         self._pump(actions)
 
@@ -872,19 +831,6 @@ class Conversation:
         actions.append(PlayEarcon(Earcon.ERROR))
         actions.append(Log(logging.ERROR, why))
 
-    def _finish_exchange(self) -> None:
-        if not self._user_text and not self._model_text:
-            return
-        line = self._exchange_line()
-        self._user_text.clear()
-        self._model_text.clear()
-        self._uncommitted.append(line)
-        self._recent.append(line)
-        self._ledger_changed = True
-
-    def _exchange_line(self) -> str:
-        return f"User: {' '.join(self._user_text).strip()}\nAssistant: {''.join(self._model_text).strip()}"
-
     def _reply_owed(self) -> bool:
         if self._turn.state in (TurnState.GENERATING, TurnState.STALE):
             return True
@@ -919,7 +865,7 @@ class Conversation:
             not self._ledger.receiving
             and not len(self._ledger)
             and not self._turn.open
-            and not self._uncommitted
+            and not self._said.uncommitted
         )
         if quiet or t >= conn.switch_at:
             self._leave(
@@ -934,9 +880,7 @@ class Conversation:
 
     def _restore(self, saved: SavedLedger, t: float, actions: list[Action]) -> None:
         self._ledger.restore(saved.utterances, t)
-        for line in saved.context:
-            self._uncommitted.append(line)
-            self._recent.append(line)
+        self._said.restore(saved.context)
         if saved.utterances:
             actions.append(
                 Log(logging.INFO, f"{len(saved.utterances)} unanswered utterance(s) from before the restart")
@@ -944,11 +888,7 @@ class Conversation:
         self._saved = saved
 
     def _persist(self, actions: list[Action]) -> None:
-        # What the next session may lack: lines no resumption handle covers yet.
-        context = list(self._uncommitted)
-        if self._user_text or self._model_text:
-            context.append(self._exchange_line())  # the reply in flight
-        saved = SavedLedger(self._ledger.saved(), tuple(context))
+        saved = SavedLedger(self._ledger.saved(), self._said.saved())
         if saved != self._saved:
             self._saved = saved
             actions.append(PersistLedger(saved))
