@@ -467,6 +467,7 @@ class Conversation:
         if turn.state is TurnState.STALE:
             turn.fire(TurnTrigger.TURN_COMPLETE)
             self._said.drop_model_words()
+            self._pump(actions)
         elif turn.state in ANSWERING:
             if turn.generating:
                 actions.append(EndOfReply())
@@ -731,6 +732,7 @@ class Conversation:
             may_open=self._realtime_input_allowed(),
             captured_t=captured_t,
             open_new=open_new,
+            server_turn_over=not self._turn.open,
         )
         if closed:
             # The reply is owed from now: the silence before it is not the server's fault.
@@ -783,6 +785,7 @@ class Conversation:
         self._turn.fire(TurnTrigger.TURN_COMPLETE)
         if not self._turn.speaker_busy:
             self._turn.fire(TurnTrigger.PLAYBACK_IDLE)
+        self._pump(actions)  # the next question in line may go now
 
     def _turn_timed_out(self, actions: list[Action], t: float) -> None:
         turn = self._turn
@@ -801,6 +804,7 @@ class Conversation:
                 turn.fire(TurnTrigger.PLAYBACK_IDLE)
         elif state is TurnState.STALE:
             turn.fire(TurnTrigger.TIMEOUT)
+        self._pump(actions)
 
     def _silent_turn(self, actions: list[Action]) -> None:
         """The server ended a turn with nothing in it: the question is asked once more (it

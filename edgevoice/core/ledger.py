@@ -221,39 +221,53 @@ class Ledger:
         may_open: bool,
         captured_t: float | None = None,
         open_new: bool = True,
+        server_turn_over: bool = True,
     ) -> list[Utterance]:
         """Send what can go out on ``link``, in order: each utterance bracketed before the
-        next; a queued one only when nothing sent waits for its answer (so every question
-        is answered before the next is asked), unless it is live. ``may_open`` False: only
-        send nothing (realtime input is not allowed now). The utterances closed."""
+        next. A queued utterance that is not live opens only when nothing sent waits for
+        its answer and the server's turn is over, so every question is answered before the
+        next is asked. ``may_open`` False: send nothing (realtime input is not allowed
+        now); ``open_new`` False: only finish the utterance already streaming. Returns
+        the utterances closed."""
         closed: list[Utterance] = []
         if not may_open:
             return closed
-        for utterance in self._pending:
-            if utterance.state is UtteranceState.AWAITING_ANSWER:
-                continue
-            if utterance.state is UtteranceState.QUEUED:
-                if not open_new:
-                    return closed
-                if not utterance.live and self.awaiting(link) is not None:
-                    return closed
-                utterance.move(UtteranceTrigger.OPEN)
-                utterance.link = link
-                actions.append(SendActivityStart(link, utterance.number))
-            recorded = utterance.recorded_end - utterance.start
-            while utterance.sent_samples < recorded:
-                upto = min(recorded, utterance.sent_samples + MAX_BLOB_SAMPLES)
-                blob = bytes(
-                    utterance.audio[utterance.sent_samples * BYTES_PER_SAMPLE : upto * BYTES_PER_SAMPLE]
-                )
-                utterance.sent_samples = upto
-                actions.append(SendAudio(link, blob, captured_t if upto == recorded else None))
-            if utterance in self.receiving:
+        # The activity already open goes first: never two activities open at once.
+        streaming = [u for u in self._pending if u.state is UtteranceState.STREAMING]
+        for utterance in streaming:
+            if not self._stream(utterance, link, actions, captured_t):
                 return closed
-            utterance.move(UtteranceTrigger.CLOSE)
-            actions.append(SendActivityEnd(link, utterance.number, utterance.released_t))
+            closed.append(utterance)
+        for utterance in self._pending:
+            if utterance.state is not UtteranceState.QUEUED:
+                continue
+            if not open_new:
+                return closed
+            if not utterance.live and (self.awaiting(link) is not None or not server_turn_over):
+                return closed
+            utterance.move(UtteranceTrigger.OPEN)
+            utterance.link = link
+            actions.append(SendActivityStart(link, utterance.number))
+            if not self._stream(utterance, link, actions, captured_t):
+                return closed
             closed.append(utterance)
         return closed
+
+    def _stream(
+        self, utterance: Utterance, link: int, actions: list[Action], captured_t: float | None
+    ) -> bool:
+        """Send what is recorded of an open utterance; end it if it is all here (True)."""
+        recorded = utterance.recorded_end - utterance.start
+        while utterance.sent_samples < recorded:
+            upto = min(recorded, utterance.sent_samples + MAX_BLOB_SAMPLES)
+            blob = bytes(utterance.audio[utterance.sent_samples * BYTES_PER_SAMPLE : upto * BYTES_PER_SAMPLE])
+            utterance.sent_samples = upto
+            actions.append(SendAudio(link, blob, captured_t if upto == recorded else None))
+        if utterance in self.receiving:
+            return False
+        utterance.move(UtteranceTrigger.CLOSE)
+        actions.append(SendActivityEnd(link, utterance.number, utterance.released_t))
+        return True
 
     # -- surviving the process ------------------------------------------------------------
 

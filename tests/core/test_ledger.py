@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edgevoice.core.events import (
+    GenerationComplete,
     GoAway,
     LinkDown,
     LinkFailed,
@@ -18,6 +19,7 @@ from edgevoice.core.events import (
     ServerAudio,
     Tick,
     Transcript,
+    TurnComplete,
 )
 from tests.core.test_conversation import Harness, mic
 
@@ -175,3 +177,17 @@ def test_no_utterance_is_lost_and_none_is_answered_twice_whatever_the_drops_and_
     # Each utterance went at most once over each connection.
     pairs = [(u.link, bytes(u.audio)) for u in h.wire if u.ended]
     assert len(pairs) == len(set(pairs))
+
+
+def test_the_next_question_in_line_waits_for_the_end_of_the_answers_turn() -> None:
+    h = Harness()
+    h.send(LinkFailed(h.core.link, None, "no network", h.t))
+    h.utter(1000, 3000)
+    h.utter(4000, 6000)
+    h.up()
+    link = h.core.link
+    h.send(ServerAudio(link, b"\x01\x00" * 100, h.t))
+    h.send(GenerationComplete(link, h.t))  # answered, but the server's turn is not over
+    assert len(h.wire) == 1
+    h.send(TurnComplete(link, h.t))
+    assert [bytes(u.audio) for u in h.wire] == [mic(1000, 3000), mic(4000, 6000)]

@@ -234,3 +234,19 @@ def test_a_press_during_a_turn_complete_with_nothing_in_it_moves_on() -> None:
     assert h.core.pending_utterances == 1
     h.reply()
     assert h.core.pending_utterances == 0 and h.core.idle
+
+
+def test_a_silent_turn_while_the_user_talks_again_never_opens_two_activities() -> None:
+    h = Harness()
+    h.up()
+    h.utter(1000, 3000)
+    h.send(Pressed(h.position, h.t))  # the user talks again before the server is done
+    h.send(TurnComplete(h.core.link, h.t))  # and the server said nothing to the first
+    h.tick(2.0)  # the first is asked again, but not inside the second's activity
+    h.capture(3)
+    h.send(Released(h.position + 5, h.t))
+    h.capture()  # the harness fails on an activityStart inside an open activity
+    assert [u.number for u in h.wire] == [1, 2, 1]
+    h.reply()
+    h.reply()
+    assert h.core.pending_utterances == 0
