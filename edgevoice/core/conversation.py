@@ -914,6 +914,9 @@ class Conversation:
         if not conn.up:
             if conn.failures:
                 offline_detail = f"offline, retrying (attempt {conn.failures + 1})"
+            elif conn.young_deaths >= 2:
+                closed = conn.young_deaths
+                offline_detail = f"reconnecting: the server closed {closed} connections soon after opening"
             else:
                 offline_detail = "connecting" if not conn.ever_up else "reconnecting"
         if self._ledger.held is not None:

@@ -65,6 +65,7 @@ def test_a_connection_closed_at_once_after_setup_is_retried_with_growing_delays(
         h.send(LinkDown(h.core.link, 1011, "internal error", h.t))
         gaps.append((h.core.reconnect_at or h.t) - h.t)
     assert gaps[0] == 0.0 and all(g > 0 for g in gaps[1:]) and max(gaps) >= 2.0
+    assert "the server closed 8 connections soon after opening" in h.core.status.detail
 
 
 def test_partial_words_of_a_reply_cut_by_a_drop_are_not_kept() -> None:
