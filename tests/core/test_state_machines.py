@@ -5,18 +5,32 @@ from __future__ import annotations
 import logging
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edgevoice.core.connection import LINK_TRANSITIONS, LinkState, LinkTrigger
 from edgevoice.core.events import (
     CloseLink,
     Connect,
     DeviceState,
+    GenerationComplete,
+    GoAway,
+    Interrupted,
+    LinkDown,
     LinkUp,
     Log,
     PlayAudio,
+    PlaybackIdle,
+    Pressed,
+    Released,
+    ResumptionUpdate,
     ServerAudio,
     StopPlayback,
+    ToolCall,
     ToolCallsReceived,
+    ToolResult,
+    Transcript,
+    TurnComplete,
 )
 from edgevoice.core.ledger import UTTERANCE_TRANSITIONS, UtteranceState
 from edgevoice.core.machine import Machine, NotInState
@@ -81,3 +95,87 @@ def test_audio_of_a_connection_already_left_is_dropped() -> None:
     played = len(h.of(PlayAudio))
     h.send(ServerAudio(old, b"\x01\x00", h.t))
     assert len(h.of(PlayAudio)) == played
+
+
+SERVER_STEPS = [
+    "audio",
+    "model_text",
+    "user_text",
+    "generation_complete",
+    "turn_complete",
+    "interrupted",
+    "tool_call",
+    "tool_result",
+    "handle",
+    "goaway",
+    "drop",
+    "press",
+    "release",
+    "capture",
+    "played",
+    "tick",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(SERVER_STEPS), max_size=60))
+def test_any_order_of_server_messages_and_presses_is_survived_and_ends_answered(steps) -> None:
+    h = Harness()
+    h.up()
+    calls = 0
+    for step in steps:
+        link = h.core.link
+        if step == "audio":
+            h.send(ServerAudio(link, b"\x01\x00" * 10, h.t))
+        elif step == "model_text":
+            h.send(Transcript(link, "model", "words ", h.t))
+        elif step == "user_text":
+            h.send(Transcript(link, "user", "words", h.t))
+        elif step == "generation_complete":
+            h.send(GenerationComplete(link, h.t))
+        elif step == "turn_complete":
+            h.send(TurnComplete(link, h.t))
+        elif step == "interrupted":
+            h.send(Interrupted(link, h.t))
+        elif step == "tool_call":
+            calls += 1
+            h.send(ToolCallsReceived(link, (ToolCall(f"c{calls}", "f", {}),), h.t))
+        elif step == "tool_result" and calls:
+            h.send(ToolResult(f"c{calls}", "f", {"ok": True}, "WHEN_IDLE", h.t))
+        elif step == "handle":
+            h.send(ResumptionUpdate(link, f"h{h.t}", True, h.t))
+        elif step == "goaway":
+            h.send(GoAway(link, 1.0, h.t))
+        elif step == "drop":
+            h.send(LinkDown(link, 1011, "reset", h.t))
+        elif step == "press":
+            h.send(Pressed(h.position, h.t))
+        elif step == "release":
+            h.send(Released(h.position, h.t))
+        elif step == "capture":
+            h.capture()
+        elif step == "played":
+            h.send(PlaybackIdle(h.t))
+        elif step == "tick":
+            h.tick(1.0)
+        if h.core.connection_state is LinkState.CONNECTING:
+            h.up(resumed=True)
+        if h.core.pending_utterances:
+            # A question in the ledger is never shown as "idle".
+            assert h.core.status is not None and h.core.status.state is not DeviceState.IDLE
+    errors = [a for a in h.actions if isinstance(a, Log) and a.level >= logging.ERROR]
+    assert not [a for a in errors if "internal" in a.message]
+    # Then the user lets go, the server behaves, and time passes: everything is answered.
+    h.send(Released(h.position, h.t))
+    h.capture(2)
+    for _ in range(40):
+        if h.core.idle and h.core.link_up:
+            break
+        if not h.core.link_up:
+            h.up(resumed=True)
+        h.send(PlaybackIdle(h.t))
+        h.reply()
+        h.tick(11.0)
+    assert h.core.pending_utterances == 0
+    assert h.core.idle
+    assert h.core.status is not None and h.core.status.state is DeviceState.IDLE
