@@ -767,18 +767,13 @@ class Conversation:
             return
         self._turn.answered = True
         utterance = self._ledger.awaiting(self._conn.link)
-        if utterance is not None and self._oldest_unanswered(utterance):
+        if utterance is not None:
             self._ledger.settle(utterance, UtteranceTrigger.ANSWER)
             self._ledger_changed = True
         if self._said.finish():
             self._ledger_changed = True
         # The next question in line may go now.
         self._pump(actions)
-
-    def _oldest_unanswered(self, utterance: Utterance) -> bool:
-        for first in self._ledger:
-            return first is utterance
-        return False
 
     def _close_turn(self, actions: list[Action]) -> None:
         """The server's turn is over: IDLE, or PLAYING_OUT while the speaker still plays."""
