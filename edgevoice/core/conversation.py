@@ -357,7 +357,8 @@ class Conversation:
             self._turn_timed_out(actions, t)
         if self._conn.up and self._reply_owed() and t >= self._last_server_t + self.config.reply_timeout_s:
             self._leave(actions, t, "the server stopped answering", close=True)
-        if not self._conn.up:
+        if self._conn.state in (LinkState.BACKING_OFF, LinkState.CONNECTING):
+            # Offline too long; never while stopping: what is left is kept for the restart.
             self._expire_offline_utterances(actions, t)
 
     # -- connection events --------------------------------------------------------------

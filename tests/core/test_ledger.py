@@ -191,3 +191,13 @@ def test_the_next_question_in_line_waits_for_the_end_of_the_answers_turn() -> No
     assert len(h.wire) == 1
     h.send(TurnComplete(link, h.t))
     assert [bytes(u.audio) for u in h.wire] == [mic(1000, 3000), mic(4000, 6000)]
+
+
+def test_what_is_left_at_a_stop_is_never_given_up_while_stopping() -> None:
+    h = Harness(offline_max_age_s=10.0)
+    h.send(LinkFailed(h.core.link, None, "no network", h.t))
+    h.utter(1000, 3000)
+    h._record(h.core.stop(h.t))
+    saved = last_saved(h)
+    h.tick(60.0)  # a late timer while the daemon shuts down
+    assert last_saved(h) == saved and len(saved.utterances) == 1
