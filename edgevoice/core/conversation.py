@@ -1,18 +1,27 @@
 """The conversation core: every decision the daemon makes, with no I/O.
 
 Feed it events (:mod:`edgevoice.core.events`) with :meth:`Conversation.handle`; it returns
-the actions to take. It owns:
+the actions to take. It composes three state machines, each with its states and legal
+moves in one table:
 
-- the utterance ledger: an utterance's audio is kept from the press until the server has
-  answered it, so a connection lost at any moment re-sends the whole utterance (activity
-  start, every sample, activity end) exactly once on the next connection;
-- the send order: utterances go out strictly one after another, each bracketed by
-  activityStart/activityEnd, whatever order presses, releases and audio arrive in;
-- barge-in, reply tracking and playback control;
-- the connection lifetime: resumption handles, reconnect backoff, GoAway switch at the next
-  idle moment, a server that stops answering, a handle the server rejects;
-- tool calls: which may still be answered by id, which must reach the model as text;
-- the device status shown to the user.
+- the connection (:mod:`edgevoice.core.connection`): CONNECTING, UP, SWITCHING after a
+  GoAway, BACKING_OFF, STOPPED; one way to leave a connection, with backoff for any
+  connection that dies young;
+- the server's turn (:mod:`edgevoice.core.turn`): IDLE, OPEN, GENERATING, GENERATED,
+  PLAYING_OUT, EMPTY, STALE; barge-in, reply tracking and playback control;
+- the utterance ledger (:mod:`edgevoice.core.ledger`): each utterance QUEUED, STREAMING,
+  AWAITING_ANSWER until answered or given up; kept across drops and, through
+  :class:`PersistLedger`, across restarts; sent one at a time, each after the previous
+  one is answered.
+
+It also decides about tool calls (which may still be answered by id, which must reach the
+model as text, which arrived twice) and the device status shown to the user.
+
+An event that does not fit the state it arrives in is a decision, not a crash: the machine
+refuses it before changing anything (:class:`NotInState`), and the core logs what it
+ignored. A bug while handling an event leaves the core in a defined state: the connection
+is left (its half-sent state is dropped), the ledger kept, and the conversation resumes on
+the next connection.
 
 Time is passed in with every event; :meth:`next_deadline` tells the caller when to send a
 :class:`Tick`.
@@ -22,11 +31,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import deque
-from dataclasses import dataclass, field
+import traceback
+from dataclasses import dataclass
 
-from edgevoice.core.audio_history import BYTES_PER_SAMPLE, AudioHistory
 from edgevoice.core.backoff import Backoff
+from edgevoice.core.calls import Calls, PendingCall
+from edgevoice.core.connection import Connection, LinkState
 from edgevoice.core.events import (
     Action,
     CancelTools,
@@ -47,6 +57,7 @@ from edgevoice.core.events import (
     Log,
     NetworkChanged,
     PersistHandle,
+    PersistLedger,
     PlayAudio,
     PlaybackIdle,
     PlayEarcon,
@@ -54,9 +65,7 @@ from edgevoice.core.events import (
     Released,
     ResumptionUpdate,
     RunTool,
-    SendActivityEnd,
-    SendActivityStart,
-    SendAudio,
+    SavedLedger,
     SendContext,
     SendToolResponses,
     ServerAudio,
@@ -70,26 +79,23 @@ from edgevoice.core.events import (
     Transcript,
     TurnComplete,
 )
+from edgevoice.core.exchanges import Exchanges
+from edgevoice.core.families import GEMINI_3_8, ModelFamily
+from edgevoice.core.ledger import Ledger, Utterance, UtteranceTrigger
+from edgevoice.core.machine import NotInState
+from edgevoice.core.turn import ANSWERING, Turn, TurnState, TurnTrigger
 
 # A connection that fails with this code soon after a resume cannot continue that session
 # (context exhausted, bad setup): retrying the same handle would loop forever.
 CLOSE_INVALID_RESUME = 1007
 RESUME_FAILURE_WINDOW_S = 10.0
-# Largest audio blob sent at once when (re)sending recorded audio.
-MAX_BLOB_SAMPLES = 16000
-# Exchanges kept to brief a fresh session when a resume is impossible.
-RECENT_EXCHANGES = 8
-# After a tool result the model should speak about, the device is not idle until the
-# model's next turn ends or this long has passed (it may choose to say nothing).
-FOLLOW_UP_WAIT_S = 10.0
-# A connection that dies sooner than this after coming up counts as a failed attempt, so
-# a server that accepts and then drops us at once is retried with backoff, not in a loop.
-STABLE_LINK_S = 5.0
 # Close codes that blame what the client sent (unsupported data, invalid argument, policy,
 # too big). An utterance whose sending ended in one of these this many times is given up:
 # it may be what breaks the session. Drops and server resets never count against it.
 CLIENT_FAULT_CODES = frozenset({1003, 1007, 1008, 1009})
 MAX_REJECTIONS = 3
+# A turn that answered nothing at all is asked again this many times, then given up.
+SILENT_TURN_RETRIES = 1
 
 
 @dataclass(frozen=True)
@@ -104,32 +110,14 @@ class ConversationConfig:
     release_grace_s: float = 0.25
     # Switch connections this long before a GoAway deadline even if not idle.
     goaway_margin_s: float = 2.0
-
-
-@dataclass
-class Utterance:
-    number: int
-    start: int
-    pressed_t: float
-    end: int | None = None
-    released_t: float | None = None
-    audio: bytearray = field(default_factory=bytearray)
-    # Per connection: where it was started, how many samples went out, whether it ended.
-    link: int | None = None
-    sent_samples: int = 0
-    end_sent: bool = False
-    rejections: int = 0
-
-    @property
-    def recorded_end(self) -> int:
-        return self.start + len(self.audio) // BYTES_PER_SAMPLE
-
-    @property
-    def complete(self) -> bool:
-        return self.end is not None and self.recorded_end >= self.end
-
-    def duration_s(self, rate: int) -> float:
-        return (len(self.audio) // BYTES_PER_SAMPLE) / rate
+    # A turn whose generationComplete (or early turnComplete) came is over when nothing more
+    # of it arrives for this long, turnComplete or not.
+    turn_end_wait_s: float = 5.0
+    # A turnComplete with nothing in it: wait this long for late audio before calling the
+    # turn silent.
+    empty_turn_wait_s: float = 1.5
+    # A function call with no result after this long is answered as failed.
+    tool_deadline_s: float = 30.0
 
 
 class Conversation:
@@ -140,91 +128,98 @@ class Conversation:
         config: ConversationConfig | None = None,
         backoff: Backoff | None = None,
         handle: str | None = None,
+        *,
+        family: ModelFamily = GEMINI_3_8,
+        ledger: SavedLedger | None = None,
     ) -> None:
         self.config = config or ConversationConfig()
-        self._backoff = backoff or Backoff()
-        self._history = AudioHistory(self.config.preroll_samples + 4 * self.config.period_samples)
-        self.resume_handle = handle
-
-        self.link = 0
-        self.link_up = False
-        self._connecting = False
-        self._link_resumed = False
-        self._link_up_t = 0.0
-        self._connect_handle: str | None = None
-        self._failures = 0
-        self._young_deaths = 0
-        self._retry_at: float | None = None
-        self._ever_up = False
-        self._offline_announced = False
-
-        self._next_utterance = 1
-        self._pending: deque[Utterance] = deque()
-        # Utterances still taking audio: the one whose button is down, and one released
-        # whose last capture period has not arrived yet.
-        self._receiving: list[Utterance] = []
-        self._last_utterance_end = 0
+        self.family = family
+        cfg = self.config
+        self._conn = Connection(backoff or Backoff(), handle)
+        self._turn = Turn()
+        self._ledger = Ledger(
+            cfg.preroll_samples + 4 * cfg.period_samples, cfg.max_utterance_samples, cfg.preroll_samples
+        )
+        self._restored = ledger
         self._release_deadline: float | None = None
-
-        # The server's current turn: open from its first output to turnComplete. A turn
-        # the user barged in on is "stale": its remaining audio is dropped and its
-        # turnComplete answers nothing. A turn answers at most one utterance.
-        self._generating = False
-        self._turn_open = False
-        self._turn_answered = False
-        self._stale_turn = False
-        self._playing = False
         self._last_server_t = 0.0
         self._now = 0.0
 
-        self._tools: dict[str, int] = {}
-        self._follow_up_until: float | None = None
-        # The turn open when the result went back is not the follow-up.
-        self._follow_up_skips_turn = False
-        self._undelivered: list[ToolResult] = []
-        self._user_text: list[str] = []
-        self._model_text: list[str] = []
-        self._uncommitted: list[str] = []
-        self._recent: deque[str] = deque(maxlen=RECENT_EXCHANGES)
+        self._calls = Calls(cfg.tool_deadline_s)
+        self._said = Exchanges()
 
-        self._goaway_switch_at: float | None = None
         self._device_problems: dict[str, str] = {}
         self._status: Status | None = None
-        self._stopping = False
+        self._saved: SavedLedger = SavedLedger()
+        self._ledger_changed = False
 
     # -- public -------------------------------------------------------------------------
 
+    @property
+    def link(self) -> int:
+        """The number of the current (or last) connection."""
+        return self._conn.link
+
+    @property
+    def link_up(self) -> bool:
+        return self._conn.up
+
+    @property
+    def connection_state(self) -> LinkState:
+        return self._conn.state
+
+    @property
+    def turn_state(self) -> TurnState:
+        return self._turn.state
+
+    @property
+    def resume_handle(self) -> str | None:
+        return self._conn.handle
+
+    @resume_handle.setter
+    def resume_handle(self, handle: str | None) -> None:
+        self._conn.handle = handle
+
     def start(self, t: float) -> list[Action]:
-        """The daemon is up: open the first connection."""
+        """The daemon is up: bring back what a previous process left, open the first connection."""
         self._now = t
         actions: list[Action] = []
+        if self._restored is not None:
+            self._restore(self._restored, t, actions)
+            self._restored = None
         self._connect(actions, t)
-        self._update_status(actions)
+        self._finish(actions)
         return actions
 
     def handle(self, event: Event) -> list[Action]:
         actions: list[Action] = []
         self._now = event.t
-        if self.link_up and getattr(event, "link", None) == self.link:
-            self._last_server_t = event.t
-        method = self._handlers.get(type(event))
-        if method is not None:
-            method(self, event, actions)
-        self._maybe_switch_after_goaway(actions, event.t)
-        self._update_status(actions)
+        try:
+            if self._current(event):
+                self._last_server_t = event.t
+            method = self._handlers.get(type(event))
+            if method is not None:
+                method(self, event, actions)
+            self._maybe_switch_after_goaway(actions, event.t)
+        except NotInState as mismatch:
+            # The machine refused before changing anything: ignoring the event is safe.
+            actions.append(Log(logging.WARNING, f"ignored {type(event).__name__}: {mismatch}"))
+        except Exception as exc:
+            actions = self._recover(event, exc)
+        self._finish(actions)
         return actions
 
     def stop(self, t: float) -> list[Action]:
-        """Shutting down: end an open utterance so the server is not left mid-activity."""
-        self._stopping = True
+        """Shutting down: end an open utterance at this moment (so the server is not left
+        mid-activity) and persist the ledger with it and the reply in flight."""
         self._now = t
         actions: list[Action] = []
-        for utterance in list(self._receiving):
-            utterance.end = utterance.recorded_end
-            utterance.released_t = utterance.released_t or t
+        for utterance in list(self._ledger.receiving):
+            self._ledger.cut(utterance, t)
             self._finish_recording(utterance, actions)
-        self._pump(actions)
-        self._retry_at = None
+        self._pump(actions, open_new=False)
+        self._conn.stop()
+        self._persist(actions)
         return actions
 
     def new_session(self, t: float, why: str) -> list[Action]:
@@ -232,28 +227,27 @@ class Conversation:
         exchanges are told to the new session so the conversation carries on."""
         self._now = t
         actions: list[Action] = []
-        if self.link_up or self._connecting:
-            actions.append(CloseLink(self.link, why))
         self._forget_handle(actions, why)
-        if self._generating:
-            actions.append(StopPlayback())
-            self._playing = False
-        self.link_up = False
-        self._reset_turn()
-        self._retry_at = None
-        self._connect(actions, t)
-        self._update_status(actions)
+        if self._conn.state is LinkState.BACKING_OFF:
+            self._connect(actions, t)
+        else:
+            self._leave(actions, t, why, close=True, counts=False)
+        self._finish(actions)
         return actions
 
     def next_deadline(self) -> float | None:
-        deadlines = [self._retry_at, self._release_deadline, self._goaway_switch_at, self._follow_up_until]
-        if self.link_up and self._reply_owed():
+        deadlines = [
+            self._conn.retry_at,
+            self._release_deadline,
+            self._conn.switch_at,
+            self._turn.deadline,
+            *self._calls.deadlines(),
+        ]
+        if self._conn.up and self._reply_owed():
             deadlines.append(self._last_server_t + self.config.reply_timeout_s)
-        if not self.link_up:
+        if not self._conn.up:
             deadlines += [
-                u.released_t + self.config.offline_max_age_s
-                for u in self._pending
-                if u.released_t is not None
+                u.released_t + self.config.offline_max_age_s for u in self._ledger if u.released_t is not None
             ]
         present = [d for d in deadlines if d is not None]
         return min(present) if present else None
@@ -261,7 +255,7 @@ class Conversation:
     @property
     def reconnect_at(self) -> float | None:
         """When the next connection attempt is due (None: none is waiting)."""
-        return self._retry_at
+        return self._conn.retry_at
 
     @property
     def status(self) -> Status | None:
@@ -271,21 +265,18 @@ class Conversation:
     def idle(self) -> bool:
         """Nothing in flight: no utterance, no reply being generated or played, no tool."""
         return (
-            not self._receiving
-            and not self._pending
-            and not self._generating
-            and not self._turn_open
-            and not self._playing
-            and not self._tools
-            and not self._undelivered
-            and self._follow_up_until is None
+            not self._ledger.receiving
+            and not len(self._ledger)
+            and self._turn.state is TurnState.IDLE
+            and not self._turn.speaker_busy
+            and not self._calls.busy
         )
 
     @property
     def quiet_moment(self) -> bool:
         """The model may be asked to speak unasked now: the link is up and nothing is in
         flight (no question, answer, tool call or earlier prompt)."""
-        return self.idle and self.link_up and not self._stopping
+        return self.idle and self._conn.state is LinkState.UP
 
     def prompt(self, text: str, t: float) -> list[Action]:
         """Ask the model to speak unasked (an announcement, a timer that ended): one
@@ -295,56 +286,42 @@ class Conversation:
         if not self.quiet_moment:
             return []
         self._now = t
-        self._follow_up_until = t + FOLLOW_UP_WAIT_S
-        self._follow_up_skips_turn = False
+        self._calls.expect_follow_up(t)
         return [SendContext(self.link, text, turn_complete=True)]
 
     @property
     def capturing(self) -> bool:
         """An utterance is taking audio: every period is wanted at once."""
-        return bool(self._receiving)
+        return bool(self._ledger.receiving)
 
     @property
     def pending_utterances(self) -> int:
-        return len(self._pending)
+        return len(self._ledger)
 
     # -- hardware events ----------------------------------------------------------------
 
-    @property
-    def _held(self) -> Utterance | None:
-        """The utterance whose button is down."""
-        if self._receiving and self._receiving[-1].end is None:
-            return self._receiving[-1]
-        return None
-
     def _on_pressed(self, event: Pressed, actions: list[Action]) -> None:
-        if self._held is not None or self._stopping:
+        if self._ledger.held is not None or self._conn.state is LinkState.STOPPED:
             return
-        if self._generating or self._playing:
+        if self._turn.generating or self._turn.speaker_busy:
             self._barge_in(event.t, actions)
-        start = max(
-            event.position - self.config.preroll_samples,
-            self._history.start,
-            self._last_utterance_end,
-        )
-        start = min(start, event.position)
-        utterance = Utterance(number=self._next_utterance, start=start, pressed_t=event.t)
-        self._next_utterance += 1
-        utterance.audio += self._history.slice(start, self._history.end)
-        self._receiving.append(utterance)
-        self._pending.append(utterance)
+        elif self._turn.state is TurnState.EMPTY:
+            # The user asks something else before the late answer came: they moved on.
+            self._turn.fire(TurnTrigger.BARGE_IN)
+            self._answer_for_turn(actions)
+        # Spoken while connected behind only live questions: it streams at once (the user
+        # chose to speak now). Behind a backlog (offline, restored, re-sent after a drop) it
+        # waits its turn, so that no answer of the backlog is cut off by it.
+        live = self._conn.up and all(u.live for u in self._ledger)
+        self._ledger.press(event.position, live=live)
         actions.append(PlayEarcon(Earcon.LISTENING))
         self._pump(actions)
 
     def _on_released(self, event: Released, actions: list[Action]) -> None:
-        utterance = self._held
+        utterance = self._ledger.held
         if utterance is None:
             return
-        # A release is stamped at or after the newest captured sample, so nothing past it
-        # has been sent; clamp anyway so a bad stamp cannot make a negative utterance.
-        utterance.end = max(event.position, utterance.start)
-        utterance.released_t = event.t
-        self._last_utterance_end = utterance.end
+        self._ledger.release(utterance, event.position, event.t)
         if utterance.complete:
             self._finish_recording(utterance, actions)
         else:
@@ -352,35 +329,19 @@ class Conversation:
         self._pump(actions)
 
     def _on_captured(self, event: Captured, actions: list[Action]) -> None:
-        self._history.append(event.position, event.pcm)
-        if not self._receiving:
-            return
-        end = event.position + len(event.pcm) // BYTES_PER_SAMPLE
-        for utterance in list(self._receiving):
-            take_from = max(utterance.recorded_end, event.position)
-            take_to = end if utterance.end is None else min(end, utterance.end)
-            limit = utterance.start + self.config.max_utterance_samples
-            if take_to > limit:
-                take_to = limit
-                if utterance.end is None:
-                    actions.append(Log(logging.WARNING, "utterance reached the maximum length; ending it"))
-                    utterance.end = limit
-                    utterance.released_t = event.t
-                    self._last_utterance_end = limit
-            if take_to > take_from:
-                offset = (take_from - event.position) * BYTES_PER_SAMPLE
-                utterance.audio += event.pcm[offset : offset + (take_to - take_from) * BYTES_PER_SAMPLE]
-            if utterance.complete:
-                self._finish_recording(utterance, actions)
-        self._pump(actions, captured_t=event.t)
+        for utterance in self._ledger.capture(event.position, event.pcm, event.t, actions):
+            self._finish_recording(utterance, actions)
+        if self._ledger.receiving or self._conn.up:
+            self._pump(actions, captured_t=event.t)
 
     def _on_playback_idle(self, event: PlaybackIdle, actions: list[Action]) -> None:
-        self._playing = False
+        self._turn.speaker_busy = False
+        if self._turn.state is TurnState.PLAYING_OUT:
+            self._turn.fire(TurnTrigger.PLAYBACK_IDLE)
 
     def _on_network_changed(self, event: NetworkChanged, actions: list[Action]) -> None:
-        if self._retry_at is not None and not self._stopping:
+        if self._conn.state is LinkState.BACKING_OFF and self._conn.retry_at is not None:
             # Waiting out a backoff while the network may just have come back: try now.
-            self._retry_at = None
             actions.append(Log(logging.INFO, "the network changed: reconnecting now"))
             self._connect(actions, event.t)
 
@@ -397,377 +358,509 @@ class Conversation:
         t = event.t
         if self._release_deadline is not None and t >= self._release_deadline:
             self._release_deadline = None
-            for utterance in list(self._receiving):
+            for utterance in list(self._ledger.receiving):
                 if utterance.end is not None:
                     # The capture period holding the release never came (device stalled):
                     # end with what we have rather than keep the server waiting.
-                    utterance.end = utterance.recorded_end
+                    self._ledger.cut(utterance, t)
                     self._finish_recording(utterance, actions)
             self._pump(actions)
-        if self._retry_at is not None and t >= self._retry_at:
-            self._retry_at = None
+        if self._conn.retry_due(t):
             self._connect(actions, t)
-        if self._follow_up_until is not None and t >= self._follow_up_until:
-            self._follow_up_until = None
-        if self.link_up and self._reply_owed() and t >= self._last_server_t + self.config.reply_timeout_s:
-            actions.append(CloseLink(self.link, "the server stopped answering"))
-            self._link_lost(actions, t, None, "the server stopped answering")
-        if not self.link_up:
+        self._calls.tick(t)
+        for pending in self._calls.overdue(t):
+            self._tool_overdue(pending, actions, t)
+        if self._turn.deadline is not None and t >= self._turn.deadline:
+            self._turn_timed_out(actions, t)
+        if self._conn.up and self._reply_owed() and t >= self._last_server_t + self.config.reply_timeout_s:
+            self._leave(actions, t, "the server stopped answering", close=True)
+        if self._conn.state in (LinkState.BACKING_OFF, LinkState.CONNECTING):
+            # Offline too long; never while stopping: what is left is kept for the restart.
             self._expire_offline_utterances(actions, t)
 
     # -- connection events --------------------------------------------------------------
 
     def _on_link_up(self, event: LinkUp, actions: list[Action]) -> None:
-        if event.link != self.link or not self._connecting:
+        if event.link != self._conn.link:
             return
-        self._connecting = False
-        self.link_up = True
-        self._link_resumed = event.resumed
-        self._link_up_t = event.t
+        self._conn.setup_complete(event.t, event.resumed)
         self._last_server_t = event.t
-        self._goaway_switch_at = None
-        if self._offline_announced:
+        if self._conn.offline_announced:
             actions.append(PlayEarcon(Earcon.RECONNECTED))
-            self._offline_announced = False
+            self._conn.offline_announced = False
         actions.append(
             Log(logging.INFO, "connected" + (" (session resumed)" if event.resumed else " (new session)"))
         )
         self._brief_new_link(actions, resumed=event.resumed)
-        for utterance in list(self._pending):
-            utterance.link = None
-            utterance.sent_samples = 0
-            utterance.end_sent = False
-            if utterance.rejections >= MAX_REJECTIONS and utterance not in self._receiving:
-                self._pending.remove(utterance)
-                actions.append(PlayEarcon(Earcon.ERROR))
-                actions.append(
-                    Log(
-                        logging.ERROR,
-                        f"gave up on utterance {utterance.number}: "
-                        f"the server refused it {utterance.rejections} times",
-                    )
+        for utterance in self._ledger:
+            if utterance.rejections >= MAX_REJECTIONS and utterance not in self._ledger.receiving:
+                self._give_up(
+                    utterance,
+                    actions,
+                    f"gave up on utterance {utterance.number}: "
+                    f"the server refused it {utterance.rejections} times",
                 )
         self._pump(actions)
-        self._ever_up = True
+        self._conn.ever_up = True
 
     def _on_link_down(self, event: LinkDown, actions: list[Action]) -> None:
-        if event.link != self.link:
+        if event.link != self._conn.link:
+            return
+        if self._conn.connecting:
+            # Closed before setupComplete: an attempt that failed.
+            self._on_link_failed(LinkFailed(event.link, event.code, event.reason, event.t), actions)
             return
         if event.code in CLIENT_FAULT_CODES:
-            for utterance in self._pending:
+            for utterance in self._ledger:
                 if utterance.link == event.link:
                     utterance.rejections += 1
         if (
-            self._link_resumed
+            self._conn.up
+            and self._conn.resumed
             and event.code == CLOSE_INVALID_RESUME
-            and event.t - self._link_up_t < RESUME_FAILURE_WINDOW_S
+            and event.t - self._conn.up_t < RESUME_FAILURE_WINDOW_S
         ):
             self._forget_handle(actions, f"the resumed session ended at once ({event.code})")
-        self._link_lost(actions, event.t, event.code, event.reason)
+        self._leave(actions, event.t, event.reason, close=False, code=event.code)
 
     def _on_link_failed(self, event: LinkFailed, actions: list[Action]) -> None:
-        if event.link != self.link or not self._connecting:
+        if event.link != self._conn.link or not self._conn.connecting:
             return
-        self._connecting = False
-        self.link_up = False
-        if self._connect_handle is not None and event.code == CLOSE_INVALID_RESUME:
+        if self._conn.connect_handle is not None and event.code == CLOSE_INVALID_RESUME:
+            self._conn.attempt_failed(event.t, retry_now=True)
             self._forget_handle(actions, f"the server refused to resume ({event.code}: {event.reason})")
             self._connect(actions, event.t)
             return
-        self._failures += 1
+        self._conn.attempt_failed(event.t)
         actions.append(
             Log(
                 logging.WARNING,
-                f"connection attempt {self._failures} failed: {event.reason}",
+                f"connection attempt {self._conn.failures} failed: {event.reason}",
                 {"code": event.code},
             )
         )
-        if not self._offline_announced and not self._stopping:
+        if not self._conn.offline_announced:
             actions.append(PlayEarcon(Earcon.OFFLINE))
-            self._offline_announced = True
-        if not self._stopping:
-            self._retry_at = event.t + self._backoff.delay(self._failures)
+            self._conn.offline_announced = True
+
+    # -- the server's turn ----------------------------------------------------------------
 
     def _on_server_audio(self, event: ServerAudio, actions: list[Action]) -> None:
-        if not self._current(event) or self._stale_turn:
+        if not self._current(event):
             return
-        self._turn_open = True
-        self._generating = True
-        self._playing = True
+        turn = self._turn
+        turn.fire(TurnTrigger.AUDIO)
+        if turn.state is TurnState.STALE or turn.completed_early or (turn.answered and turn.deadline):
+            # Dropped (stale), a turn whose turnComplete came first, or the rest of an
+            # interrupted one: it ends when its output stops, so each chunk moves its end.
+            turn.deadline = event.t + self.config.turn_end_wait_s
+        if turn.state is TurnState.STALE:
+            return
+        turn.speaker_busy = True
+        turn.had_audio = True
         actions.append(PlayAudio(event.pcm, event.t))
 
     def _on_generation_complete(self, event: GenerationComplete, actions: list[Action]) -> None:
-        if not self._current(event) or self._stale_turn:
+        if not self._current(event):
             return
-        if self._generating:
+        turn = self._turn
+        was_generating = turn.generating
+        before = turn.state
+        turn.fire(TurnTrigger.GENERATION_COMPLETE)
+        if before not in ANSWERING:
+            return
+        if was_generating:
             actions.append(EndOfReply())
-        self._generating = False
-        self._answer_for_turn()
+        self._answer_for_turn(actions)
+        if turn.completed_early:
+            self._close_turn(actions)
+        else:
+            # Some models never send turnComplete: the turn ends by itself after a while.
+            turn.deadline = event.t + self.config.turn_end_wait_s
 
     def _on_turn_complete(self, event: TurnComplete, actions: list[Action]) -> None:
         if not self._current(event):
             return
-        if self._stale_turn:
-            self._stale_turn = False
-            self._model_text.clear()
-        else:
-            if self._generating:
+        turn = self._turn
+        if turn.state is TurnState.STALE:
+            turn.fire(TurnTrigger.TURN_COMPLETE)
+            self._said.drop_model_words()
+            self._pump(actions)
+        elif turn.state in ANSWERING:
+            if turn.generating:
                 actions.append(EndOfReply())
-            self._generating = False
-            self._answer_for_turn()
-        self._turn_open = False
-        self._turn_answered = False
-        if self._follow_up_skips_turn:
-            self._follow_up_skips_turn = False
-        elif self._follow_up_until is not None and not self._tools:
-            self._follow_up_until = None
+            self._answer_for_turn(actions)
+            self._close_turn(actions)
+        elif self._ledger.awaiting(self._conn.link) is not None and turn.state is not TurnState.EMPTY:
+            # Nothing came for the question: maybe the answer is only late (its audio after
+            # turnComplete), maybe the server said nothing at all. Wait a moment to know.
+            turn.fire(TurnTrigger.TURN_COMPLETE)
+            turn.deadline = event.t + self.config.empty_turn_wait_s
+        self._calls.turn_complete()
 
     def _on_interrupted(self, event: Interrupted, actions: list[Action]) -> None:
-        if not self._current(event) or self._stale_turn:
+        if not self._current(event) or self._turn.state is TurnState.STALE:
             return
+        turn = self._turn
+        before = turn.state
         # The server cut its own answer short: stop at once; the user heard part of it.
-        if self._generating or self._playing:
+        if turn.generating or turn.speaker_busy:
             actions.append(StopPlayback())
-        self._generating = False
-        self._playing = False
-        self._answer_for_turn()
+        turn.speaker_busy = False
+        turn.fire(TurnTrigger.INTERRUPTED)
+        if turn.state in ANSWERING:
+            if before in ANSWERING or before is TurnState.IDLE:
+                self._answer_for_turn(actions)
+            # It stays open for the rest of it and its turnComplete, which may never come.
+            turn.deadline = event.t + self.config.turn_end_wait_s
 
     def _on_transcript(self, event: Transcript, actions: list[Action]) -> None:
         if not self._current(event):
             return
         if event.role == "user":
-            self._user_text.append(event.text)
-        elif not self._stale_turn:
-            self._turn_open = True
-            self._model_text.append(event.text)
+            self._said.heard_user(event.text)
+            return
+        self._turn.fire(TurnTrigger.CONTENT)
+        if self._turn.state is not TurnState.STALE:
+            self._said.heard_model(event.text)
 
     def _on_resumption_update(self, event: ResumptionUpdate, actions: list[Action]) -> None:
         if not self._current(event):
             return
         if event.resumable and event.handle:
-            self.resume_handle = event.handle
+            self._conn.handle = event.handle
             # Everything the server consumed so far is in this snapshot.
-            self._uncommitted.clear()
+            if self._said.committed():
+                self._ledger_changed = True
             actions.append(PersistHandle(event.handle))
 
     def _on_go_away(self, event: GoAway, actions: list[Action]) -> None:
         if not self._current(event):
             return
-        margin = min(self.config.goaway_margin_s, event.time_left_s / 2)
-        self._goaway_switch_at = event.t + max(0.0, event.time_left_s - margin)
+        # The switch happens at the next quiet moment or on a timer at the deadline (the
+        # server may say nothing more after a GoAway).
+        self._conn.go_away(event.t, event.time_left_s, self.config.goaway_margin_s)
         actions.append(Log(logging.INFO, f"server will close this connection in {event.time_left_s:g} s"))
-
-    def _on_tool_calls(self, event: ToolCallsReceived, actions: list[Action]) -> None:
-        if not self._current(event):
-            return
-        if not self._stale_turn:
-            self._turn_open = True
-        for call in event.calls:
-            if call.id in self._tools:
-                continue
-            self._tools[call.id] = event.link
-            actions.append(RunTool(call))
-
-    def _on_tool_calls_cancelled(self, event: ToolCallsCancelled, actions: list[Action]) -> None:
-        if not self._current(event):
-            return
-        ids = tuple(i for i in event.ids if i in self._tools)
-        for call_id in ids:
-            del self._tools[call_id]
-        if ids:
-            actions.append(CancelTools(ids))
-
-    def _on_tool_result(self, event: ToolResult, actions: list[Action]) -> None:
-        issued_on = self._tools.pop(event.id, None)
-        if issued_on is None:
-            return  # cancelled meanwhile: no response is owed
-        if self.link_up and issued_on == self.link:
-            actions.append(SendToolResponses(self.link, (event,)))
-            self._uncommitted.append(_describe_result(event))
-            if event.scheduling != "SILENT":
-                self._follow_up_until = self._now + FOLLOW_UP_WAIT_S
-                self._follow_up_skips_turn = self._turn_open
-        else:
-            # A new connection ignores a call id it never issued: tell it in words.
-            self._undelivered.append(event)
-            if self.link_up:
-                self._deliver_results_as_text(actions)
 
     def _on_server_problem(self, event: ServerProblem, actions: list[Action]) -> None:
         actions.append(Log(logging.WARNING, f"ignored a server message: {event.description}"))
 
+    # -- tools ----------------------------------------------------------------------------
+
+    def _on_tool_calls(self, event: ToolCallsReceived, actions: list[Action]) -> None:
+        if not self._current(event):
+            return
+        self._turn.fire(TurnTrigger.CONTENT)
+        for call in event.calls:
+            if self._calls.receive(call, event.link, event.t):
+                actions.append(RunTool(call))
+            else:
+                # The same call again (as toolCall and inside the turn): it runs once.
+                actions.append(Log(logging.INFO, f"function call {call.id} arrived twice: ran once"))
+
+    def _on_tool_calls_cancelled(self, event: ToolCallsCancelled, actions: list[Action]) -> None:
+        if not self._current(event):
+            return
+        ids = self._calls.cancel(event.ids)
+        if ids:
+            actions.append(CancelTools(ids))
+            self._pump(actions)
+
+    def _on_tool_result(self, event: ToolResult, actions: list[Action]) -> None:
+        pending = self._calls.take(event.id)
+        if pending is None:
+            return  # cancelled or overdue meanwhile: no response is owed
+        self._respond(event, pending, actions)
+
+    def _respond(self, event: ToolResult, pending: PendingCall, actions: list[Action]) -> None:
+        if self._conn.up and pending.link == self._conn.link:
+            actions.append(SendToolResponses(self._conn.link, (event,)))
+            self._said.note(_describe_result(event))
+            self._calls.responded(event, self._now, turn_open=self._turn.open)
+            # On a family with synchronous calls only, what was said meanwhile goes now.
+            self._pump(actions)
+        else:
+            # A new connection ignores a call id it never issued: tell it in words.
+            self._calls.undelivered.append(event)
+            if self._conn.up:
+                self._deliver_results_as_text(actions)
+
+    def _tool_overdue(self, pending: PendingCall, actions: list[Action], t: float) -> None:
+        call_id = pending.call.id
+        self._calls.take(call_id)
+        actions.append(CancelTools((call_id,)))
+        actions.append(
+            Log(logging.WARNING, f"function {pending.call.name} ({call_id}) gave no result in time")
+        )
+        failed = ToolResult(
+            call_id,
+            pending.call.name,
+            {"status": "failed", "error": "the device did not finish this action in time", "retry": False},
+            "INTERRUPT",
+            t,
+        )
+        self._respond(failed, pending, actions)
+
+    def _realtime_input_allowed(self) -> bool:
+        """A family with synchronous calls only closes the connection on any realtime input
+        (audio, activityStart/End) while a call is unanswered."""
+        if not self.family.synchronous_functions_only:
+            return True
+        return not self._calls.unanswered_on(self._conn.link)
+
     # -- internals ----------------------------------------------------------------------
 
     def _current(self, event: Event) -> bool:
-        return self.link_up and getattr(event, "link", None) == self.link
+        return self._conn.up and getattr(event, "link", None) == self._conn.link
 
     def _connect(self, actions: list[Action], t: float) -> None:
-        if self._stopping:
-            return
-        self.link += 1
-        self.link_up = False
-        self._connecting = True
-        self._connect_handle = self.resume_handle
-        actions.append(Connect(self.link, self.resume_handle))
+        link, handle = self._conn.connect()
+        actions.append(Connect(link, handle))
 
     def _forget_handle(self, actions: list[Action], why: str) -> None:
         actions.append(Log(logging.WARNING, f"starting a fresh session: {why}"))
-        self.resume_handle = None
+        self._conn.handle = None
         actions.append(PersistHandle(None))
 
-    def _link_lost(self, actions: list[Action], t: float, code: int | None, reason: str) -> None:
-        self.link_up = False
-        self._goaway_switch_at = None
-        if t - self._link_up_t < STABLE_LINK_S:
-            self._young_deaths += 1
+    def _leave(
+        self,
+        actions: list[Action],
+        t: float,
+        reason: str,
+        *,
+        close: bool,
+        code: int | None = None,
+        counts: bool = True,
+        switching: bool = False,
+    ) -> None:
+        """The one way out of a connection, whoever ended it and why.
+
+        ``close``: the socket is still open and must be closed. ``switching``: a planned
+        switch (GoAway): what the user already heard of a reply counts as its answer, so
+        nothing is played twice; otherwise a reply cut off is stopped and asked again.
+        The ledger keeps every unanswered utterance for the next connection."""
+        if self._conn.state is LinkState.BACKING_OFF:
+            return  # no connection to leave
+        leaving = self._conn.leave(t, counts=counts)
+        if close and leaving.was_open:
+            actions.append(CloseLink(leaving.link, reason))
+        if switching:
+            actions.append(Log(logging.INFO, f"left the connection: {reason}"))
         else:
-            self._young_deaths = 0
-        self._failures = 0
-        actions.append(Log(logging.WARNING, f"connection lost: {reason}", {"code": code}))
-        if self._generating:
+            actions.append(Log(logging.WARNING, f"connection lost: {reason}", {"code": code}))
+        turn = self._turn
+        if switching and turn.state in ANSWERING and turn.had_audio:
+            if turn.generating:
+                actions.append(EndOfReply())
+            self._answer_for_turn(actions)
+        elif turn.generating:
             # The reply was cut off; the utterance stays in the ledger and is asked again,
             # so drop the partial answer rather than play half of it and then all of it.
             actions.append(StopPlayback())
-            self._playing = False
-        self._reset_turn()
-        self._user_text.clear()
-        self._model_text.clear()
-        # First retry at once; a connection that keeps dying young is retried ever later.
-        delay = self._backoff.delay(self._young_deaths - 1)
-        if delay > 0 and not self._stopping:
-            self._retry_at = t + delay
-        else:
+            turn.speaker_busy = False
+        turn.reset(speaker_plays_on=True)
+        self._said.drop_partial()
+        self._ledger.requeue_all()
+        if self._conn.retry_due(t):
             self._connect(actions, t)
+
+    def _recover(self, event: Event, exc: Exception) -> list[Action]:
+        """A bug while handling ``event``: whatever it half-did is dropped with the
+        connection; the ledger is kept and the conversation resumes on the next one."""
+        detail = "".join(traceback.format_exception(exc)).strip()
+        actions: list[Action] = [
+            Log(
+                logging.ERROR,
+                f"internal error while handling {type(event).__name__}: {exc!r}",
+                {"traceback": detail},
+            )
+        ]
+        try:
+            if self._turn.speaker_busy or self._turn.generating:
+                actions.append(StopPlayback())
+                self._turn.speaker_busy = False
+            self._turn.reset()
+            if self._conn.state in (LinkState.CONNECTING, LinkState.UP, LinkState.SWITCHING):
+                self._leave(actions, event.t, "recovering from an internal error", close=True)
+        except Exception as again:
+            actions.append(Log(logging.ERROR, f"recovery failed too: {again!r}"))
+        return actions
 
     def _brief_new_link(self, actions: list[Action], *, resumed: bool) -> None:
         """Tell a new connection what it cannot know: exchanges its snapshot lacks (or,
-        for a fresh session, the recent conversation) and tool results it never asked for."""
-        if resumed:
-            lines = list(self._uncommitted)
-        elif self._ever_up:
-            lines = list(self._recent)
-        else:
-            lines = []
-        self._uncommitted = list(lines)
+        for a fresh session, the recent conversation) and tool results it never asked for.
+
+        Families that refuse client content after the first model turn (3.1) still take
+        it at the very start of a fresh session, before any model turn: the briefing goes
+        then. A resumed session of such a family cannot be told anything in words: the
+        lines are dropped with a log line (the unanswered utterances themselves are sent
+        again as audio, so no question is lost)."""
+        lines = self._said.briefing(resumed=resumed)
         if lines:
-            actions.append(
-                SendContext(
-                    self.link,
-                    "(The connection was interrupted. For context, earlier in this conversation:)\n"
-                    + "\n".join(lines),
-                    turn_complete=False,
+            if self._may_send_context(resumed):
+                actions.append(
+                    SendContext(
+                        self._conn.link,
+                        "(The connection was interrupted. For context, earlier in this conversation:)\n"
+                        + "\n".join(lines),
+                        turn_complete=False,
+                    )
                 )
-            )
+            else:
+                actions.append(
+                    Log(logging.WARNING, f"{self.family.name} takes no context mid-session: not sent")
+                )
         self._deliver_results_as_text(actions)
 
+    def _may_send_context(self, resumed: bool) -> bool:
+        if self.family.client_content_mid_session:
+            return True
+        return not resumed and self._turn.model_turns == 0
+
     def _deliver_results_as_text(self, actions: list[Action]) -> None:
-        if not self._undelivered:
+        if not self._calls.undelivered:
             return
-        results, self._undelivered = self._undelivered, []
-        speak = any(r.scheduling != "SILENT" for r in results) and not self._pending
+        results, self._calls.undelivered = self._calls.undelivered, []
         text = "\n".join(_describe_result(r) for r in results)
+        if not self._may_send_context(self._conn.resumed):
+            actions.append(
+                Log(
+                    logging.WARNING,
+                    f"{self.family.name} takes no context mid-session: results dropped: {text}",
+                )
+            )
+            return
+        speak = any(r.scheduling != "SILENT" for r in results) and not len(self._ledger)
         actions.append(
             SendContext(
-                self.link,
+                self._conn.link,
                 "(Results of actions you started before the connection was interrupted:)\n" + text,
                 turn_complete=speak,
             )
         )
-        self._uncommitted.append(text)
+        self._said.note(text)
 
-    def _pump(self, actions: list[Action], *, captured_t: float | None = None) -> None:
-        """Send what can be sent, in order: each utterance fully bracketed before the next."""
-        if not self.link_up:
+    def _pump(self, actions: list[Action], *, captured_t: float | None = None, open_new: bool = True) -> None:
+        """Send what can be sent on the current connection (see :meth:`Ledger.send`)."""
+        if not self._conn.up:
             return
-        for utterance in self._pending:
-            if utterance.end_sent:
-                continue
-            if utterance.link != self.link:
-                utterance.link = self.link
-                utterance.sent_samples = 0
-                actions.append(SendActivityStart(self.link, utterance.number))
-            recorded = utterance.recorded_end - utterance.start
-            while utterance.sent_samples < recorded:
-                upto = min(recorded, utterance.sent_samples + MAX_BLOB_SAMPLES)
-                blob = bytes(
-                    utterance.audio[utterance.sent_samples * BYTES_PER_SAMPLE : upto * BYTES_PER_SAMPLE]
-                )
-                utterance.sent_samples = upto
-                actions.append(SendAudio(self.link, blob, captured_t if upto == recorded else None))
-            if utterance in self._receiving:
-                return
-            utterance.end_sent = True
+        closed = self._ledger.send(
+            self._conn.link,
+            actions,
+            may_open=self._realtime_input_allowed(),
+            captured_t=captured_t,
+            open_new=open_new,
+            server_turn_over=not self._turn.open,
+        )
+        if closed:
             # The reply is owed from now: the silence before it is not the server's fault.
             self._last_server_t = max(self._last_server_t, self._now)
-            actions.append(SendActivityEnd(self.link, utterance.number, utterance.released_t))
 
     def _finish_recording(self, utterance: Utterance, actions: list[Action]) -> None:
-        self._trim_to_end(utterance)
-        self._receiving.remove(utterance)
-        if not any(u.end is not None for u in self._receiving):
+        kept = self._ledger.finish_recording(utterance)
+        if not self._ledger.waiting_for_release_period():
             self._release_deadline = None
-        if not utterance.audio and utterance.link is None:
-            # A press too short to hold a sample, never announced to the server: nothing to ask.
-            self._pending.remove(utterance)
-            return
-        actions.append(PlayEarcon(Earcon.SENT))
-
-    @staticmethod
-    def _trim_to_end(utterance: Utterance) -> None:
-        if utterance.end is not None and utterance.recorded_end > utterance.end:
-            del utterance.audio[(utterance.end - utterance.start) * BYTES_PER_SAMPLE :]
+        if kept:
+            actions.append(PlayEarcon(Earcon.SENT))
+            self._ledger_changed = True
 
     def _barge_in(self, t: float, actions: list[Action]) -> None:
         actions.append(StopPlayback(pressed_t=t))
-        self._playing = False
-        self._generating = False
-        if self._turn_open:
+        turn = self._turn
+        turn.speaker_busy = False
+        before = turn.state
+        turn.fire(TurnTrigger.BARGE_IN)
+        if before in ANSWERING:
             # The user heard (part of) the answer and chose to move on: it counts as
             # answered. The rest of this turn may already be on its way: drop it, and do
             # not let its turnComplete answer the utterance that is starting now.
-            self._answer_for_turn()
-            self._stale_turn = True
+            self._answer_for_turn(actions)
+        if turn.state is TurnState.STALE:
+            turn.deadline = t + self.config.turn_end_wait_s
         actions.append(Log(logging.INFO, "barge-in: the user interrupted the answer"))
 
-    def _answer_for_turn(self) -> None:
+    def _answer_for_turn(self, actions: list[Action]) -> None:
         """The server's current turn answers the oldest fully sent utterance (once)."""
-        if self._turn_answered:
+        if self._turn.answered:
             return
-        self._turn_answered = True
-        for utterance in self._pending:
-            if utterance.end_sent and utterance.link == self.link:
-                self._pending.remove(utterance)
-            break
-        self._finish_exchange()
+        self._turn.answered = True
+        utterance = self._ledger.awaiting(self._conn.link)
+        if utterance is not None:
+            self._ledger.settle(utterance, UtteranceTrigger.ANSWER)
+            self._ledger_changed = True
+        if self._said.finish():
+            self._ledger_changed = True
+        # The next question in line may go now.
+        self._pump(actions)
 
-    def _reset_turn(self) -> None:
-        self._generating = False
-        self._turn_open = False
-        self._turn_answered = False
-        self._stale_turn = False
+    def _close_turn(self, actions: list[Action]) -> None:
+        """The server's turn is over: IDLE, or PLAYING_OUT while the speaker still plays."""
+        self._turn.fire(TurnTrigger.TURN_COMPLETE)
+        if not self._turn.speaker_busy:
+            self._turn.fire(TurnTrigger.PLAYBACK_IDLE)
+        self._pump(actions)  # the next question in line may go now
 
-    def _finish_exchange(self) -> None:
-        if not self._user_text and not self._model_text:
+    def _turn_timed_out(self, actions: list[Action], t: float) -> None:
+        turn = self._turn
+        state = turn.state
+        turn.deadline = None
+        if state is TurnState.EMPTY:
+            turn.fire(TurnTrigger.TIMEOUT)
+            self._silent_turn(actions)
+        elif state in ANSWERING:
+            actions.append(Log(logging.INFO, "the server's turn ended without turnComplete"))
+            if turn.generating:
+                actions.append(EndOfReply())
+            self._answer_for_turn(actions)
+            turn.fire(TurnTrigger.TIMEOUT)
+            if not turn.speaker_busy:
+                turn.fire(TurnTrigger.PLAYBACK_IDLE)
+        elif state is TurnState.STALE:
+            turn.fire(TurnTrigger.TIMEOUT)
+        self._pump(actions)
+
+    def _silent_turn(self, actions: list[Action]) -> None:
+        """The server ended a turn with nothing in it: the question is asked once more (it
+        had no side effect to repeat), then given up with an earcon, never left in silence."""
+        utterance = self._ledger.awaiting(self._conn.link)
+        if utterance is None:
             return
-        line = f"User: {' '.join(self._user_text).strip()}\nAssistant: {''.join(self._model_text).strip()}"
-        self._user_text.clear()
-        self._model_text.clear()
-        self._uncommitted.append(line)
-        self._recent.append(line)
+        if utterance.silent_retries < SILENT_TURN_RETRIES:
+            utterance.silent_retries += 1
+            actions.append(
+                Log(
+                    logging.WARNING,
+                    f"the server answered utterance {utterance.number} with silence: asking again",
+                )
+            )
+            utterance.move(UtteranceTrigger.REQUEUE)
+            self._pump(actions)
+        else:
+            self._give_up(
+                utterance,
+                actions,
+                f"gave up on utterance {utterance.number}: the server answered with silence",
+            )
+
+    def _give_up(self, utterance: Utterance, actions: list[Action], why: str) -> None:
+        self._ledger.settle(utterance, UtteranceTrigger.GIVE_UP)
+        self._ledger_changed = True
+        actions.append(PlayEarcon(Earcon.ERROR))
+        actions.append(Log(logging.ERROR, why))
 
     def _reply_owed(self) -> bool:
-        if self._generating or self._stale_turn:
+        if self._turn.state in (TurnState.GENERATING, TurnState.STALE):
             return True
-        return any(u.end_sent and u.link == self.link for u in self._pending)
+        return self._ledger.awaiting(self._conn.link) is not None
 
     def _expire_offline_utterances(self, actions: list[Action], t: float) -> None:
         expired = [
             u
-            for u in self._pending
+            for u in self._ledger
             if u.released_t is not None and t - u.released_t >= self.config.offline_max_age_s
         ]
         for utterance in expired:
-            self._pending.remove(utterance)
+            self._ledger.settle(utterance, UtteranceTrigger.GIVE_UP)
             actions.append(
                 Log(
                     logging.WARNING,
@@ -776,48 +869,78 @@ class Conversation:
                 )
             )
         if expired:
+            self._ledger_changed = True
             actions.append(PlayEarcon(Earcon.OFFLINE))
 
     def _maybe_switch_after_goaway(self, actions: list[Action], t: float) -> None:
-        if self._goaway_switch_at is None or not self.link_up:
+        conn = self._conn
+        if conn.state is not LinkState.SWITCHING or conn.switch_at is None:
             return
         # Quiet: nothing asked or being answered, and the newest handle covers everything
         # said (so the new connection resumes with the whole conversation).
-        quiet = not self._receiving and not self._pending and not self._turn_open and not self._uncommitted
-        if quiet or t >= self._goaway_switch_at:
-            actions.append(CloseLink(self.link, "switching connection before the server's GoAway deadline"))
-            self.link_up = False
-            self._goaway_switch_at = None
-            if self._generating:
-                actions.append(StopPlayback())
-                self._playing = False
-            self._reset_turn()
-            self._connect(actions, t)
+        quiet = (
+            not self._ledger.receiving
+            and not len(self._ledger)
+            and not self._turn.open
+            and not self._said.uncommitted
+        )
+        if quiet or t >= conn.switch_at:
+            self._leave(
+                actions,
+                t,
+                "switching connection before the server's GoAway deadline",
+                close=True,
+                switching=True,
+            )
 
-    def _update_status(self, actions: list[Action]) -> None:
+    # -- surviving the process ------------------------------------------------------------
+
+    def _restore(self, saved: SavedLedger, t: float, actions: list[Action]) -> None:
+        self._ledger.restore(saved.utterances, t)
+        self._said.restore(saved.context)
+        if saved.utterances:
+            actions.append(
+                Log(logging.INFO, f"{len(saved.utterances)} unanswered utterance(s) from before the restart")
+            )
+        self._saved = saved
+
+    def _persist(self, actions: list[Action]) -> None:
+        saved = SavedLedger(self._ledger.saved(), self._said.saved())
+        if saved != self._saved:
+            self._saved = saved
+            actions.append(PersistLedger(saved))
+
+    def _finish(self, actions: list[Action]) -> None:
+        if self._ledger_changed:
+            self._ledger_changed = False
+            self._persist(actions)
         status = self._derive_status()
         if status != self._status:
             self._status = status
             actions.append(status)
 
     def _derive_status(self) -> Status:
+        conn = self._conn
         if self._device_problems:
             return Status(DeviceState.ERROR, "; ".join(self._device_problems.values()))
         offline_detail = ""
-        if not self.link_up:
-            if self._failures:
-                offline_detail = f"offline, retrying (attempt {self._failures + 1})"
+        if not conn.up:
+            if conn.failures:
+                offline_detail = f"offline, retrying (attempt {conn.failures + 1})"
+            elif conn.young_deaths >= 2:
+                closed = conn.young_deaths
+                offline_detail = f"reconnecting: the server closed {closed} connections soon after opening"
             else:
-                offline_detail = "connecting" if not self._ever_up else "reconnecting"
-        if self._held is not None:
+                offline_detail = "connecting" if not conn.ever_up else "reconnecting"
+        if self._ledger.held is not None:
             return Status(DeviceState.LISTENING, offline_detail)
-        if self._failures and not self.link_up:
+        if conn.failures and not conn.up:
             return Status(DeviceState.OFFLINE, offline_detail)
-        if self._generating or self._playing:
+        if self._turn.generating or self._turn.speaker_busy:
             return Status(DeviceState.SPEAKING)
-        if self._pending:
+        if len(self._ledger):
             return Status(DeviceState.THINKING, offline_detail)
-        if not self.link_up:
+        if not conn.up:
             return Status(DeviceState.OFFLINE, offline_detail)
         return Status(DeviceState.IDLE)
 

@@ -336,6 +336,32 @@ class PersistHandle:
     handle: str | None  # None: forget the stored handle (rejected or expired)
 
 
+@dataclass(frozen=True, slots=True)
+class SavedUtterance:
+    """An utterance kept across a restart: its whole audio, 16 kHz mono S16_LE."""
+
+    number: int
+    audio: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SavedLedger:
+    """What a restarted daemon must still do: the utterances not answered yet (in order)
+    and the exchanges the next session must be told about (the reply in flight among
+    them). Give it back to ``Conversation(ledger=...)`` after a restart."""
+
+    utterances: tuple[SavedUtterance, ...] = ()
+    context: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PersistLedger:
+    """Store ``ledger`` so that it survives the process (write it atomically, replacing the
+    previous one; an empty ledger may simply remove the file)."""
+
+    ledger: SavedLedger
+
+
 class DeviceState(StrEnum):
     IDLE = "idle"
     LISTENING = "listening"
@@ -378,6 +404,7 @@ Action = (
     | RunTool
     | CancelTools
     | PersistHandle
+    | PersistLedger
     | Status
     | Log
 )

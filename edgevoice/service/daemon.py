@@ -50,6 +50,7 @@ from edgevoice.core.events import (
     Log,
     NetworkChanged,
     PersistHandle,
+    PersistLedger,
     PlayAudio,
     PlaybackIdle,
     PlayEarcon,
@@ -69,6 +70,7 @@ from edgevoice.core.events import (
     Transcript,
     TurnComplete,
 )
+from edgevoice.core.families import family_for
 from edgevoice.errors import UserError
 from edgevoice.hardware.button import PushToTalkButton
 from edgevoice.hardware.led import StatusLed
@@ -79,6 +81,7 @@ from edgevoice.metrics import NO_METRICS, Metrics
 from edgevoice.service.devices import CAPTURE_RATE, PLAYBACK_PERIODS, PLAYBACK_RATE, AlsaDevices, Devices
 from edgevoice.service.household import Household
 from edgevoice.service.instance_lock import InstanceLock
+from edgevoice.service.ledger_store import LedgerStore
 from edgevoice.service.logging import clear_log_fields, set_log_fields
 from edgevoice.service.notify import SystemdNotifier
 from edgevoice.service.reload import Reload, ReloadReport, tls_context
@@ -154,7 +157,14 @@ class Daemon:
         # Timers, volume, mute and announcements: the device's own features.
         self.household = Household(settings, clock=self._clock)
         self._backoff = _backoff(settings.live)
-        self.conversation = Conversation(_conversation_config(settings), self._backoff)
+        # What a previous run was asked and never answered is asked again.
+        self.ledger_store = LedgerStore(settings.paths.state_dir)
+        self.conversation = Conversation(
+            _conversation_config(settings),
+            self._backoff,
+            family=family_for(settings.live.model).family,
+            ledger=self.ledger_store.load(),
+        )
         self.watchers: list[Callable[[Event], None]] = []
         self.quiet = threading.Event()
         self.ready = threading.Event()
@@ -428,6 +438,7 @@ class Daemon:
         self.live_link.update_settings(live, ssl_context=tls)
         self._backoff.initial_s, self._backoff.max_s = live.reconnect_initial_s, live.reconnect_max_s
         self.conversation.config = _conversation_config(self.settings)
+        self.conversation.family = family_for(live.model).family
 
     def build_tools(self) -> HomeTools:
         """The home's tools from the settings, with the device's own functions beside them."""
@@ -498,6 +509,8 @@ class Daemon:
     def _note_link_up(self, event: LinkUp) -> None:
         if event.link != self.conversation.link:
             return
+        # Words of a reply cut by the end of the last connection are not half of the next.
+        self._model_words.clear()
         if not event.resumed or self._session_id is None:
             self._session_id = uuid.uuid4().hex[:8]
             set_log_fields(session_id=self._session_id)
@@ -598,6 +611,12 @@ class Daemon:
         except OSError as exc:
             log.warning("could not save the session handle: %s", exc)
 
+    def _persist_ledger(self, action: PersistLedger) -> None:
+        try:
+            self.ledger_store.save(action.ledger)
+        except OSError as exc:
+            log.warning("could not save the unanswered utterances: %s", exc)
+
     # -- the household's way in ------------------------------------------------------------------
 
     def execute(self, actions: list[Action]) -> None:
@@ -643,6 +662,7 @@ _ACTIONS: dict[type, Callable[[Daemon, Any], None]] = {
     RunTool: Daemon._run_tool,
     CancelTools: Daemon._cancel_tools,
     PersistHandle: Daemon._persist_handle,
+    PersistLedger: Daemon._persist_ledger,
     Status: Daemon._show_status,
     Log: lambda _daemon, action: log.log(action.level, action.message),
 }

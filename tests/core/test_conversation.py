@@ -34,6 +34,7 @@ from edgevoice.core.events import (
     Released,
     ResumptionUpdate,
     RunTool,
+    SavedLedger,
     SendActivityEnd,
     SendActivityStart,
     SendAudio,
@@ -50,6 +51,7 @@ from edgevoice.core.events import (
     Transcript,
     TurnComplete,
 )
+from edgevoice.core.families import GEMINI_3_8, ModelFamily
 
 PERIOD = 320
 MIC = (np.arange(16000 * 60) % 65521).astype("<u2").view("<i2")  # every sample distinguishable
@@ -70,13 +72,23 @@ class WireUtterance:
 class Harness:
     """Feeds the core and keeps what went over each connection."""
 
-    def __init__(self, preroll: int = 0, handle: str | None = None, **config: object) -> None:
+    def __init__(
+        self,
+        preroll: int = 0,
+        handle: str | None = None,
+        family: ModelFamily = GEMINI_3_8,
+        ledger: SavedLedger | None = None,
+        t: float = 0.0,
+        **config: object,
+    ) -> None:
         self.core = Conversation(
             ConversationConfig(period_samples=PERIOD, preroll_samples=preroll, **config),  # type: ignore[arg-type]
             Backoff(0.25, 4.0, rng=random.Random(1)),
             handle=handle,
+            family=family,
+            ledger=ledger,
         )
-        self.t = 0.0
+        self.t = t
         self.position = 0
         self.actions: list[object] = []
         self.wire: list[WireUtterance] = []

@@ -60,7 +60,8 @@ def test_several_timers_in_one_notice() -> None:
 
 
 def test_the_conversation_takes_a_prompt_only_at_a_quiet_moment_and_one_at_a_time() -> None:
-    from edgevoice.core.conversation import FOLLOW_UP_WAIT_S, Conversation
+    from edgevoice.core.calls import FOLLOW_UP_WAIT_S
+    from edgevoice.core.conversation import Conversation
     from edgevoice.core.events import LinkUp, SendContext, Tick, TurnComplete
 
     conversation = Conversation()

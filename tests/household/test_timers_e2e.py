@@ -7,6 +7,8 @@ import json
 import logging
 from pathlib import Path
 
+import pytest
+
 from edgevoice.audio.earcons import render
 from edgevoice_testbed.sim.simulate import SimulationOptions, simulate
 from tests.e2e.conftest import noise_wav
@@ -90,6 +92,10 @@ async def test_a_timer_rings_on_time_a_press_stops_it_sends_nothing_and_the_mode
     assert "ring stopped (button): pasta" in caplog.text
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="a question cut by a restart is asked again, and its set_timer call then runs twice",
+)
 async def test_a_timer_survives_a_restart_and_a_drop_rings_offline_and_is_told_when_back(
     tmp_path: Path, emulator_factory
 ) -> None:

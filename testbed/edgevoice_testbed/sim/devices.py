@@ -98,6 +98,7 @@ class SimulatedCapture:
         self._ready_for_press = ready_for_press
         self._clock = clock
         self._closed = threading.Event()
+        self._in_flight = in_flight
         self._credits = threading.Semaphore(in_flight)
         self._t0: float | None = None
         self.position = 0
@@ -121,6 +122,10 @@ class SimulatedCapture:
     def attach(self) -> SimulatedCapture:
         """A new daemon starts reading (the device outlives a daemon restart)."""
         self.base = self.position
+        # Periods the old daemon read but never handed to its loop will never be counted
+        # as consumed: without fresh credits a new daemon reading in batches could wait
+        # forever for a credit its own unposted periods hold.
+        self._credits = threading.Semaphore(self._in_flight)
         return self
 
     def read(self) -> tuple[int, bytes]:

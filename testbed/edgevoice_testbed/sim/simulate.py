@@ -31,6 +31,7 @@ from edgevoice.config import AudioSettings, Settings, deep_merge, load_settings,
 from edgevoice.core.events import (
     Captured,
     Event,
+    LinkUp,
     Pressed,
     Released,
     ServerAudio,
@@ -625,11 +626,16 @@ class _TranscriptPrinter:
             self._emit(f"assistant: {''.join(self._model).strip()}")
             self._model.clear()
 
+    def _new_connection(self, event: LinkUp) -> None:
+        # Words of a reply cut by the end of the last connection are not half of the next.
+        self._model.clear()
+
     _PRINTERS: ClassVar[dict[type, Callable[[_TranscriptPrinter, Any], None]]] = {
         ToolCallsReceived: _tool_calls,
         ToolResult: _tool_result,
         TranscriptEvent: _transcript,
         TurnComplete: _turn_complete,
+        LinkUp: _new_connection,
     }
 
     def _emit(self, line: str) -> None:

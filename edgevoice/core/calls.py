@@ -1,0 +1,91 @@
+"""Function calls in flight: which are owed a response, on which connection, by when.
+
+A call id is remembered after it ran, so the same call arriving twice (as ``toolCall`` and
+again inside the model's turn) runs once. A call issued on a connection that is gone can
+no longer be answered by id: its result waits in ``undelivered`` to reach the model as
+text. After a result the model should speak about, the conversation is not idle until the
+model's next turn ends or :data:`FOLLOW_UP_WAIT_S` has passed.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from edgevoice.core.events import ToolCall, ToolResult
+
+# Call ids remembered to run a call that arrives twice once.
+REMEMBERED_CALLS = 256
+FOLLOW_UP_WAIT_S = 10.0
+
+
+@dataclass
+class PendingCall:
+    call: ToolCall
+    link: int
+    deadline: float
+
+
+class Calls:
+    def __init__(self, deadline_s: float) -> None:
+        self._deadline_s = deadline_s
+        self._pending: dict[str, PendingCall] = {}
+        self._seen: deque[str] = deque(maxlen=REMEMBERED_CALLS)
+        self.undelivered: list[ToolResult] = []
+        self.follow_up_until: float | None = None
+        # The turn open when the result went back is not the follow-up.
+        self._follow_up_skips_turn = False
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._pending or self.undelivered or self.follow_up_until is not None)
+
+    def deadlines(self) -> list[float]:
+        return [call.deadline for call in self._pending.values()] + (
+            [self.follow_up_until] if self.follow_up_until is not None else []
+        )
+
+    def receive(self, call: ToolCall, link: int, t: float) -> bool:
+        """A call arrived; False if it already did (it must not run again)."""
+        if call.id in self._pending or call.id in self._seen:
+            return False
+        self._seen.append(call.id)
+        self._pending[call.id] = PendingCall(call, link, t + self._deadline_s)
+        return True
+
+    def cancel(self, ids: tuple[str, ...]) -> tuple[str, ...]:
+        """The server withdrew calls; the ones still running."""
+        running = tuple(i for i in ids if i in self._pending)
+        for call_id in running:
+            del self._pending[call_id]
+        return running
+
+    def take(self, call_id: str) -> PendingCall | None:
+        """The call a result answers (None: cancelled or overdue meanwhile, nothing owed)."""
+        return self._pending.pop(call_id, None)
+
+    def unanswered_on(self, link: int) -> bool:
+        return any(call.link == link for call in self._pending.values())
+
+    def overdue(self, t: float) -> list[PendingCall]:
+        return [call for call in self._pending.values() if t >= call.deadline]
+
+    def responded(self, result: ToolResult, t: float, *, turn_open: bool) -> None:
+        if result.scheduling != "SILENT":
+            self.follow_up_until = t + FOLLOW_UP_WAIT_S
+            self._follow_up_skips_turn = turn_open
+
+    def expect_follow_up(self, t: float) -> None:
+        """The model was asked to speak unasked: busy until its turn ends (or the wait passes)."""
+        self.follow_up_until = t + FOLLOW_UP_WAIT_S
+        self._follow_up_skips_turn = False
+
+    def turn_complete(self) -> None:
+        if self._follow_up_skips_turn:
+            self._follow_up_skips_turn = False
+        elif self.follow_up_until is not None and not self._pending:
+            self.follow_up_until = None
+
+    def tick(self, t: float) -> None:
+        if self.follow_up_until is not None and t >= self.follow_up_until:
+            self.follow_up_until = None
