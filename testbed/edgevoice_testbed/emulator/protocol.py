@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import copy
 import heapq
 import itertools
 import json
@@ -80,6 +79,7 @@ DEFAULT_CLOSE_REASONS = {
     1011: "Internal error encountered.",
     1013: "The service is currently unavailable.",
 }
+HANDLE_SWEEP_EVERY = 256  # handle stores between sweeps for expired handles
 GOAWAY_CLOSE_REASON = "The connection was aborted after GoAway."
 
 
@@ -126,7 +126,7 @@ class HandshakeReject:
 # Session state: what a resumption handle names.
 
 
-@dataclass
+@dataclass(frozen=True)
 class PendingCall:
     id: str
     name: str
@@ -146,21 +146,54 @@ class FollowUpGroup:
     scheduling: str = DEFAULT_SCHEDULING
 
 
+@dataclass(frozen=True)
+class _HistoryNode:
+    """One entry of a session's memory and the entries before it (never changed once
+    made): a snapshot shares the whole history by holding its newest node."""
+
+    entry: HistoryEntry
+    previous: _HistoryNode | None
+    length: int
+
+
 @dataclass
 class SessionState:
     id: int
-    history: list[HistoryEntry] = field(default_factory=list)
+    _history_tail: _HistoryNode | None = None
     turns: int = 0
     """Utterances the conversation has opened (utterance N is the N-th)."""
     pending_calls: dict[str, PendingCall] = field(default_factory=dict)
     groups: dict[int, FollowUpGroup] = field(default_factory=dict)
 
+    @property
+    def history(self) -> list[HistoryEntry]:
+        entries = []
+        node = self._history_tail
+        while node is not None:
+            entries.append(node.entry)
+            node = node.previous
+        entries.reverse()
+        return entries
+
+    def remember(self, entry: HistoryEntry) -> None:
+        tail = self._history_tail
+        self._history_tail = _HistoryNode(entry, tail, (tail.length if tail else 0) + 1)
+
     def copy(self) -> SessionState:
-        return copy.deepcopy(self)
+        """A snapshot: the history is shared (immutable), the small mutable parts copied.
+        A deep copy per handle made memory grow with turns times handles."""
+        return SessionState(
+            id=self.id, _history_tail=self._history_tail, turns=self.turns,
+            pending_calls=dict(self.pending_calls),
+            groups={key: FollowUpGroup(group.text, set(group.remaining), group.responded,
+                                       group.scheduling)
+                    for key, group in self.groups.items()},
+        )
 
     @property
     def signature(self) -> tuple[int, int, int]:
-        return len(self.history), self.turns, len(self.pending_calls)
+        length = self._history_tail.length if self._history_tail else 0
+        return length, self.turns, len(self.pending_calls)
 
 
 @dataclass
@@ -240,6 +273,8 @@ class EmulatorCore:
         self._next_setup_faults: list[Fault] = []
         self._pending_delay = 0.0
         self._handles: dict[str, _Handle] = {}
+        self._session_handles: dict[int, deque[str]] = {}
+        self._stores_since_sweep = 0
         self._open_sessions: dict[int, int] = {}
         self._live: dict[int, Connection] = {}
         self._session_ids = itertools.count(1)
@@ -381,17 +416,47 @@ class EmulatorCore:
         return f"function-call-{next(self._call_ids)}"
 
     def store_handle(self, session: SessionState, connection_id: int, now: float) -> str:
+        """Remember a snapshot of ``session`` under a new handle. Only handles that can
+        still be resumed are kept: the newest ``handles_kept_per_session`` of a session,
+        and none whose connection ended more than ``handle_ttl_s`` ago."""
         handle = "emu-" + secrets.token_urlsafe(16)
         self._handles[handle] = _Handle(session.copy(), connection_id, now)
+        kept = self._session_handles.setdefault(session.id, deque())
+        kept.append(handle)
+        while len(kept) > self.scenario.handles_kept_per_session:
+            self._handles.pop(kept.popleft(), None)
+        self._stores_since_sweep += 1
+        if self._stores_since_sweep >= HANDLE_SWEEP_EVERY:
+            self._stores_since_sweep = 0
+            self._drop_expired_handles(now)
         return handle
+
+    def _handle_expired(self, entry: _Handle, now: float) -> bool:
+        source = self.connections[entry.connection_id - 1]
+        return source.closed_t is not None and now - source.closed_t > self.scenario.handle_ttl_s
+
+    def _drop_expired_handles(self, now: float) -> None:
+        for session_id, kept in list(self._session_handles.items()):
+            alive = deque(handle for handle in kept if handle in self._handles
+                          and not self._handle_expired(self._handles[handle], now))
+            for handle in set(kept) - set(alive):
+                self._handles.pop(handle, None)
+            if alive:
+                self._session_handles[session_id] = alive
+            else:
+                del self._session_handles[session_id]
+
+    @property
+    def handles_kept(self) -> int:
+        """Resumption handles the emulator still holds (bounded; see :meth:`store_handle`)."""
+        return len(self._handles)
 
     def resolve_handle(self, handle: str, now: float) -> SessionState | None:
         """The snapshot a handle names, or None if unknown or expired."""
         entry = self._handles.get(handle)
         if entry is None:
             return None
-        source = self.connections[entry.connection_id - 1]
-        if source.closed_t is not None and now - source.closed_t > self.scenario.handle_ttl_s:
+        if self._handle_expired(entry, now):
             return None
         return entry.snapshot.copy()
 
@@ -412,7 +477,7 @@ class EmulatorCore:
     @property
     def history(self) -> list[HistoryEntry]:
         session = self.current_session
-        return list(session.history) if session is not None else []
+        return session.history if session is not None else []
 
 
 # ---------------------------------------------------------------------------------------
@@ -1057,7 +1122,7 @@ class Connection:
 
     def _remember(self, entry: HistoryEntry) -> None:
         assert self.session is not None
-        self.session.history.append(entry)
+        self.session.remember(entry)
 
     def _send_not_resumable(self) -> None:
         if self.scenario.resumption_update_style == "proto3":

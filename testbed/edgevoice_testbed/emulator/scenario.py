@@ -181,6 +181,8 @@ class Scenario(_Model):
     pace: float | Literal["fast"] = 4.0
     """Real-time factor of the reply audio (4.0: four times faster than playback)."""
     handle_ttl_s: float = Field(default=7200.0, gt=0)
+    handles_kept_per_session: int = Field(default=100, ge=1)
+    """Older handles of a session than this many newest are forgotten (refused 1007)."""
     usage_metadata: bool = True
     output_transcript_mode: Literal["spread", "first", "separate"] = "spread"
     resumption_update_style: Literal["explicit", "proto3"] = "explicit"
