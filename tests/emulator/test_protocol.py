@@ -27,6 +27,8 @@ from edgevoice_testbed.emulator.voice import ToneVoice
 PATH = "/ws/google.ai.generativelanguage.v1.GenerativeService.BidiGenerateContent"
 KEY = {"x-goog-api-key": "k-123"}
 FRAME = base64.b64encode(bytes(640)).decode()
+# A 2.5 model: NON_BLOCKING only where declared, INTERRUPT at once, usageMetadata sent.
+MODEL = "models/gemini-2.5-flash-native-audio-preview-12-2025"
 SERVER_KEYS = {
     "setupComplete",
     "serverContent",
@@ -52,7 +54,7 @@ def setup_message(
     modality: str = "AUDIO",
 ) -> dict[str, Any]:
     setup: dict[str, Any] = {
-        "model": "models/test",
+        "model": MODEL,
         "generationConfig": {"responseModalities": [modality]},
         "realtimeInputConfig": {"automatic_activity_detection": {"disabled": explicit}},
         "tools": [{"functionDeclarations": [{"name": "set_light", "behavior": "NON_BLOCKING"}]}],

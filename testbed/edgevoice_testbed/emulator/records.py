@@ -49,6 +49,8 @@ class ConnectionRecord:
     locked_fields: list[str] | None = None
     """Fields the ephemeral token locked (``["*"]``: all); None without constraints."""
     resumed_handle: str | None = None
+    family: str | None = None
+    """The model family the setup's model id names (``edgevoice.core.families``)."""
     session_id: int | None = None
     accepted: bool = False
     """True once setupComplete was sent."""
@@ -135,6 +137,17 @@ class ToolResponseRecord:
     scheduling: str | None
     known: bool
     """False when this session never issued (or already settled) that call id: ignored."""
+
+
+@dataclass
+class SkippedCall:
+    """A scripted call the emulator did not make because the client never declared it."""
+
+    t: float
+    connection_id: int
+    turn: int | None
+    name: str
+    declared: tuple[str, ...]
 
 
 @dataclass
