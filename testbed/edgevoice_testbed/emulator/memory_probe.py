@@ -48,11 +48,12 @@ def _setup(handle: str | None) -> str:
     }})
 
 
-def run(turns: int, turns_per_connection: int, frames: int) -> list[dict[str, Any]]:
+def run(turns: int, turns_per_connection: int, frames: int, top: int = 0) -> list[dict[str, Any]]:
     scenario = Scenario.model_validate({
         "voice": "tone", "pace": "fast",
         "default": {"input_transcript": "a question", "reply": "an answer of a few words"}})
-    core = EmulatorCore(scenario, lambda text: bytes(4800), record_audio_frames=False)
+    reply_pcm = bytes(4800)  # the server's voice caches each text's render, as here
+    core = EmulatorCore(scenario, lambda text: reply_pcm, record_audio_frames=False)
     now = 0.0
     handle: str | None = None
     samples: list[dict[str, Any]] = []
@@ -88,6 +89,9 @@ def run(turns: int, turns_per_connection: int, frames: int) -> list[dict[str, An
                             "heap_mb": round(current / 2**20, 1),
                             "heap_peak_mb": round(peak / 2**20, 1),
                             "rss_mb": round(_rss_mb(), 1)})
+    if top:
+        for stat in tracemalloc.take_snapshot().statistics("lineno")[:top]:
+            print(f"# {stat.size / 2**20:.1f} MB in {stat.count} blocks at {stat.traceback}")
     tracemalloc.stop()
     return samples
 
@@ -102,8 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--turns", type=int, default=4000)
     parser.add_argument("--turns-per-connection", type=int, default=5)
     parser.add_argument("--frames", type=int, default=10, help="audio frames per utterance")
+    parser.add_argument("--top", type=int, default=0, help="print the N biggest allocation sites")
     args = parser.parse_args(argv)
-    for sample in run(args.turns, args.turns_per_connection, args.frames):
+    for sample in run(args.turns, args.turns_per_connection, args.frames, args.top):
         print(json.dumps(sample), flush=True)
     return 0
 

@@ -260,7 +260,7 @@ class _Speech:
     request: _SpeechRequest
     record: ReplyRecord
     steps: deque[tuple[float, Callable[[float], None]]]
-    chunks: list[bytes | str]
+    chunks: list[memoryview | str]
     transcript_pieces: list[str]
     call_ids: dict[int, str]
     """Index in the turn's tool_calls -> the id assigned at start."""
@@ -1211,7 +1211,8 @@ class Connection:
         if self._audio_out:
             pcm = self.core.render(request.text) if request.text else b""
             size = max(2, int(OUTPUT_RATE * SAMPLE_WIDTH * scenario.chunk_ms / 1000) // 2 * 2)
-            chunks: list[bytes | str] = [pcm[i:i + size] for i in range(0, len(pcm), size)]
+            view = memoryview(pcm)
+            chunks: list[memoryview | str] = [view[i:i + size] for i in range(0, len(pcm), size)]
         elif request.text:
             chunks = list(_split_text(request.text, max(1, len(request.text.split()) // 4)))
         else:
@@ -1305,10 +1306,10 @@ class Connection:
         chunk = speech.chunks[index]
         piece = speech.transcript_pieces[index] if index < len(speech.transcript_pieces) else ""
         mode = self.scenario.output_transcript_mode
-        if isinstance(chunk, bytes):
+        if isinstance(chunk, memoryview):
             part = {"inlineData": {"mimeType": OUTPUT_MIME,
                                    "data": base64.b64encode(chunk).decode("ascii")}}
-            speech.record._buffer.extend(chunk)
+            speech.record.add_audio(chunk)
         else:
             part = {"text": chunk}
         content: dict[str, Any] = {"modelTurn": {"parts": [part]}}
@@ -1394,7 +1395,7 @@ class Connection:
             self._cancel_calls(ids, now)
 
     def _usage(self, speech: _Speech) -> dict[str, Any]:
-        seconds = len(speech.record._buffer) / (OUTPUT_RATE * SAMPLE_WIDTH)
+        seconds = speech.record.audio_bytes / (OUTPUT_RATE * SAMPLE_WIDTH)
         response_tokens = max(1, round(seconds * AUDIO_TOKENS_PER_SECOND)) if self._audio_out \
             else max(1, len(speech.request.text.split()))
         prompt_tokens = speech.request.prompt_tokens

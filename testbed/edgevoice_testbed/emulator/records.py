@@ -106,11 +106,18 @@ class ReplyRecord:
     finished: bool = False
     """True once turnComplete was sent (also after an interruption)."""
     end_t: float | None = None
-    _buffer: bytearray = field(default_factory=bytearray, repr=False)
+    # Views into the voice's cached render, not copies: a long run repeats the same few
+    # texts, and copying their audio into every record grew memory with every reply.
+    _chunks: list[memoryview] = field(default_factory=list, repr=False)
+    audio_bytes: int = 0
+
+    def add_audio(self, chunk: memoryview) -> None:
+        self._chunks.append(chunk)
+        self.audio_bytes += len(chunk)
 
     @property
     def audio(self) -> bytes:
-        return bytes(self._buffer)
+        return b"".join(self._chunks)
 
 
 @dataclass
