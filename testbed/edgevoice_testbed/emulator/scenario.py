@@ -224,6 +224,9 @@ class Scenario(_Model):
     resumption_updates_every_s: float | None = Field(default=None, gt=0)
     """Send ``sessionResumptionUpdate`` unasked this often: ``resumable: false`` while the
     model speaks or a call is pending, a new handle otherwise."""
+    call_undeclared_functions: bool = False
+    """A hostile model for robustness tests: call functions the client never declared
+    (the real service does not; by default such a turn falls back, see ``alternatives``)."""
     pong_delay_s: float = Field(default=0.0, ge=0, le=60)
     """Answer websocket pings this late (the service's pongs were measured at 8-30 s)."""
 
