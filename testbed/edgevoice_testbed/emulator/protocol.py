@@ -610,6 +610,7 @@ class Connection:
         self._vad: EnergyVad | None = None
         self._transparent = False
         self._updates_scheduled = False
+        self._cancels_scheduled: set[str] = set()
         self._client_messages = 0
         self._model_turns = 0
 
@@ -938,7 +939,11 @@ class Connection:
             self._cancel_calls(ids, now)
             self._maybe_issue_handle(now)
         else:
-            self._at(now + SYNC_CALL_CANCEL_AFTER_S, partial(self._cancel_later, ids))
+            # Once per call, not once per audio frame.
+            due = [call_id for call_id in ids if call_id not in self._cancels_scheduled]
+            if due:
+                self._cancels_scheduled.update(due)
+                self._at(now + SYNC_CALL_CANCEL_AFTER_S, partial(self._cancel_later, due))
 
     def _on_activity_start(self, now: float) -> None:
         if not self._explicit_activity:
