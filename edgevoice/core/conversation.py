@@ -66,6 +66,7 @@ from edgevoice.core.events import (
     Tick,
     ToolCallsCancelled,
     ToolCallsReceived,
+    ToolDeclarationsChanged,
     ToolResult,
     Transcript,
     TurnComplete,
@@ -188,6 +189,7 @@ class Conversation:
         self._recent: deque[str] = deque(maxlen=RECENT_EXCHANGES)
 
         self._goaway_switch_at: float | None = None
+        self._redeclare_why: str | None = None
         self._device_problems: dict[str, str] = {}
         self._status: Status | None = None
         self._stopping = False
@@ -211,6 +213,7 @@ class Conversation:
         if method is not None:
             method(self, event, actions)
         self._maybe_switch_after_goaway(actions, event.t)
+        self._maybe_redeclare(actions, event.t)
         self._update_status(actions)
         return actions
 
@@ -232,6 +235,11 @@ class Conversation:
         exchanges are told to the new session so the conversation carries on."""
         self._now = t
         actions: list[Action] = []
+        self._switch_to_fresh_session(actions, t, why)
+        self._update_status(actions)
+        return actions
+
+    def _switch_to_fresh_session(self, actions: list[Action], t: float, why: str) -> None:
         if self.link_up or self._connecting:
             actions.append(CloseLink(self.link, why))
         self._forget_handle(actions, why)
@@ -241,9 +249,8 @@ class Conversation:
         self.link_up = False
         self._reset_turn()
         self._retry_at = None
+        self._redeclare_why = None
         self._connect(actions, t)
-        self._update_status(actions)
-        return actions
 
     def next_deadline(self) -> float | None:
         deadlines = [self._retry_at, self._release_deadline, self._goaway_switch_at, self._follow_up_until]
@@ -590,6 +597,8 @@ class Conversation:
         self.link_up = False
         self._connecting = True
         self._connect_handle = self.resume_handle
+        if self.resume_handle is None:
+            self._redeclare_why = None  # a fresh session gets the current declarations
         actions.append(Connect(self.link, self.resume_handle))
 
     def _forget_handle(self, actions: list[Action], why: str) -> None:
@@ -760,6 +769,15 @@ class Conversation:
         if expired:
             actions.append(PlayEarcon(Earcon.OFFLINE))
 
+    def _on_declarations_changed(self, event: ToolDeclarationsChanged, actions: list[Action]) -> None:
+        self._redeclare_why = "the functions offered to the model changed"
+
+    def _maybe_redeclare(self, actions: list[Action], t: float) -> None:
+        # Declarations are fixed for a session's life: switch to a fresh one (told the
+        # recent exchanges) once nothing is asked, answered, played or running.
+        if self._redeclare_why is not None and self.link_up and self.idle:
+            self._switch_to_fresh_session(actions, t, self._redeclare_why)
+
     def _maybe_switch_after_goaway(self, actions: list[Action], t: float) -> None:
         if self._goaway_switch_at is None or not self.link_up:
             return
@@ -810,6 +828,7 @@ class Conversation:
         PlaybackIdle: _on_playback_idle,
         DeviceProblem: _on_device_problem,
         NetworkChanged: _on_network_changed,
+        ToolDeclarationsChanged: _on_declarations_changed,
         Tick: _on_tick,
         LinkUp: _on_link_up,
         LinkDown: _on_link_down,
