@@ -121,6 +121,10 @@ class LiveLink:
             self._clients.clear()
         self._live = live
 
+    def update_declarations(self, declarations: Sequence[types.FunctionDeclaration]) -> None:
+        """Declare these functions from the next connection on."""
+        self._declarations = list(declarations)
+
     def connect(self, action: Connect) -> None:
         self._commands.put_nowait(action)
 

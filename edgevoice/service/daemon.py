@@ -66,6 +66,7 @@ from edgevoice.core.events import (
     StopPlayback,
     Tick,
     ToolCall,
+    ToolDeclarationsChanged,
     ToolResult,
     Transcript,
     TurnComplete,
@@ -274,6 +275,7 @@ class Daemon:
             async with contextlib.AsyncExitStack() as resources, asyncio.TaskGroup() as tasks:
                 if self.toolbox is not None:
                     await resources.enter_async_context(self.toolbox)
+                    self._follow_toolbox(self.toolbox)
                 tasks.create_task(self.link.run(), name="live-link")
                 self._start_audio(capture_device, playback_device)
                 network = NetworkWatch(lambda: self._dispatch(NetworkChanged(self._clock())))
@@ -305,6 +307,27 @@ class Daemon:
             clear_log_fields()
             self._loop = None
         return 0
+
+    def _follow_toolbox(self, toolbox: Toolbox) -> None:
+        """Opening the toolbox may have learned the home (Home Assistant discovery): the
+        first session declares what it found; later changes switch sessions when quiet."""
+        assert self.link is not None
+        self.link.update_declarations(toolbox.declarations())
+
+        def declarations_changed() -> None:
+            assert self.link is not None
+            self.link.update_declarations(toolbox.declarations())
+            self._dispatch(ToolDeclarationsChanged(self._clock()))
+
+        def home_problem(problem: str | None) -> None:
+            self._dispatch(DeviceProblem("home", problem, self._clock()))
+
+        if hasattr(toolbox, "on_declarations_changed"):
+            toolbox.on_declarations_changed = declarations_changed
+        if hasattr(toolbox, "on_problem"):
+            toolbox.on_problem = home_problem
+            if getattr(toolbox, "problem", None):
+                home_problem(toolbox.problem)
 
     def _make_audio(self) -> tuple[Microphone, Speaker]:
         audio = self.settings.audio
