@@ -31,10 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
     from edgevoice.service import commands as service_commands
     from edgevoice.service import diagnostics
     from edgevoice.sim import simulate
+    from edgevoice.tools import home_cli
 
     service_commands.register(subparsers)
     diagnostics.register(subparsers)
     simulate.register(subparsers)
+    home_cli.register(subparsers)
     emulator_cli.register(subparsers)
     broker_cli.register(subparsers)
     bench_cli.register(subparsers)

@@ -133,7 +133,7 @@ class ToolBox:
         self._open = True
         discovered = getattr(self._backend, "home", None) if self._home.discovers else None
         if discovered is not None:
-            self._use_entities(discovered.entities)
+            self.use_entities(discovered.entities)
         if self._home.entities is None and self._home.backend == "simulated" and self._home.enabled:
             log.warning(
                 "no home.entities configured: the model controls the simulated demo home; "
@@ -160,9 +160,11 @@ class ToolBox:
             await self._backend.close()
 
     def _home_changed(self, home: Any) -> None:
-        self._use_entities(home.entities)
+        self.use_entities(home.entities)
 
-    def _use_entities(self, entities: Iterable[Any]) -> None:
+    def use_entities(self, entities: Iterable[Any]) -> None:
+        """Offer the model these entities from now on (calls already running keep theirs);
+        ``on_declarations_changed`` hears about it when the declarations differ."""
         before = self.declarations()
         self._registry = FunctionRegistry(self._home, EntityDirectory(entities), self._guard)
         self._runner.use_registry(self._registry)

@@ -317,3 +317,28 @@ async def test_a_revoked_token_gives_a_status_that_names_the_token(real_home_ass
         failed = await outcomes.get("1")
         assert not failed.ok and "access token" in failed.response["error"]
         assert str(token) not in caplog.text
+
+
+def test_edgevoice_home_prints_what_the_model_sees_and_why_others_are_left_out(
+    real_home_assistant, tmp_path, monkeypatch, capsys
+):
+    from edgevoice.cli import main
+
+    ha = real_home_assistant
+    config = tmp_path / "edgevoice.toml"
+    config.write_text(f'[home]\nbackend = "homeassistant"\n[home.homeassistant]\nurl = "{ha.url}"\n')
+    monkeypatch.setenv("HOMEASSISTANT_TOKEN", ha.token)
+    assert main(["home", "--config", str(config), "--declarations"]) == 0
+    out = capsys.readouterr().out
+    assert "entities for the model" in out
+    bed = next(line for line in out.splitlines() if line.startswith("light.bed_light"))
+    assert "Bed Light" in bed and "reading lamp" in bed and "Bedroom" in bed and "brightness" in bed
+    assert "media_player.walkman (Walkman): not exposed to Assist in Home Assistant" in out
+    assert "fan.ceiling_fan (Ceiling Fan): EdgeVoice has no function for fan" in out
+    assert "Not offered by configuration: set_lock (home.allow_locks), set_alarm (home.allow_alarms)" in out
+    assert "set_light:\nSwitch a light on or off" in out
+    assert ha.token not in out
+
+    monkeypatch.setenv("HOMEASSISTANT_TOKEN", "not-a-token")
+    assert main(["home", "--config", str(config)]) == 69
+    assert "refused the access token" in capsys.readouterr().err
