@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
 
+from edgevoice.core.events import DeviceState
 from edgevoice.sim.simulate import SimulationOptions, simulate
 from tests.e2e.conftest import emulator_factory, noise_wav, scenario  # noqa: F401 (fixture)
 from tests.homeassistant.conftest import FIGURES
@@ -162,3 +164,42 @@ async def test_a_rename_in_home_assistant_reaches_the_model_after_the_answer_not
         f"{renamed['new session'] - renamed['t']:.2f} s"
     )
 
+
+
+async def test_a_refused_token_shows_in_the_status_and_the_journal_and_the_model_hears_why(
+    real_home_assistant, emulator_factory, tmp_path: Path, monkeypatch, caplog  # noqa: F811
+):
+    ha = real_home_assistant
+    caplog.set_level(logging.INFO)
+    monkeypatch.setenv("HOMEASSISTANT_TOKEN", "a-revoked-token-0042")
+    noise_wav(tmp_path / "mic.wav", 2.0)
+    emulator = await emulator_factory(
+        turns=[
+            {
+                "input_transcript": "turn on the reading lamp",
+                "reply": "Let me try.",
+                "tool_calls": [{"name": "get_state", "args": {"entity": "reading lamp"}}],
+            }
+        ]
+    )
+    result = await simulate(
+        SimulationOptions(
+            mic=tmp_path / "mic.wav",
+            presses=[(0.2, 0.8)],
+            out=tmp_path / "out.wav",
+            earcons=False,
+            overrides=only_url_and_token(ha),
+            emulator=emulator,
+        )
+    )
+    # The daemon started anyway; the model was told the home is unavailable.
+    assert list(declarations(emulator.connections[0])) == ["get_state"]
+    [response] = emulator.tool_responses
+    assert response.response["ok"] is False and "unavailable" in response.response["error"]
+    status = result.daemon.conversation.status
+    assert status is not None and status.state is DeviceState.ERROR
+    assert "refused the access token" in status.text() and "HOMEASSISTANT_TOKEN" in status.text()
+    assert any(
+        r.levelno >= logging.ERROR and "HOMEASSISTANT_TOKEN" in r.getMessage() for r in caplog.records
+    )
+    assert "a-revoked-token-0042" not in caplog.text

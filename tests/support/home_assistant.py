@@ -48,7 +48,19 @@ EXTRA_PACKAGES = (
 )
 # hass-nabucasa pulls josepy 2.x, which lacks ComparableX509: every request answers 500.
 EXTRA_CONSTRAINTS = ("josepy<2",)
-DEFAULT_CACHE = Path(os.environ.get("EDGEVOICE_HA_CACHE", "/var/cache/edgevoice-ci"))
+
+
+def _default_cache() -> Path:
+    """$EDGEVOICE_HA_CACHE, else /var/cache/edgevoice-ci where writable (CI), else ~/.cache."""
+    if os.environ.get("EDGEVOICE_HA_CACHE"):
+        return Path(os.environ["EDGEVOICE_HA_CACHE"])
+    system = Path("/var/cache/edgevoice-ci")
+    if os.access(system if system.exists() else system.parent, os.W_OK):
+        return system
+    return Path.home() / ".cache" / "edgevoice-ci"
+
+
+DEFAULT_CACHE = _default_cache()
 
 
 def venv_path(cache: Path = DEFAULT_CACHE) -> Path:
@@ -59,43 +71,51 @@ def hass_executable(cache: Path = DEFAULT_CACHE) -> Path:
     return venv_path(cache) / "bin" / "hass"
 
 
-def ensure_installed(cache: Path = DEFAULT_CACHE, log=print) -> tuple[Path, float]:
+def ensure_installed(cache: Path = DEFAULT_CACHE, log=print) -> tuple[Path, float]:  # type: ignore[no-untyped-def]
     """The ``hass`` executable, installing it first when missing. Returns it and the seconds
-    the install took (0 when cached). The venv appears under its final name only once it is
-    complete, so an interrupted install is redone, not half-used."""
+    the install took (0 when cached). A venv counts as installed only once its marker is
+    written, so an interrupted install is redone, not half-used; a lock keeps two test
+    runs from building it at once."""
+    import fcntl
+
     venv = venv_path(cache)
     marker = venv / ".complete"
-    if marker.exists():
-        return venv / "bin" / "hass", 0.0
     cache.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
-    building = Path(tempfile.mkdtemp(prefix=venv.name + ".building-", dir=cache))
-    try:
-        # The venv is made in place (scripts embed its path), so build it at its final path
-        # under a lock-free rename dance: build in `building`, then move.
-        shutil.rmtree(building)
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        pip = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "-q"]
-        with tempfile.TemporaryDirectory() as scratch:
-            subprocess.run(
-                [*pip, "download", "--no-deps", "-d", scratch, f"homeassistant=={HA_VERSION}"],
-                check=True,
-            )
-            wheel = next(Path(scratch).glob("homeassistant-*.whl"))
-            with zipfile.ZipFile(wheel) as archive:
-                constraints = archive.read("homeassistant/package_constraints.txt").decode()
-            constraints_file = Path(scratch) / "constraints.txt"
-            constraints_file.write_text(constraints + "\n" + "\n".join(EXTRA_CONSTRAINTS) + "\n")
-            log(f"installing homeassistant=={HA_VERSION} into {venv} (about a minute)")
-            subprocess.run(
-                [*pip, "install", "-c", str(constraints_file), str(wheel), *EXTRA_PACKAGES],
-                check=True,
-            )
-        marker.write_text(HA_VERSION + "\n")
-    except BaseException:
+    with open(cache / ".install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if marker.exists():
+            return venv / "bin" / "hass", 0.0
+        started = time.monotonic()
         shutil.rmtree(venv, ignore_errors=True)
-        raise
-    return venv / "bin" / "hass", time.monotonic() - started
+        try:
+            _install(venv, log)
+        except BaseException:
+            shutil.rmtree(venv, ignore_errors=True)
+            raise
+        marker.write_text(HA_VERSION + "\n")
+        return venv / "bin" / "hass", time.monotonic() - started
+
+
+def _install(venv: Path, log) -> None:  # type: ignore[no-untyped-def]
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "-q"]
+    with tempfile.TemporaryDirectory() as scratch:
+        subprocess.run(
+            [*pip, "download", "--no-deps", "-d", scratch, f"homeassistant=={HA_VERSION}"],
+            check=True,
+        )
+        wheel = next(Path(scratch).glob("homeassistant-*.whl"))
+        # HA pins its dependencies only in this file inside its wheel; without it pip
+        # backtracks for minutes and picks versions HA does not work with.
+        with zipfile.ZipFile(wheel) as archive:
+            constraints = archive.read("homeassistant/package_constraints.txt").decode()
+        constraints_file = Path(scratch) / "constraints.txt"
+        constraints_file.write_text(constraints + "\n" + "\n".join(EXTRA_CONSTRAINTS) + "\n")
+        log(f"installing homeassistant=={HA_VERSION} into {venv} (about a minute)")
+        subprocess.run(
+            [*pip, "install", "-c", str(constraints_file), str(wheel), *EXTRA_PACKAGES],
+            check=True,
+        )
 
 
 def free_port() -> int:

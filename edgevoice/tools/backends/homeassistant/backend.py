@@ -260,8 +260,7 @@ class HomeAssistantBackend:
                 log.warning("re-reading the home from Home Assistant failed: %s", exc.message)
 
     async def _refresh(self, connection: HomeAssistantConnection) -> None:
-        snapshot = await fetch_snapshot(connection)
-        self._states.replace_all(snapshot.states)
+        snapshot = await fetch_snapshot(connection, on_states=self._states.replace_all)
         if not self.discovers:
             return
         home = plan_home(snapshot, self._listed, self._temperature_unit)

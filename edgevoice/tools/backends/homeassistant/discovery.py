@@ -14,7 +14,7 @@ configuration/diagnostic or hidden entity).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,9 +79,17 @@ class PlannedHome:
     left_out: tuple[LeftOut, ...]
 
 
-async def fetch_snapshot(connection: HomeAssistantConnection) -> HomeSnapshot:
-    """Read everything discovery needs. Raises what :meth:`command` raises."""
+async def fetch_snapshot(
+    connection: HomeAssistantConnection,
+    on_states: Callable[[Mapping[str, Mapping[str, Any]]], None] | None = None,
+) -> HomeSnapshot:
+    """Read everything discovery needs. Raises what :meth:`command` raises. ``on_states``
+    gets the states as soon as they arrive, before the registries are read: state events
+    arriving meanwhile are newer and must not be overwritten by them afterwards."""
     states = await connection.command("get_states")
+    states_by_id = {s["entity_id"]: s for s in _dicts(states) if "entity_id" in s}
+    if on_states is not None:
+        on_states(states_by_id)
     registry_list = await connection.command("config/entity_registry/list")
     devices = await connection.command("config/device_registry/list")
     areas = await connection.command("config/area_registry/list")
@@ -118,7 +126,7 @@ async def fetch_snapshot(connection: HomeAssistantConnection) -> HomeSnapshot:
         if isinstance(settings, Mapping) and isinstance(settings.get(ASSISTANT), bool):
             exposure[entity_id] = settings[ASSISTANT]
     return HomeSnapshot(
-        states={s["entity_id"]: s for s in _dicts(states) if "entity_id" in s},
+        states=states_by_id,
         registry=registry,
         devices={d["id"]: d for d in _dicts(devices) if "id" in d},
         areas={a["area_id"]: a for a in _dicts(areas) if "area_id" in a},
