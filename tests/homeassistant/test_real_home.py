@@ -183,6 +183,12 @@ async def test_a_moving_cover_is_reported_when_it_reaches_the_position(real_home
         assert (await ha_state(ha, "cover.living_room_window"))["attributes"]["current_position"] == target
         FIGURES["cover moving 70->10 (or back) reported after"] = f"{took:.1f} s"
 
+        # A feature the device lacks: HA's own words reach the model.
+        box.start(call("2", "set_cover", entity="kitchen window", position=50), outcomes)
+        unsupported = await outcomes.get("2")
+        assert not unsupported.ok
+        assert "does not support this service" in unsupported.response["error"], unsupported.response
+
 
 async def test_a_device_slower_than_the_bounded_wait_is_reported_still_on_its_way(
     real_home_assistant, outcomes
@@ -190,7 +196,7 @@ async def test_a_device_slower_than_the_bounded_wait_is_reported_still_on_its_wa
     ha = real_home_assistant
     async with make_box(ha, homeassistant={"url": ha.url, "settle_timeout_s": 0.5}) as box:
         before = (await ha_state(ha, "cover.living_room_window"))["attributes"]["current_position"]
-        target = 0 if before > 50 else 100
+        target = before - 30 if before >= 30 else before + 30
         box.start(call("1", "set_cover", entity="living room window", position=target), outcomes)
         moving = await outcomes.get("1")
         assert moving.ok and "still on its way" in moving.response["result"], moving.response

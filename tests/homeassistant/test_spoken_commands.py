@@ -178,7 +178,13 @@ async def test_a_refused_token_shows_in_the_status_and_the_journal_and_the_model
             {
                 "input_transcript": "turn on the reading lamp",
                 "reply": "Let me try.",
-                "tool_calls": [{"name": "get_state", "args": {"entity": "reading lamp"}}],
+                "tool_calls": [
+                    {
+                        "name": "get_state",
+                        "args": {"entity": "reading lamp"},
+                        "follow_up": "The home is unavailable right now.",
+                    }
+                ],
             }
         ]
     )

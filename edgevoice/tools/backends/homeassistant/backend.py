@@ -301,9 +301,8 @@ class HomeAssistantBackend:
         return connection
 
     def _unreachable_text(self) -> str:
-        return "Home Assistant is not reachable right now" + (
-            f": {self.problem}" if self.problem else ""
-        )
+        why = self.problem or f"no answer yet from {self._settings.url}"
+        return f"Home Assistant is not reachable right now: {why}"
 
     def _token_text(self, exc: Exception) -> str:
         return f"{exc}; replace {self._token_source} with a valid long-lived access token"
