@@ -251,6 +251,11 @@ class HomeSettings(_Section):
                 "home.homeassistant.discover = false needs home.entities: list the devices "
                 "the assistant may control, or let it discover them"
             )
+        if self.backend == "homeassistant" and self.homeassistant.settle_timeout_s >= self.call_timeout_s:
+            raise ValueError(
+                "home.homeassistant.settle_timeout_s must be below home.call_timeout_s, so a slow "
+                "device is reported as still on its way rather than as a timeout"
+            )
         entities = self.effective_entities
         ids = [entity.id for entity in entities]
         duplicates = sorted({entity_id for entity_id in ids if ids.count(entity_id) > 1})

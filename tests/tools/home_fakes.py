@@ -138,6 +138,7 @@ class FakeHomeAssistant:
         self.hang_services: set[str] = set()
         self.remove_during_call: set[str] = set()
         self.commands: list[dict[str, Any]] = []
+        self.logins: list[str] = []  # the access tokens presented
         self.states: dict[str, dict[str, Any]] = {
             "light.kitchen": {"entity_id": "light.kitchen", "state": "off", "attributes": {}},
             "cover.garage_door": {
@@ -173,6 +174,7 @@ class FakeHomeAssistant:
             return socket
         await socket.send_json({"type": "auth_required", "ha_version": "2024.3.3"})
         login = await socket.receive_json()
+        self.logins.append(str(login.get("access_token")))
         if login.get("access_token") != self.token:
             await socket.send_json({"type": "auth_invalid", "message": "Invalid access token or password"})
             await socket.close()
@@ -216,19 +218,16 @@ class FakeHomeAssistant:
             if entity_id in self.remove_during_call:
                 # Accepted; the entity goes away before it reaches the state asked for.
                 await socket.send_json({"id": message_id, "type": "result", "success": True, "result": {}})
-                self.states.pop(entity_id, None)
-                for sub in subs:
-                    await socket.send_json(
-                        {
-                            "id": sub,
-                            "type": "event",
-                            "event": {
-                                "event_type": "state_changed",
-                                "data": {"entity_id": entity_id, "old_state": None, "new_state": None},
-                            },
-                        }
-                    )
+                old = self.states.pop(entity_id, None)
+                await self._event(socket, subs, entity_id, old, None)
                 return
+            state = self.states.get(entity_id)
+            service = command.get("service")
+            if state is not None and service in ("turn_on", "turn_off"):
+                # Like HA: the state_changed event goes out before the call's result.
+                old = dict(state)
+                state["state"] = "on" if service == "turn_on" else "off"
+                await self._event(socket, subs, entity_id, old, dict(state))
             result = {"context": {"id": "01HFAKE"}, "response": None}
         else:
             await socket.send_json(
@@ -241,6 +240,22 @@ class FakeHomeAssistant:
             )
             return
         await socket.send_json({"id": message_id, "type": "result", "success": True, "result": result})
+
+    @staticmethod
+    async def _event(
+        socket: web.WebSocketResponse, subs: list[int], entity_id: str, old: Any, new: Any
+    ) -> None:
+        for sub in subs:
+            await socket.send_json(
+                {
+                    "id": sub,
+                    "type": "event",
+                    "event": {
+                        "event_type": "state_changed",
+                        "data": {"entity_id": entity_id, "old_state": old, "new_state": new},
+                    },
+                }
+            )
 
 
 # -- MQTT devices ----------------------------------------------------------------------------------

@@ -81,6 +81,8 @@ def test_mqtt_needs_an_entity_list_and_home_assistant_discovers_without_one(tmp_
     assert load(tmp_path, both).settings.home.discovers
     with pytest.raises(ConfigError, match=r"discover = false needs home\.entities"):
         load(tmp_path, '[home]\nbackend = "homeassistant"\n[home.homeassistant]\ndiscover = false\n')
+    with pytest.raises(ConfigError, match=r"settle_timeout_s must be below home\.call_timeout_s"):
+        load(tmp_path, '[home]\nbackend = "homeassistant"\ncall_timeout_s = 5\n')
 
 
 def test_environment_overrides_reach_the_home_section(tmp_path):

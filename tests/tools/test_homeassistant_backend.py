@@ -233,3 +233,34 @@ async def test_a_waiter_hears_that_its_entity_was_removed():
     states.apply_event({"entity_id": "cover.a", "new_state": None})
     with pytest.raises(EntityRemoved):
         await waiting
+
+
+def test_when_a_command_has_reached_its_state():
+    from edgevoice.tools.backends.homeassistant.services import target_reached
+    from edgevoice.tools.model import Command, Entity
+
+    lock = Entity("lock.door", "Door", "lock")
+    unlock = target_reached(Command(lock, "unlock"))
+    assert not unlock({"state": "unlocking"}) and unlock({"state": "unlocked"})
+    assert unlock({"state": "jammed"})  # no use waiting: it failed
+    cover = Entity("cover.blind", "Blind", "cover")
+    to_30 = target_reached(Command(cover, "set_cover_position", {"position": 30}))
+    assert not to_30({"state": "closing", "attributes": {"current_position": 50}})
+    assert to_30({"state": "open", "attributes": {"current_position": 30}})
+    # No state to expect: done once not moving.
+    player = target_reached(Command(Entity("media_player.tv", "TV", "media_player"), "media_play"))
+    assert player({"state": "off"}) and not target_reached(Command(cover, "stop_cover"))({"state": "opening"})
+
+
+def test_home_assistants_refusals_in_words():
+    from edgevoice.tools.backends.homeassistant.connection import CommandFailed
+    from edgevoice.tools.backends.homeassistant.services import explain_failure
+    from edgevoice.tools.model import Command, Entity
+
+    panel = Command(Entity("alarm_control_panel.a", "Alarm", "alarm_control_panel"), "alarm_arm_home")
+    assert explain_failure(CommandFailed("home_assistant_error", "Invalid alarm code provided"), panel) == (
+        "Home Assistant could not do that with Alarm: Invalid alarm code provided"
+    )
+    assert explain_failure(CommandFailed("not_found", "Service not found."), panel) == (
+        "Home Assistant does not know alarm_control_panel.alarm_arm_home for Alarm: Service not found."
+    )

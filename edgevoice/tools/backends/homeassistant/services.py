@@ -31,8 +31,6 @@ _FINAL_STATE = {
     ("alarm_control_panel", "alarm_arm_home"): "armed_home",
     ("alarm_control_panel", "alarm_arm_away"): "armed_away",
     ("alarm_control_panel", "alarm_arm_night"): "armed_night",
-    ("media_player", "media_play"): "playing",
-    ("media_player", "media_pause"): "paused",
 }
 
 
@@ -50,8 +48,9 @@ def target_reached(command: Command) -> Callable[[RawState], bool]:
     """A test of the entity's state: has the command's effect arrived (or has the entity
     stopped moving, or failed, so waiting longer would not help)?"""
     wanted = _FINAL_STATE.get((command.domain, command.service))
+    # Media players and thermostats are not waited on: a player may not support what was
+    # asked, a thermostat may round the setpoint; their state right after the call counts.
     position = command.data.get("position") if command.service == "set_cover_position" else None
-    temperature = command.data.get("temperature") if command.service == "set_temperature" else None
 
     def reached(raw: RawState) -> bool:
         status = str(raw.get("state", ""))
@@ -60,8 +59,6 @@ def target_reached(command: Command) -> Callable[[RawState], bool]:
             return True
         if position is not None:
             return (attributes or {}).get("current_position") == position
-        if temperature is not None:
-            return (attributes or {}).get("temperature") == temperature
         if wanted is not None:
             return status == wanted
         return status not in TRANSITIONAL
