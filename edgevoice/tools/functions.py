@@ -498,7 +498,9 @@ class FunctionRegistry:
         if function.groups:
             rooms = sorted(
                 {
-                    f"{e.room}" + (f" (also: {', '.join(e.room_aliases)})" if e.room_aliases else "")
+                    f"{e.room}"
+                    + (f" (also: {', '.join(e.room_aliases)})" if e.room_aliases else "")
+                    + (f", {e.floor}" if e.floor else "")
                     for e in self._directory.in_domains(function.domains)
                     if e.room
                 }
