@@ -25,6 +25,9 @@ DOMAIN_NOUNS = {
     "alarm_control_panel": "alarm panel",
     "sensor": "sensor",
     "binary_sensor": "sensor",
+    "switch": "switch",
+    "fan": "fan",
+    "humidifier": "humidifier",
 }
 
 # Which function acts on each domain, for "use set_climate instead" hints.
@@ -36,6 +39,9 @@ DOMAIN_FUNCTIONS = {
     "media_player": "control_media",
     "lock": "set_lock",
     "alarm_control_panel": "set_alarm",
+    "switch": "set_power",
+    "fan": "set_power",
+    "humidifier": "set_power",
 }
 
 
@@ -57,6 +63,9 @@ KIND_WORDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "media player": ("media_player", ()),
     "tv": ("media_player", ("tv",)),
     "sensor": ("sensor", ()),
+    "fan": ("fan", ()),
+    "plug": ("switch", ("outlet",)),
+    "switch": ("switch", ()),
 }
 _EVERY = re.compile(r"^(all|every|each)( of)?( the)? ?")
 

@@ -134,6 +134,11 @@ class GetStateArgs(_Arguments):
     entity: str = Field(min_length=1, max_length=120, description=_TARGETS)
 
 
+class SetPowerArgs(_Arguments):
+    entity: str = Field(min_length=1, max_length=120, description=_TARGETS)
+    on: bool = Field(description="true switches it on, false switches it off.")
+
+
 class SetLockArgs(_Arguments):
     entity: str = Field(min_length=1, max_length=120, description=_ENTITY)
     locked: bool = Field(description="true locks, false unlocks.")
@@ -271,6 +276,10 @@ def _plan_media(args: Any, entity: Entity, _: PlanContext) -> Plan | Rejection:
     return Command(entity, _MEDIA_SERVICES[args.action])
 
 
+def _plan_power(args: Any, entity: Entity, _: PlanContext) -> Plan | Rejection:
+    return Command(entity, "turn_on" if args.on else "turn_off")
+
+
 def _plan_state(_args: Any, entity: Entity, _: PlanContext) -> Plan | Rejection:
     return StateQuery(entity)
 
@@ -400,6 +409,14 @@ def _functions(home: HomeSettings, directory: EntityDirectory) -> tuple[ToolFunc
             ControlMediaArgs,
             ("media_player",),
             _plan_media,
+            groups=True,
+        ),
+        ToolFunction(
+            "set_power",
+            "Switch a plug, a fan, a humidifier or another switched device on or off.",
+            SetPowerArgs,
+            ("switch", "fan", "humidifier"),
+            _plan_power,
             groups=True,
         ),
         ToolFunction(

@@ -28,6 +28,9 @@ Domain = Literal[
     "alarm_control_panel",
     "sensor",
     "binary_sensor",
+    "switch",
+    "fan",
+    "humidifier",
 ]
 DOMAINS: tuple[str, ...] = get_args(Domain)
 
@@ -40,6 +43,7 @@ FunctionName = Literal[
     "get_state",
     "set_lock",
     "set_alarm",
+    "set_power",
 ]
 FUNCTION_NAMES: tuple[str, ...] = get_args(FunctionName)
 

@@ -81,12 +81,12 @@ async def test_only_url_and_token_discover_the_demo_home_with_its_areas_and_alia
         assert kitchen is not None and kitchen.room == "Kitchen" and kitchen.room_aliases == ("cooking area",)
         assert directory.get("cover.living_room_window").aliases == ("lounge blind",)  # type: ignore[union-attr]
         # Exposure as HA decides it: media players are not exposed by default, the alarm
-        # panel was exposed by the test, fans are exposed but have no function here.
+        # panel was exposed by the test, fans and switches are exposed by default.
         assert directory.get("media_player.walkman") is None
         assert directory.get("alarm_control_panel.security") is not None
+        assert directory.get("fan.ceiling_fan") is not None
         left_out = {item.entity_id: item.reason for item in box.backend.home.left_out}  # type: ignore[attr-defined]
         assert "not exposed" in left_out["media_player.walkman"]
-        assert "no function for fan" in left_out["fan.ceiling_fan"]
         # The declarations list the names, aliases and rooms the model may use.
         functions = declared(box)
         assert "- Reading lamp" not in functions["set_light"]
@@ -120,6 +120,13 @@ async def test_a_light_by_its_alias_and_every_light_of_an_area(real_home_assista
         for entity_id in ("light.kitchen_lights", "light.ceiling_lights"):
             assert (await ha_state(ha, entity_id))["state"] == "off"
         assert (await ha_state(ha, "light.bed_light"))["state"] == "on"  # another room
+
+        # A switched device, by its HA name.
+        await set_ha_state(ha, "switch", "turn_on", "switch.decorative_lights")
+        box.start(call("4", "set_power", entity="decorative lights", on=False), outcomes)
+        power = await outcomes.get("4")
+        assert power.ok and power.response["state"]["state"] == "off", power.response
+        assert (await ha_state(ha, "switch.decorative_lights"))["state"] == "off"
 
         # get_state answers from the live cache: a change made in HA is seen without a call.
         await set_ha_state(ha, "light", "turn_off", "light.bed_light")
@@ -340,7 +347,8 @@ def test_edgevoice_home_prints_what_the_model_sees_and_why_others_are_left_out(
     bed = next(line for line in out.splitlines() if line.startswith("light.bed_light"))
     assert "Bed Light" in bed and "reading lamp" in bed and "Bedroom" in bed and "brightness" in bed
     assert "media_player.walkman (Walkman): not exposed to Assist in Home Assistant" in out
-    assert "fan.ceiling_fan (Ceiling Fan): EdgeVoice has no function for fan" in out
+    fan = next(line for line in out.splitlines() if line.startswith("fan.ceiling_fan"))
+    assert "on/off" in fan
     assert "Not offered by configuration: set_lock (home.allow_locks), set_alarm (home.allow_alarms)" in out
     assert "set_light:\nSwitch a light on or off" in out
     assert ha.token not in out

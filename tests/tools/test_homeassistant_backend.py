@@ -154,7 +154,7 @@ def test_exposure_follows_home_assistants_rules():
                 "light.diagnostic",
                 "media_player.tv",
                 "media_player.exposed",
-                "switch.kettle",
+                "vacuum.robot",
             )
         }
         | {
@@ -178,7 +178,7 @@ def test_exposure_follows_home_assistants_rules():
         "light.diagnostic": "a diagnostic entity, not exposed by default",
         "media_player.tv": "a media_player of a kind Home Assistant does not expose to Assist by default",
         "sensor.power": "a sensor of a kind Home Assistant does not expose to Assist by default",
-        "switch.kettle": "EdgeVoice has no function for switch",
+        "vacuum.robot": "EdgeVoice has no function for vacuum",
     }
     assert plan_home(HomeSnapshot(snapshot.states, snapshot.registry, expose_new=False)).entities == ()
 

@@ -269,6 +269,8 @@ def abilities(domain: str, attributes: Mapping[str, Any]) -> tuple[str, ...]:
             return ("play/pause", "volume")
         case "scene":
             return ("activate",)
+        case "switch" | "fan" | "humidifier":
+            return ("on/off",)
         case _:
             return ("read state",)
 

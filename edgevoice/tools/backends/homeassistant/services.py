@@ -23,6 +23,12 @@ TRANSITIONAL = frozenset({"opening", "closing", "locking", "unlocking", "arming"
 _FINAL_STATE = {
     ("light", "turn_on"): "on",
     ("light", "turn_off"): "off",
+    ("switch", "turn_on"): "on",
+    ("switch", "turn_off"): "off",
+    ("fan", "turn_on"): "on",
+    ("fan", "turn_off"): "off",
+    ("humidifier", "turn_on"): "on",
+    ("humidifier", "turn_off"): "off",
     ("cover", "open_cover"): "open",
     ("cover", "close_cover"): "closed",
     ("lock", "lock"): "locked",
