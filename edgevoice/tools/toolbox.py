@@ -59,8 +59,8 @@ class ToolBox:
         # Called (on the loop) when the functions to declare have changed: the home learned
         # from Home Assistant changed (a new entity, name or alias, one no longer exposed).
         self.on_declarations_changed: Callable[[], None] | None = None
-        # Called with a sentence when the home needs a person (HA unreachable, its token
-        # refused), and with None once that is over.
+        # Called with a sentence when the home needs a person (Home Assistant refused the
+        # token), and with None once that is over; retrying solves the rest on its own.
         self.on_problem: Callable[[str | None], None] | None = None
         self.problem: str | None = None
         if getattr(backend, "discovers", False):
@@ -218,14 +218,14 @@ def _secret(
     """A secret from the environment variable, else from the systemd credential; and where
     it came from, in words (for messages that must name it without showing it)."""
     if variable and environ.get(variable, "").strip():
-        return environ[variable].strip(), f"the token in the environment variable {variable}"
+        return environ[variable].strip(), f"the environment variable {variable}"
     directory = environ.get("CREDENTIALS_DIRECTORY")
     if directory:
         path = Path(directory) / credential
         if path.exists():
             from edgevoice.config import read_credential_file
 
-            return read_credential_file(path) or None, f"the token in the credential {credential}"
+            return read_credential_file(path) or None, f"the credential {credential}"
     return None, f"the credential {credential}"
 
 

@@ -128,7 +128,7 @@ def test_the_token_comes_from_the_credential_and_must_be_private(tmp_path):
     box = ToolBox.from_settings(home, state_dir=tmp_path, environ=environ)
     assert box.backend._token.get_secret_value() == "secret-from-credential"
     assert "secret-from-credential" not in repr(box.backend)
-    assert box.backend._token_source == "the token in the credential homeassistant-token"
+    assert box.backend._token_source == "the credential homeassistant-token"
 
 
 def test_a_missing_token_is_a_configuration_error(tmp_path):

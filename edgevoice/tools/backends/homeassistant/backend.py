@@ -68,7 +68,7 @@ class HomeAssistantBackend:
         *,
         discover: bool,
         temperature_unit: str = "C",
-        token_source: str = "the access token",
+        token_source: str = "the credential homeassistant-token",
     ):
         self._listed = tuple(listed)
         self._settings = settings
@@ -305,7 +305,7 @@ class HomeAssistantBackend:
         return f"Home Assistant is not reachable right now: {why}"
 
     def _token_text(self, exc: Exception) -> str:
-        return f"{exc}; replace {self._token_source} with a valid long-lived access token"
+        return f"{exc}; put a valid long-lived access token in {self._token_source}"
 
     def _set_problem(self, problem: str | None, *, needs_person: bool = False) -> None:
         """Log a change of problem; tell ``on_problem`` about those a person must solve (the
