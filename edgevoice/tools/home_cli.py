@@ -35,8 +35,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     home.set_defaults(handler=show_home)
 
 
-def show_home(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def show_home(args: argparse.Namespace, out: TextIO | None = None) -> int:
     from edgevoice.tools.entities import EntityDirectory
+
+    out = out or sys.stdout  # looked up now: sys.stdout may have been replaced since import
     from edgevoice.tools.toolbox import ToolBox
 
     settings = load_settings(resolve_config_path(args.config, os.environ)).settings
