@@ -50,6 +50,17 @@ FAULT_ROOM_S = 1.9
 GOAWAY_TIME_LEFT_S = 1.0
 TAIL_S = 1.5
 
+# How the reply audio of the chunk-pattern exchanges arrives: [chunk_ms, ms until the next
+# chunk] pairs, repeated (the emulator's turn option ``chunk_pattern``).
+CHUNK_PATTERNS: dict[str, list[list[float]]] = {
+    # 20-40 ms chunks, irregular gaps (up to 40 ms), a little faster than real time on average.
+    "small": [[20, 10], [40, 40], [30, 20], [20, 25]],
+    # 400 ms of audio at once every 300 ms.
+    "bursts": [[40, 0]] * 9 + [[40, 300]],
+    # Twice real time, then half real time for 2 s, then twice again.
+    "slow": [[40, 20]] * 5 + [[40, 80]] * 25 + [[40, 20]] * 120,
+}
+
 # Pair plans: how each talk exchange ends. B: barged in by the next press; A: answered;
 # D / G: answered, then a network drop / a GoAway; X: answered, then a drop, then a GoAway.
 QUICK_PLAN = "BBX"
