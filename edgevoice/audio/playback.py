@@ -40,6 +40,7 @@ class Speaker:
         heartbeat: Callable[[], None] | None = None,
         metrics: Metrics = NO_METRICS,
         clock: Callable[[], float] = time.monotonic,
+        starving_below_frames: int | None = None,
     ) -> None:
         self._open_device = open_device
         self.rate = rate
@@ -49,6 +50,12 @@ class Speaker:
         # A clock-paced device runs dry if not fed; an unpaced one (a simulated file sink
         # run as fast as possible) never does, so it must not be fed invented silence.
         self._paced = paced
+        # Mid-reply with too little queued for a period, the thread waits for the next
+        # chunk until the card holds less than this, and only then hands out what there
+        # is (or silence). A quarter period: room for the thread's own wake-up latency.
+        self._starving_below = (
+            max(1, period_frames // 4) if starving_below_frames is None else starving_below_frames
+        )
         self._fade_frames = max(1, int(rate * fade_ms / 1000))
         self._on_idle = on_idle or (lambda: None)
         self._on_problem = on_problem or (lambda _text: None)
@@ -174,13 +181,20 @@ class Speaker:
                 # prebuffering) when the feed that made this pull possible arrived.
                 ready_t = self._fed_t if waited else self._clock()
                 waited = False
-                pulled = self._jitter.pull(
-                    self.period_frames, device_starving=self._paced and self._jitter.playing
-                )
+                pulled = self._jitter.pull(self.period_frames, device_starving=False)
+                held: int | None = None
+                if pulled.kind == "idle" and self._paced and self._jitter.playing:
+                    # Mid-reply, less than a period queued: starving only once the card is
+                    # about to run dry (what it holds still plays while the next chunk comes).
+                    held = self._held_frames(device)
+                    if held < self._starving_below:
+                        pulled = self._jitter.pull(self.period_frames, device_starving=True)
                 earcon = self._take_earcon(len(pulled.pcm) or self.period_frames * SAMPLE_BYTES)
                 if pulled.kind == "idle" and not earcon and not fade:
                     wait = 0.2
-                    if self._active:
+                    if held is not None:
+                        wait = max(0.001, (held - self._starving_below) / self.rate)
+                    elif self._active:
                         # Finished only once the card has played what it holds.
                         held = self._held_frames(device)
                         if held:
@@ -200,6 +214,10 @@ class Speaker:
                     # Padding a reply's last period only matters to a card that runs dry.
                     reply = reply[: pulled.audio_frames * SAMPLE_BYTES]
             data = fade + _mix(reply, earcon)
+            audible_in = 0.0
+            if pulled.starts_reply and self._metrics.enabled:
+                # The reply's first sample plays once the card has played what it holds.
+                audible_in = (held if held is not None else self._held_frames(device)) / self.rate
             try:
                 written_t = self._clock()
                 device.write(data)
@@ -216,6 +234,8 @@ class Speaker:
                 continue
             for received_t in marks:
                 self._metrics.add("reply_to_speaker_ms", (written_t - max(received_t, ready_t)) * 1000)
+            if pulled.starts_reply:
+                self._metrics.reply_audible(written_t + audible_in + len(fade) / SAMPLE_BYTES / self.rate)
             with self._cond:
                 self._remember(data)
             self._heartbeat()
