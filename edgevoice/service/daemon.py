@@ -28,7 +28,7 @@ from edgevoice.audio.capture import Microphone
 from edgevoice.audio.devices import open_capture as open_capture_device
 from edgevoice.audio.devices import open_playback as open_playback_device
 from edgevoice.audio.earcons import Earcons
-from edgevoice.audio.jitter import JitterBuffer
+from edgevoice.audio.jitter import AdaptiveTarget, JitterBuffer
 from edgevoice.audio.playback import Speaker
 from edgevoice.config import Settings
 from edgevoice.core.backoff import Backoff
@@ -326,7 +326,15 @@ class Daemon:
             rate=PLAYBACK_RATE,
             period_frames=self.playback_period,
             buffer_frames=self.hardware.playback_buffer_frames,
-            jitter=JitterBuffer(PLAYBACK_RATE, audio.prebuffer_ms, audio.fade_ms, audio.volume),
+            # Adaptive: a reply plays with its first period; prebuffer_ms is the most the
+            # buffer will hold back after underruns.
+            jitter=JitterBuffer(
+                PLAYBACK_RATE,
+                audio.prebuffer_ms,
+                audio.fade_ms,
+                audio.volume,
+                adaptive=AdaptiveTarget(max_ms=audio.prebuffer_ms),
+            ),
             paced=self.hardware.paced_playback,
             fade_ms=audio.fade_ms,
             on_idle=lambda: self.post(PlaybackIdle(self._clock())),
@@ -438,6 +446,8 @@ class Daemon:
             loop.call_soon(self._dispatch, event)
 
     def _on_button_edge(self, pressed: bool, position: int, t: float) -> None:
+        if not pressed:
+            self.metrics.released(t)
         self.post(Pressed(position, t) if pressed else Released(position, t))
 
     def _dispatch(self, event: Event) -> None:
