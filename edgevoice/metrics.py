@@ -13,6 +13,8 @@ Series the device reports (milliseconds):
 - ``reply_to_speaker_ms``: reply chunk received -> its first sample handed to ALSA
   ``write()``, counted from when the speaker could take it;
 - ``barge_in_ms``: press -> the sound card's queue dropped and the fade-out played.
+- ``playback_underrun_t`` (seconds, monotonic): when an answer had a gap (the jitter
+  buffer ran dry, or the card did because the speaker thread was late).
 
 Conversation notices: ``released`` (the button was let go: an utterance ended) and
 ``reply_audible`` (the first sample of a reply leaves the sound card) let a tool time the

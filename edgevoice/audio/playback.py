@@ -52,10 +52,12 @@ class Speaker:
         self._paced = paced
         # Mid-reply with too little queued for a period, the thread waits for the next
         # chunk until the card holds less than this, and only then hands out what there
-        # is (or silence). A quarter period: room for the thread's own wake-up latency.
+        # is (or silence). Half a period: room for the thread's own wake-up latency.
         self._starving_below = (
-            max(1, period_frames // 4) if starving_below_frames is None else starving_below_frames
+            max(1, period_frames // 2) if starving_below_frames is None else starving_below_frames
         )
+        # The last write held reply audio (a card running dry after silence is no gap).
+        self._wrote_audio = False
         self._fade_frames = max(1, int(rate * fade_ms / 1000))
         self._on_idle = on_idle or (lambda: None)
         self._on_problem = on_problem or (lambda _text: None)
@@ -181,6 +183,8 @@ class Speaker:
                 # prebuffering) when the feed that made this pull possible arrived.
                 ready_t = self._fed_t if waited else self._clock()
                 waited = False
+                was_playing = self._jitter.playing
+                dry_spells = self._jitter.counters.underruns
                 pulled = self._jitter.pull(self.period_frames, device_starving=False)
                 held: int | None = None
                 if pulled.kind == "idle" and self._paced and self._jitter.playing:
@@ -207,6 +211,13 @@ class Speaker:
                     self._heartbeat()
                     continue
                 marks = self._take_marks(pulled.kind, pulled.audio_frames * SAMPLE_BYTES)
+            if self._metrics.enabled and was_playing and not pulled.starts_reply and self._paced:
+                # A gap in an answer: the buffer ran dry, or the card did (this thread late).
+                if held is None:
+                    held = self._held_frames(device)
+                if self._jitter.counters.underruns != dry_spells or (held == 0 and self._wrote_audio):
+                    self._metrics.add("playback_underrun_t", self._clock())
+            self._wrote_audio = pulled.audio_frames > 0
             reply = pulled.pcm
             if pulled.kind == "audio":
                 self._active = True
