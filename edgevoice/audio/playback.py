@@ -19,6 +19,7 @@ import numpy as np
 
 from edgevoice.audio.alsa import SAMPLE_BYTES, AudioDeviceError, PlaybackDevice
 from edgevoice.audio.jitter import JitterBuffer
+from edgevoice.audio.scheduling import make_this_thread_realtime
 from edgevoice.metrics import NO_METRICS, Metrics
 
 log = logging.getLogger(__name__)
@@ -147,6 +148,7 @@ class Speaker:
     # -- playback thread ----------------------------------------------------------------------
 
     def _run(self, device: PlaybackDevice | None) -> None:
+        make_this_thread_realtime("playback")
         delay = 0.5
         waited = False
         while True:
