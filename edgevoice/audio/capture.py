@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 
 from edgevoice.audio.alsa import SAMPLE_BYTES, AudioDeviceError, CaptureDevice
+from edgevoice.audio.scheduling import make_this_thread_realtime
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,7 @@ class Microphone:
             post(exact() if exact is not None else self.position_now())
 
     def _run(self, device: CaptureDevice | None) -> None:
+        make_this_thread_realtime("capture")
         position = 0
         delay = self._retry_initial_s
         while not self._stop.is_set():
