@@ -39,7 +39,11 @@ def test_the_quick_bench_gives_every_figure_for_both_clients(tmp_path):
         timeout=600,
     )
     assert run.returncode == 0, run.stdout + run.stderr
-    document = json.loads(path.read_text())
+    check_quick_document(json.loads(path.read_text()))
+
+
+def check_quick_document(document: dict) -> None:
+    """The shape of a quick run's JSON (also usable on a kept ``--json`` file)."""
 
     summary = document["summary"]
     assert summary["period_ms"] == document["period_ms"] == 20

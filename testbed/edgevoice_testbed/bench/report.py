@@ -83,6 +83,15 @@ def table(document: dict[str, Any]) -> str:
             f"probe overhead: EdgeVoice CPU {overhead['cpu_percent_probe_on']:.2f} % with the probe, "
             f"{overhead['cpu_percent_probe_off']:.2f} % without ({overhead['change_percent']:+.1f} %)."
         )
+    scheduling = document.get("configuration", {}).get("edgevoice", {}).get("scheduling", {}).get("as_unit")
+    if scheduling is not None:
+        notes.append(
+            "EdgeVoice ran with its unit's scheduling where this machine allows: "
+            f"nice {scheduling.get('nice', 0)}, audio threads "
+            + (f"SCHED_FIFO {scheduling['audio_threads_sched_fifo']}"
+               if scheduling.get("audio_threads_sched_fifo") else "not real-time")
+            + "; the reference as a quickstart runs (no changes)."
+        )
     machine = document["machine"]
     notes.append(
         f"machine: {machine['cpu_model']}, {machine['cores']} cores, Python {machine['python']}; "

@@ -20,6 +20,7 @@ import json
 import math
 import os
 import platform
+import resource
 import shutil
 import socket
 import subprocess
@@ -87,6 +88,27 @@ IDLE_S_FULL = 60.0
 IDLE_S_QUICK = 10.0
 # A CPU-bound process that competes with the clients for the cores in the loaded run.
 COMPETITOR_CODE = "while True: pass"
+# What systemd/edgevoice.service gives the daemon: Nice=-10, LimitRTTIME=200ms:1s,
+# LimitRTPRIO=10 (the audio threads then take SCHED_FIFO). The bench gives EdgeVoice's
+# workers the same where it may; the reference runs as a quickstart would, unchanged.
+UNIT_NICE = -10
+UNIT_RTTIME_US = (200_000, 1_000_000)
+UNIT_RTPRIO = 10
+
+
+def unit_scheduling() -> dict[str, Any]:
+    """Apply the unit's scheduling limits to this (forked, about to exec) process."""
+    applied: dict[str, Any] = {}
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, 0, UNIT_NICE)
+        applied["nice"] = UNIT_NICE
+    with contextlib.suppress(OSError, ValueError):
+        resource.setrlimit(resource.RLIMIT_RTTIME, UNIT_RTTIME_US)
+        applied["rttime_us"] = list(UNIT_RTTIME_US)
+    with contextlib.suppress(OSError, ValueError):
+        resource.setrlimit(resource.RLIMIT_RTPRIO, (UNIT_RTPRIO, UNIT_RTPRIO))
+        applied["rtprio"] = UNIT_RTPRIO
+    return applied
 
 
 @dataclass
@@ -392,6 +414,7 @@ class Bench:
             run.process = await asyncio.create_subprocess_exec(
                 self.python, "-m", "edgevoice_testbed.bench.worker", str(spec_file),
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=stderr, env=env,
+                preexec_fn=unit_scheduling if run.spec.role == "edgevoice" else None,
             )
         run.tasks.append(asyncio.create_task(self._read_lines(run)))
         ready = asyncio.Event()
@@ -500,6 +523,24 @@ class Bench:
         assert run.ready_t is not None
         figures["startup_s"] = stats.single(run.ready_t - run.spawn_t)
         return figures
+
+    def _scheduling_probe(self) -> dict[str, Any]:
+        """What the unit's scheduling amounted to for EdgeVoice's workers here (a child
+        tries it and makes a thread real-time the way the audio threads do)."""
+        code = (
+            "import json, os\n"
+            "from edgevoice_testbed.bench.runner import unit_scheduling\n"
+            "from edgevoice.audio.scheduling import make_this_thread_realtime\n"
+            "applied = unit_scheduling()\n"
+            "applied['audio_threads_sched_fifo'] = make_this_thread_realtime('probe')\n"
+            "print(json.dumps(applied))\n"
+        )
+        try:
+            out = subprocess.run([self.python, "-c", code], env=self.env, capture_output=True,
+                                 text=True, timeout=60, check=True).stdout
+            return {"as_unit": json.loads(out.strip().splitlines()[-1])}
+        except (subprocess.SubprocessError, ValueError, IndexError, OSError) as exc:
+            return {"as_unit": None, "error": str(exc)}
 
     def _patterns_document(self, script: Script, runs: list[WorkerRun]) -> dict[str, Any]:
         """Per chunk pattern and client: gaps in the answer after its first sound, and the
@@ -662,7 +703,10 @@ class Bench:
                     "playback_buffer_frames": REFERENCE_CHUNK_FRAMES * REFERENCE_PLAYBACK_PERIODS,
                     "send_queue_size": 5,
                 },
-                "edgevoice": {"playback_buffer_frames": 24000 * options.period_ms // 1000 * 2},
+                "edgevoice": {
+                    "playback_buffer_frames": 24000 * options.period_ms // 1000 * 2,
+                    "scheduling": self._scheduling_probe(),
+                },
                 "script": script.describe(),
                 "scenario": script.scenario,
             },
