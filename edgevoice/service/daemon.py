@@ -112,10 +112,9 @@ class Hardware:
     edge_position: Callable[[], int] | None = None
 
 
-# Capture periods handed to the loop together while no utterance is open (300 ms at 20 ms
-# periods, the pre-roll's length): the pre-roll history does not need them sooner, and a
-# press flushes them first. Each hand-over wakes the loop.
-IDLE_CAPTURE_BATCH = 15
+# Capture periods handed to the loop together while no utterance is open (100 ms at 20 ms
+# periods): the pre-roll history does not need them sooner, and a press flushes them.
+IDLE_CAPTURE_BATCH = 5
 
 # Two periods in the card: enough to ride scheduling jitter, little enough that a barge-in
 # has almost nothing to cut.
