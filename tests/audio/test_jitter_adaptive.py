@@ -19,7 +19,7 @@ from edgevoice_testbed.bench.script import CHUNK_PATTERNS
 RATE = 24000
 PERIOD = 480  # 20 ms
 CARD = 2 * PERIOD
-STARVING_BELOW = PERIOD // 4
+STARVING_BELOW = PERIOD // 2
 FRAMES_PER_MS = RATE // 1000
 REPLY_MS = 4600
 
