@@ -167,7 +167,7 @@ def plot(document: dict[str, Any], path: Path) -> None:
         from matplotlib.ticker import NullFormatter
     except ImportError:
         raise UserError(
-            "--plot needs matplotlib: install the plot extra (pip install 'edgevoice[plot]')"
+            "--plot needs matplotlib: install the plot extra (pip install 'edgevoice-testbed[plot]')"
         ) from None
     samples = document["samples"]
     loaded = (document.get("loaded") or {}).get("samples", {})
