@@ -110,6 +110,8 @@ class Hardware:
     pin_factory: object | None = None
     # The simulator knows the exact sample of a button edge; None: the capture clock says.
     edge_position: Callable[[], int] | None = None
+    # Periods the capture card may gather while nobody speaks (see Microphone); 0: off.
+    capture_read_ahead: int = 0
 
 
 # Capture periods handed to the loop together while no utterance is open (100 ms at 20 ms
@@ -119,6 +121,12 @@ IDLE_CAPTURE_BATCH = 5
 # Two periods in the card: enough to ride scheduling jitter, little enough that a barge-in
 # has almost nothing to cut.
 PLAYBACK_PERIODS = 2
+
+# A capture buffer adds no latency (a period is read as soon as it is complete), so it can
+# be long: while nobody speaks the microphone lets it gather CAPTURE_READ_AHEAD periods and
+# reads them in one go, with four periods of room to spare.
+CAPTURE_PERIODS = 16
+CAPTURE_READ_AHEAD = CAPTURE_PERIODS - 4
 
 
 def alsa_hardware(settings: Settings) -> Hardware:
@@ -133,6 +141,7 @@ def alsa_hardware(settings: Settings) -> Hardware:
             device_rate=audio.capture_device_rate,
             device_channels=audio.capture_device_channels,
             channel=audio.capture_channel,
+            periods=CAPTURE_PERIODS,
         )
         return device
 
@@ -148,7 +157,12 @@ def alsa_hardware(settings: Settings) -> Hardware:
         return device
 
     playback_period = PLAYBACK_RATE * audio.period_ms // 1000
-    return Hardware(open_capture, open_playback, playback_buffer_frames=playback_period * PLAYBACK_PERIODS)
+    return Hardware(
+        open_capture,
+        open_playback,
+        playback_buffer_frames=playback_period * PLAYBACK_PERIODS,
+        capture_read_ahead=CAPTURE_READ_AHEAD,
+    )
 
 
 def default_earcons(settings: Settings) -> Callable[[str], bytes | None] | None:
@@ -320,6 +334,7 @@ class Daemon:
             on_frames=self._post_captured,
             on_problem=lambda problem: self.post(DeviceProblem("microphone", problem, self._clock())),
             heartbeat=capture_beat.beat,
+            idle_read_ahead=self.hardware.capture_read_ahead,
         )
         speaker = Speaker(
             self.hardware.open_playback,
