@@ -18,7 +18,7 @@ from edgevoice.audio.alsa import open_pcm
 from edgevoice_testbed.sim.devices import ButtonSchedule, SimulatedCapture, SimulatedPlayback
 
 MIC_PCM = "edgevoice_mic"
-# What open_pcm gives a capture PCM (the daemon's and the reference's).
+# What open_pcm gives a capture PCM by default (the reference's).
 CAPTURE_PERIODS = 4
 SPEAKER_PCM = "edgevoice_speaker"
 
@@ -108,9 +108,11 @@ class BenchDevices:
         pull_up: bool = True,
         on_start: Callable[[float], None],
         on_end: Callable[[float], None],
+        capture_periods: int = CAPTURE_PERIODS,
     ) -> None:
         from gpiozero.pins.mock import MockFactory
 
+        self.capture_periods = capture_periods
         self.schedule = ButtonSchedule(presses, capture_rate)
         self.capture_rate = capture_rate
         self.capture_period = capture_period
@@ -137,7 +139,12 @@ class BenchDevices:
 
     def open_capture(self) -> GatedCapture:
         pcm, _format = open_pcm(
-            "capture", MIC_PCM, rate=self.capture_rate, channels=1, period_frames=self.capture_period
+            "capture",
+            MIC_PCM,
+            rate=self.capture_rate,
+            channels=1,
+            period_frames=self.capture_period,
+            periods=self.capture_periods,
         )
         inner = SimulatedCapture(
             pcm,
@@ -154,7 +161,7 @@ class BenchDevices:
             end_position=self.end_position,
             on_start=self._on_start,
             on_end=self._on_end,
-            buffer_frames=self.capture_period * CAPTURE_PERIODS,
+            buffer_frames=self.capture_period * self.capture_periods,
         )
         return self.capture
 

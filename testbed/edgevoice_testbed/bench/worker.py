@@ -113,7 +113,7 @@ def ssl_context(ca_file: str) -> ssl.SSLContext:
 
 async def run_edgevoice(spec: WorkerSpec) -> dict[str, Any]:
     from edgevoice.config import deep_merge, load_settings
-    from edgevoice.service.daemon import Daemon, Hardware
+    from edgevoice.service.daemon import CAPTURE_PERIODS, CAPTURE_READ_AHEAD, Daemon, Hardware
     from edgevoice.tools import ToolBox
     from edgevoice_testbed.bench.probe import NullProbe, Probe
     from edgevoice_testbed.bench.simhw import MIC_PCM, SPEAKER_PCM, BenchDevices, counters
@@ -148,6 +148,7 @@ async def run_edgevoice(spec: WorkerSpec) -> dict[str, Any]:
         pull_up=settings.button.pull_up,
         on_start=timeline.on_start,
         on_end=timeline.on_end,
+        capture_periods=CAPTURE_PERIODS,
     )
     hardware = Hardware(
         open_capture=devices.open_capture,
@@ -156,6 +157,7 @@ async def run_edgevoice(spec: WorkerSpec) -> dict[str, Any]:
         paced_playback=True,
         pin_factory=devices.pin_factory,
         edge_position=devices.edge_position,
+        capture_read_ahead=CAPTURE_READ_AHEAD,
     )
 
     async def credentials() -> str:
