@@ -165,9 +165,13 @@ class Microphone:
             # A read that returned at once took audio the card already held.
             waited = t - asked_t >= self.period_frames / self.rate / 4
             caught_up = caught_up or waited
+            # Reading what the card gathered during an idle sleep: hand it over in one go
+            # when the stretch ends (one loop wake-up), unless it grows unusually long.
+            stretch = read_ahead > 0 and not waited
             with self._handover:
                 self._pending.append((position, data, t))
-                if len(self._pending) >= self.batch:
+                pending = len(self._pending)
+                if pending >= self.batch and not (stretch and pending < 4 * self.batch):
                     self._flush()
                 position += len(data) // SAMPLE_BYTES
                 end, read_t, _ = self._clock_point
