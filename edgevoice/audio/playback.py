@@ -25,6 +25,10 @@ from edgevoice.metrics import NO_METRICS, Metrics
 log = logging.getLogger(__name__)
 
 
+# How long an idle speaker thread sleeps between heartbeats (each one is a wake-up).
+IDLE_WAIT_S = 1.0
+
+
 class Speaker:
     def __init__(
         self,
@@ -197,7 +201,9 @@ class Speaker:
                         pulled = self._jitter.pull(self.period_frames, device_starving=True)
                 earcon = self._take_earcon(len(pulled.pcm) or self.period_frames * SAMPLE_BYTES)
                 if pulled.kind == "idle" and not earcon and not fade:
-                    wait = 0.2
+                    # Idle: new audio, an earcon, a barge-in or stop() notify at once; the
+                    # timeout only keeps the watchdog's heartbeat (stall after 5 s) going.
+                    wait = IDLE_WAIT_S
                     if held is not None:
                         wait = max(0.001, (held - self._starving_below) / self.rate)
                     elif self._active:
