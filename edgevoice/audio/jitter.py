@@ -232,6 +232,9 @@ class JitterBuffer:
         self._reply_ends.clear()
         self._playing = False
         self._dry = False
+        # What arrived for the dropped reply says nothing about the next one's pace.
+        self._arrivals.clear()
+        self._arrived = 0
         return dropped
 
     def pull(self, frames: int, *, device_starving: bool) -> Pull:
