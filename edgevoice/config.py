@@ -65,7 +65,8 @@ class AudioSettings(Section):
     # Audio kept from before the press and sent after activityStart, so the first
     # syllable is not clipped.
     preroll_ms: int = Field(300, ge=0, le=2000)
-    # Reply audio buffered before playback starts, to ride out network bursts.
+    # The most reply audio the adaptive jitter buffer holds back (it starts with one period
+    # and grows only after a gap), to ride out network bursts.
     prebuffer_ms: int = Field(100, ge=0, le=2000)
     fade_ms: float = Field(5.0, ge=0, le=50)
     volume: float = Field(1.0, ge=0.0, le=2.0)

@@ -13,6 +13,12 @@ Series the device reports (milliseconds):
 - ``reply_to_speaker_ms``: reply chunk received -> its first sample handed to ALSA
   ``write()``, counted from when the speaker could take it;
 - ``barge_in_ms``: press -> the sound card's queue dropped and the fade-out played.
+- ``playback_underrun_t`` (seconds, monotonic): when an answer had a gap (the jitter
+  buffer ran dry, or the card did because the speaker thread was late).
+
+Conversation notices: ``released`` (the button was let go: an utterance ended) and
+``reply_audible`` (the first sample of a reply leaves the sound card) let a tool time the
+device's share of the time to first sound.
 
 Link notices (``link_up``, ``link_down``, ``goaway``, ``link_closed``) let a tool time
 reconnects and GoAway switches.
@@ -28,6 +34,13 @@ class Metrics:
 
     def add(self, series: str, value: float) -> None:
         """One sample of a named series."""
+
+    def released(self, t: float) -> None:
+        """The push-to-talk button was released at monotonic time ``t``."""
+
+    def reply_audible(self, t: float) -> None:
+        """The first sample of a reply leaves the sound card at ``t`` (the card's queue
+        ahead of it accounted for)."""
 
     def link_up(self, t: float, resumed: bool) -> None:
         """A session is ready (resumed or fresh) at monotonic time ``t``."""

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 
 from edgevoice.audio.alsa import SAMPLE_BYTES, AudioDeviceError, CaptureDevice
+from edgevoice.audio.scheduling import make_this_thread_realtime
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,10 @@ class Microphone:
     ``batch`` periods go together (each hand-over wakes the loop; waking it 50 times a
     second to fill the pre-roll history costs more than the history itself); while an
     utterance is open, ``batch`` is 1 and every period goes at once.
+    ``idle_read_ahead`` (periods, 0: off): while ``batch`` is above 1 the thread also sleeps
+    until the card holds that many periods and reads them back to back, so an idle
+    microphone wakes its thread twice per stretch instead of once per period; the card's
+    buffer must hold them, with room to spare. A press wakes it at once.
     ``on_problem(text | None)`` reports a device problem (and its end) for the status line.
     """
 
@@ -44,12 +49,16 @@ class Microphone:
         clock: Callable[[], float] = time.monotonic,
         retry_initial_s: float = 0.5,
         retry_max_s: float = 5.0,
+        idle_read_ahead: int = 0,
     ) -> None:
         self._open_device = open_device
         self.rate = rate
         self.period_frames = period_frames
         self._on_frames = on_frames
         self.batch = 1
+        self.idle_read_ahead = idle_read_ahead
+        # Set by a press (and stop()): ends an idle read-ahead sleep at once.
+        self._wake = threading.Event()
         self._pending: list[tuple[int, bytes, float]] = []
         self._on_problem = on_problem or (lambda _text: None)
         self._heartbeat = heartbeat or (lambda: None)
@@ -58,8 +67,10 @@ class Microphone:
         self._retry_max_s = retry_max_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        # (end position, time it was read): one tuple so another thread reads a consistent pair.
-        self._clock_point: tuple[int, float] = (0, clock())
+        # (end position, time it was read) of the last read that waited for the card (one
+        # that returned at once took older audio, so its time says nothing), and the end of
+        # everything delivered: one tuple so another thread reads a consistent triple.
+        self._clock_point: tuple[int, float, int] = (0, clock(), 0)
         # Held while a period is handed over, and while a button event is stamped and
         # handed over, so the loop receives them in sample order.
         self._handover = threading.Lock()
@@ -77,6 +88,7 @@ class Microphone:
 
     def stop(self, timeout: float = 2.0) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
 
@@ -85,12 +97,13 @@ class Microphone:
         return self._thread
 
     def position_now(self) -> int:
-        """The sample position of this instant by the capture clock: past the newest
-        delivered sample by the time elapsed since, at most one period (the period being
-        filled now)."""
-        end, read_t = self._clock_point
-        elapsed = int((self._clock() - read_t) * self.rate)
-        return end + min(max(elapsed, 0), self.period_frames)
+        """The sample position of this instant by the capture clock: the time elapsed since
+        the last read that waited for the card, kept between the newest delivered sample and
+        one period past it (the period being filled now; after an idle read-ahead sleep the
+        periods still in the card follow the press)."""
+        end, read_t, delivered = self._clock_point
+        now = end + int((self._clock() - read_t) * self.rate)
+        return min(max(now, delivered), delivered + self.period_frames)
 
     def stamp_and_post(self, post: Callable[[int], None], exact: Callable[[], int] | None = None) -> None:
         """Call ``post(position)`` so that every period before that position reaches the
@@ -101,10 +114,13 @@ class Microphone:
             # A button edge means someone is talking: every period counts from now on,
             # even before the loop has seen the press.
             self.batch = 1
+            self._wake.set()
             post(exact() if exact is not None else self.position_now())
 
     def _run(self, device: CaptureDevice | None) -> None:
+        make_this_thread_realtime("capture")
         position = 0
+        caught_up = False  # the last read waited for the card: it holds nothing more
         delay = self._retry_initial_s
         while not self._stop.is_set():
             if device is None:
@@ -120,7 +136,16 @@ class Microphone:
                 self.reopens += 1
                 self._on_problem(None)
                 delay = self._retry_initial_s
+            read_ahead = self.idle_read_ahead if self.batch > 1 else 0
+            if read_ahead > 0 and caught_up:
+                # Nobody speaks: let the card gather periods, then read them together.
+                self._wake.wait(read_ahead * self.period_frames / self.rate)
+                self._wake.clear()
+                caught_up = False
+                if self._stop.is_set():
+                    break
             try:
+                asked_t = self._clock()
                 length, data = device.read()
             except Exception as exc:  # the device went away (ENODEV, EBADFD, EIO...)
                 log.warning("microphone read failed: %s; reopening", exc)
@@ -137,12 +162,20 @@ class Microphone:
             if not data:
                 continue
             t = self._clock()
+            # A read that returned at once took audio the card already held.
+            waited = t - asked_t >= self.period_frames / self.rate / 4
+            caught_up = caught_up or waited
+            # Reading what the card gathered during an idle sleep: hand it over in one go
+            # when the stretch ends (one loop wake-up), unless it grows unusually long.
+            stretch = read_ahead > 0 and not waited
             with self._handover:
                 self._pending.append((position, data, t))
-                if len(self._pending) >= self.batch:
+                pending = len(self._pending)
+                if pending >= self.batch and not (stretch and pending < 4 * self.batch):
                     self._flush()
                 position += len(data) // SAMPLE_BYTES
-                self._clock_point = (position, t)
+                end, read_t, _ = self._clock_point
+                self._clock_point = (position, t, position) if waited else (end, read_t, position)
             self.frames_delivered += 1
             self._heartbeat()
         if device is not None:

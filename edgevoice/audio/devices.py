@@ -102,9 +102,12 @@ def open_capture(
     device_rate: int | None = None,
     device_channels: int | None = None,
     channel: str | int = "mix",
+    periods: int = 4,
 ) -> tuple[CaptureDevice, OpenedFormat]:
     """Open ``device`` for capture, delivering mono at ``rate`` whatever the card runs at."""
-    pcm, opened = _open_negotiated("capture", device, rate, 1, period_ms, device_rate, device_channels)
+    pcm, opened = _open_negotiated(
+        "capture", device, rate, 1, period_ms, device_rate, device_channels, periods=periods
+    )
     if opened.rate == rate and opened.channels == 1:
         return pcm, opened
     log.info("the microphone runs at %d Hz, %d channel(s): converting", opened.rate, opened.channels)

@@ -18,6 +18,18 @@ Semantics:
   playing, the next few milliseconds of it are kept and faded out with a raised-cosine ramp
   ending at zero, so the cut does not click.
 
+With an :class:`AdaptiveTarget` (what the daemon uses) the fixed prebuffer gives way to a
+target that adapts the way WebRTC's NetEQ does, with the device's periods as the clock:
+
+- the target starts small (``start_ms``, 0: a reply plays with its first chunk), so an
+  answer costs no waiting while the network keeps up;
+- an underrun grows it (doubling, by at least ``step_ms``, at most ``max_ms``), and the dry
+  spell lasts until the queue holds the new target *and* the audio that arrived over the
+  last ``catch_up_ms`` of the spell kept up with real time: a server that is slower than
+  real time for a while gives one longer gap instead of a stutter per chunk;
+- each ``shrink_after_ms`` of playing without an underrun takes a step back towards
+  ``start_ms`` (fast up, slow down).
+
 PCM is S16_LE mono ``bytes`` at ``rate``.
 """
 
@@ -42,7 +54,8 @@ class Pull:
 
     ``kind``: "audio" (reply audio, possibly followed by silence padding), "underrun"
     (the reply is playing but nothing is queued: silence, counted), "idle" (nothing to
-    play: write nothing). ``pcm`` is ``frames * 2`` bytes except for "idle" (``b""``).
+    play: write nothing). ``pcm`` is ``frames * 2`` bytes except for "idle" (``b""``) and,
+    in adaptive mode, for a starving pull with less than a period queued: that part, as is.
     ``audio_frames`` is how many frames at the start of ``pcm`` are reply audio; the rest
     is silence.
     """
@@ -50,6 +63,8 @@ class Pull:
     kind: PullKind
     pcm: bytes
     audio_frames: int
+    # This pull hands out the first frames of a reply (the moment "first sound" is timed to).
+    starts_reply: bool = False
 
 
 @dataclass(slots=True)
@@ -65,6 +80,27 @@ class JitterCounters:
     # Reply frames discarded by interrupt().
     dropped_frames: int = 0
     interrupts: int = 0
+    # Adaptive target: times it grew after an underrun and shrank after a quiet stretch.
+    target_raises: int = 0
+    target_cuts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AdaptiveTarget:
+    """How much reply audio the buffer holds back, learned from underruns (see the module
+    docstring). Milliseconds of reply audio; device time is counted in pulled frames."""
+
+    start_ms: float = 0.0
+    step_ms: float = 40.0
+    max_ms: float = 400.0
+    shrink_after_ms: float = 10_000.0
+    catch_up_ms: float = 200.0
+
+    def __post_init__(self) -> None:
+        for name in ("start_ms", "step_ms", "max_ms", "shrink_after_ms", "catch_up_ms"):
+            _check_non_negative(name, getattr(self, name))
+        if self.start_ms > self.max_ms:
+            raise ValueError(f"start_ms ({self.start_ms:g}) must not exceed max_ms ({self.max_ms:g})")
 
 
 def _check_non_negative(name: str, value: float) -> float:
@@ -79,7 +115,13 @@ class JitterBuffer:
     """See the module docstring for the playback semantics."""
 
     def __init__(
-        self, rate: int = 24000, prebuffer_ms: float = 100, fade_ms: float = 5, volume: float = 1.0
+        self,
+        rate: int = 24000,
+        prebuffer_ms: float = 100,
+        fade_ms: float = 5,
+        volume: float = 1.0,
+        *,
+        adaptive: AdaptiveTarget | None = None,
     ) -> None:
         if not isinstance(rate, int) or isinstance(rate, bool) or rate <= 0:
             raise ValueError(f"rate must be a positive integer in Hz, got {rate!r}")
@@ -102,6 +144,15 @@ class JitterBuffer:
         self._playing = False
         self._dry = False
         self._fade_out = b""
+        # Adaptive mode: the target (frames), the frames played since the last underrun or
+        # cut, the device clock (frames handed out, silence included) and what arrived
+        # over its last ``catch_up_ms`` as (clock, frames).
+        self.adaptive = adaptive
+        self._target = self._frames(adaptive.start_ms) if adaptive else self.prebuffer_frames
+        self._since_underrun = 0
+        self._clock = 0
+        self._arrivals: deque[tuple[int, int]] = deque()
+        self._arrived = 0
 
     # -- properties ------------------------------------------------------------------
 
@@ -122,6 +173,12 @@ class JitterBuffer:
         return self._playing
 
     @property
+    def target_ms(self) -> float:
+        """What a reply must have queued before it starts (the fixed prebuffer, or the
+        adaptive target as it stands)."""
+        return self._target * 1000 / self.rate
+
+    @property
     def buffered_ms(self) -> float:
         """Audio waiting to be pulled (a pending fade-out included)."""
         frames = (len(self._queue) + len(self._fade_out)) // _SAMPLE_BYTES
@@ -138,7 +195,11 @@ class JitterBuffer:
             self._half_sample = bytes(pcm[-1:])
             pcm = pcm[:-1]
         self._queue += pcm
-        self._queued_total += len(pcm) // _SAMPLE_BYTES
+        frames = len(pcm) // _SAMPLE_BYTES
+        self._queued_total += frames
+        if self.adaptive is not None and frames:
+            self._arrivals.append((self._clock, frames))
+            self._arrived += frames
 
     def end_of_reply(self) -> None:
         """No more audio for the current reply (generationComplete / turnComplete)."""
@@ -159,7 +220,8 @@ class JitterBuffer:
         self.counters.interrupts += 1
         queued = len(self._queue) // _SAMPLE_BYTES
         keep = 0
-        if fade and self._playing and self.fade_frames and not self._fade_out:
+        # In a dry spell the card plays silence: nothing to fade.
+        if fade and self._playing and not self._dry and self.fade_frames and not self._fade_out:
             keep = min(self.fade_frames, self._head_reply_frames())
             self._fade_out = self._faded(bytes(self._queue[: keep * _SAMPLE_BYTES]))
         dropped = queued - keep
@@ -170,6 +232,9 @@ class JitterBuffer:
         self._reply_ends.clear()
         self._playing = False
         self._dry = False
+        # What arrived for the dropped reply says nothing about the next one's pace.
+        self._arrivals.clear()
+        self._arrived = 0
         return dropped
 
     def pull(self, frames: int, *, device_starving: bool) -> Pull:
@@ -182,30 +247,54 @@ class JitterBuffer:
             raise ValueError(f"frames must be a positive integer, got {frames!r}")
         if self._fade_out:
             return self._pull_fade_out(frames)
-        if not self._playing and not self._try_start():
-            return Pull("idle", b"", 0)
+        starts = False
+        if not self._playing:
+            if not self._try_start(frames):
+                return Pull("idle", b"", 0)
+            starts = True
 
         available = self._head_reply_frames()
         reply_ends_here = bool(self._reply_ends) and available <= frames
+        if self._dry and self.adaptive is not None and not self._reply_ends and not self._spell_over():
+            # Adaptive: the dry spell goes on until the queue is back to the target and the
+            # server keeps up again (the reply's end plays whatever is left at once).
+            if not device_starving:
+                return Pull("idle", b"", 0)
+            self._clock += frames
+            self.counters.underrun_frames += frames
+            return Pull("underrun", bytes(frames * _SAMPLE_BYTES), 0)
         if available >= frames and not reply_ends_here:
             self._dry = False
-            return Pull("audio", self._take(frames), frames)
+            self._played(frames)
+            return Pull("audio", self._take(frames), frames, starts)
         if reply_ends_here:
             pcm = self._take(available)
             self._reply_ends.popleft()
             self._finish_reply()
             if not available:
                 return Pull("idle", b"", 0)
-            return Pull("audio", self._padded(pcm, frames), available)
+            self._played(available)
+            return Pull("audio", self._padded(pcm, frames), available, starts)
         # Mid-reply and the queue holds less than a period.
         if not device_starving:
             return Pull("idle", b"", 0)
+        if self.adaptive is not None and available:
+            # The card is about to run dry: hand out what there is, unpadded (the next
+            # chunk may well come before the card has played it).
+            self._dry = False
+            self._played(available)
+            return Pull("audio", self._take(available), available, starts)
         pcm = self._take(available)
+        self._played(available)
         self.counters.underrun_frames += frames - available
         if not self._dry:
             self.counters.underruns += 1
             self._dry = True
-        return Pull("audio" if available else "underrun", self._padded(pcm, frames), available)
+            self._underrun()
+        if self.adaptive is not None:
+            self._clock += frames - available
+        kind: PullKind = "audio" if available else "underrun"
+        return Pull(kind, self._padded(pcm, frames), available, starts and bool(available))
 
     # -- internals -------------------------------------------------------------------
 
@@ -214,10 +303,54 @@ class JitterBuffer:
         end = self._reply_ends[0] if self._reply_ends else self._queued_total
         return end - self._taken_total
 
-    def _try_start(self) -> bool:
+    def _frames(self, ms: float) -> int:
+        return round(ms * self.rate / 1000)
+
+    def _underrun(self) -> None:
+        """A dry spell starts: the adaptive target grows."""
+        self._since_underrun = 0
+        adaptive = self.adaptive
+        if adaptive is None:
+            return
+        step = self._frames(adaptive.step_ms)
+        grown = min(self._frames(adaptive.max_ms), max(2 * self._target, self._target + step))
+        if grown > self._target:
+            self._target = grown
+            self.counters.target_raises += 1
+
+    def _spell_over(self) -> bool:
+        """Adaptive dry spell: the queue holds the target and, over the last
+        ``catch_up_ms`` of device time, at least as much audio arrived as it played."""
+        assert self.adaptive is not None
+        if self._head_reply_frames() < max(self._target, 1):
+            return False
+        window = min(self._clock, self._frames(self.adaptive.catch_up_ms))
+        return self._arrived_since(self._clock - window) >= window
+
+    def _arrived_since(self, clock: int) -> int:
+        while self._arrivals and self._arrivals[0][0] < clock:
+            self._arrived -= self._arrivals.popleft()[1]
+        return self._arrived
+
+    def _played(self, frames: int) -> None:
+        """Reply audio went out: a long enough stretch without an underrun shrinks the target."""
+        adaptive = self.adaptive
+        if adaptive is None:
+            return
+        self._clock += frames
+        self._since_underrun += frames
+        start = self._frames(adaptive.start_ms)
+        if self._target > start and self._since_underrun >= self._frames(adaptive.shrink_after_ms):
+            self._target = max(start, self._target - self._frames(adaptive.step_ms))
+            self._since_underrun = 0
+            self.counters.target_cuts += 1
+
+    def _try_start(self, frames: int) -> bool:
         head = self._head_reply_frames()
         ended = bool(self._reply_ends)
-        if head >= max(self.prebuffer_frames, 1) or (ended and head > 0):
+        # Adaptive: at least a whole period, so the first pull is not an underrun already.
+        needed = max(self._target, frames) if self.adaptive is not None else max(self._target, 1)
+        if head >= needed or (ended and head > 0):
             self._playing = True
             self._dry = False
         return self._playing

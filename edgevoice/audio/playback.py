@@ -19,9 +19,14 @@ import numpy as np
 
 from edgevoice.audio.alsa import SAMPLE_BYTES, AudioDeviceError, PlaybackDevice
 from edgevoice.audio.jitter import JitterBuffer
+from edgevoice.audio.scheduling import make_this_thread_realtime
 from edgevoice.metrics import NO_METRICS, Metrics
 
 log = logging.getLogger(__name__)
+
+
+# How long an idle speaker thread sleeps between heartbeats (each one is a wake-up).
+IDLE_WAIT_S = 1.0
 
 
 class Speaker:
@@ -40,6 +45,7 @@ class Speaker:
         heartbeat: Callable[[], None] | None = None,
         metrics: Metrics = NO_METRICS,
         clock: Callable[[], float] = time.monotonic,
+        starving_below_frames: int | None = None,
     ) -> None:
         self._open_device = open_device
         self.rate = rate
@@ -49,6 +55,14 @@ class Speaker:
         # A clock-paced device runs dry if not fed; an unpaced one (a simulated file sink
         # run as fast as possible) never does, so it must not be fed invented silence.
         self._paced = paced
+        # Mid-reply with too little queued for a period, the thread waits for the next
+        # chunk until the card holds less than this, and only then hands out what there
+        # is (or silence). Half a period: room for the thread's own wake-up latency.
+        self._starving_below = (
+            max(1, period_frames // 2) if starving_below_frames is None else starving_below_frames
+        )
+        # The last write held reply audio (a card running dry after silence is no gap).
+        self._wrote_audio = False
         self._fade_frames = max(1, int(rate * fade_ms / 1000))
         self._on_idle = on_idle or (lambda: None)
         self._on_problem = on_problem or (lambda _text: None)
@@ -143,6 +157,7 @@ class Speaker:
     # -- playback thread ----------------------------------------------------------------------
 
     def _run(self, device: PlaybackDevice | None) -> None:
+        make_this_thread_realtime("playback")
         delay = 0.5
         waited = False
         while True:
@@ -179,13 +194,24 @@ class Speaker:
                 # prebuffering) when the feed that made this pull possible arrived.
                 ready_t = self._fed_t if waited else self._clock()
                 waited = False
-                pulled = self._jitter.pull(
-                    self.period_frames, device_starving=self._paced and self._jitter.playing
-                )
+                was_playing = self._jitter.playing
+                dry_spells = self._jitter.counters.underruns
+                pulled = self._jitter.pull(self.period_frames, device_starving=False)
+                held: int | None = None
+                if pulled.kind == "idle" and self._paced and self._jitter.playing:
+                    # Mid-reply, less than a period queued: starving only once the card is
+                    # about to run dry (what it holds still plays while the next chunk comes).
+                    held = self._held_frames(device)
+                    if held < self._starving_below:
+                        pulled = self._jitter.pull(self.period_frames, device_starving=True)
                 earcon = self._take_earcon(len(pulled.pcm) or self.period_frames * SAMPLE_BYTES)
                 if pulled.kind == "idle" and not earcon and not fade:
-                    wait = 0.2
-                    if self._active:
+                    # Idle: new audio, an earcon, a barge-in or stop() notify at once; the
+                    # timeout only keeps the watchdog's heartbeat (stall after 5 s) going.
+                    wait = IDLE_WAIT_S
+                    if held is not None:
+                        wait = max(0.001, (held - self._starving_below) / self.rate)
+                    elif self._active:
                         # Finished only once the card has played what it holds.
                         held = self._held_frames(device)
                         if held:
@@ -198,6 +224,13 @@ class Speaker:
                     self._heartbeat()
                     continue
                 marks = self._take_marks(pulled.kind, pulled.audio_frames * SAMPLE_BYTES)
+            if self._metrics.enabled and was_playing and not pulled.starts_reply and self._paced:
+                # A gap in an answer: the buffer ran dry, or the card did (this thread late).
+                if held is None:
+                    held = self._held_frames(device)
+                if self._jitter.counters.underruns != dry_spells or (held == 0 and self._wrote_audio):
+                    self._metrics.add("playback_underrun_t", self._clock())
+            self._wrote_audio = pulled.audio_frames > 0
             reply = pulled.pcm
             if pulled.kind == "audio":
                 self._active = True
@@ -205,6 +238,10 @@ class Speaker:
                     # Padding a reply's last period only matters to a card that runs dry.
                     reply = reply[: pulled.audio_frames * SAMPLE_BYTES]
             data = fade + _mix(reply, earcon)
+            audible_in = 0.0
+            if pulled.starts_reply and self._metrics.enabled:
+                # The reply's first sample plays once the card has played what it holds.
+                audible_in = (held if held is not None else self._held_frames(device)) / self.rate
             try:
                 written_t = self._clock()
                 device.write(data)
@@ -221,6 +258,8 @@ class Speaker:
                 continue
             for received_t in marks:
                 self._metrics.add("reply_to_speaker_ms", (written_t - max(received_t, ready_t)) * 1000)
+            if pulled.starts_reply:
+                self._metrics.reply_audible(written_t + audible_in + len(fade) / SAMPLE_BYTES / self.rate)
             with self._cond:
                 self._remember(data)
             self._heartbeat()

@@ -28,7 +28,7 @@ from gpiozero.exc import GPIOZeroError
 from edgevoice.audio.alsa import AudioDeviceError, CaptureDevice, PlaybackDevice
 from edgevoice.audio.capture import Microphone
 from edgevoice.audio.earcons import Earcons
-from edgevoice.audio.jitter import JitterBuffer
+from edgevoice.audio.jitter import AdaptiveTarget, JitterBuffer
 from edgevoice.audio.playback import Speaker
 from edgevoice.config import LiveSettings, Settings
 from edgevoice.core.backoff import Backoff
@@ -338,13 +338,22 @@ class Daemon:
             on_frames=self._post_captured,
             on_problem=lambda problem: self.post(DeviceProblem("microphone", problem, self._clock())),
             heartbeat=capture_beat.beat,
+            idle_read_ahead=self.devices.capture_read_ahead,
         )
         speaker = Speaker(
             self.devices.open_playback,
             rate=PLAYBACK_RATE,
             period_frames=PLAYBACK_RATE * audio.period_ms // 1000,
             buffer_frames=self.devices.playback_buffer_frames,
-            jitter=JitterBuffer(PLAYBACK_RATE, audio.prebuffer_ms, audio.fade_ms, audio.volume),
+            # Adaptive: a reply plays with its first period; prebuffer_ms is the most the
+            # buffer will hold back after underruns.
+            jitter=JitterBuffer(
+                PLAYBACK_RATE,
+                audio.prebuffer_ms,
+                audio.fade_ms,
+                audio.volume,
+                adaptive=AdaptiveTarget(max_ms=audio.prebuffer_ms),
+            ),
             paced=self.devices.paced_playback,
             fade_ms=audio.fade_ms,
             on_idle=lambda: self.post(PlaybackIdle(self._clock())),
@@ -502,6 +511,8 @@ class Daemon:
             loop.call_soon(self._dispatch, event)
 
     def _on_button_edge(self, pressed: bool, position: int, t: float) -> None:
+        if not pressed:
+            self.metrics.released(t)
         self.post(Pressed(position, t) if pressed else Released(position, t))
 
     def _dispatch(self, event: Event) -> None:

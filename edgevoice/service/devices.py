@@ -24,6 +24,12 @@ PLAYBACK_RATE = 24000
 # has almost nothing to cut.
 PLAYBACK_PERIODS = 2
 
+# A capture buffer adds no latency (a period is read as soon as it is complete), so it can
+# be long: while nobody speaks the microphone lets it gather CAPTURE_READ_AHEAD periods and
+# reads them in one go, with four periods of room to spare.
+CAPTURE_PERIODS = 16
+CAPTURE_READ_AHEAD = CAPTURE_PERIODS - 4
+
 
 class Devices(Protocol):
     """What the daemon needs from its hardware."""
@@ -32,6 +38,8 @@ class Devices(Protocol):
     pin_factory: object | None
     # False for a sink that plays instantly (a simulation): never feed it invented silence.
     paced_playback: bool
+    # Periods the capture card may gather while nobody speaks (see Microphone); 0: off.
+    capture_read_ahead: int
 
     @property
     def playback_buffer_frames(self) -> int: ...
@@ -50,6 +58,7 @@ class AlsaDevices:
     """The board's sound card(s), opened at whatever format they accept, and its GPIO pins."""
 
     paced_playback = True
+    capture_read_ahead = CAPTURE_READ_AHEAD
 
     def __init__(self, audio: AudioSettings, pin_factory: object | None = None) -> None:
         self.audio = audio
@@ -82,6 +91,7 @@ class AlsaDevices:
             device_rate=audio.capture_device_rate,
             device_channels=audio.capture_device_channels,
             channel=audio.capture_channel,
+            periods=CAPTURE_PERIODS,
         )
         return self.wrap_capture(device, opened)
 
@@ -111,7 +121,9 @@ class AlsaDevices:
 
 
 __all__ = [
+    "CAPTURE_PERIODS",
     "CAPTURE_RATE",
+    "CAPTURE_READ_AHEAD",
     "PLAYBACK_PERIODS",
     "PLAYBACK_RATE",
     "AlsaDevices",

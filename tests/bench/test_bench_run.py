@@ -36,10 +36,14 @@ def test_the_quick_bench_gives_every_figure_for_both_clients(tmp_path):
         text=True,
         env=environment,
         cwd=tmp_path,
-        timeout=300,
+        timeout=600,
     )
     assert run.returncode == 0, run.stdout + run.stderr
-    document = json.loads(path.read_text())
+    check_quick_document(json.loads(path.read_text()))
+
+
+def check_quick_document(document: dict) -> None:
+    """The shape of a quick run's JSON (also usable on a kept ``--json`` file)."""
 
     summary = document["summary"]
     assert summary["period_ms"] == document["period_ms"] == 20
@@ -71,8 +75,36 @@ def test_the_quick_bench_gives_every_figure_for_both_clients(tmp_path):
         resources = document["resources"][name]
         assert len(resources["samples"]) >= 10
         assert [f["fault"] for f in document["faults"][name]] == ["drop", "goaway:1"]
+    # The device's share of the time to first sound, one per answered utterance at least,
+    # and the idle CPU over the quick run's shorter idle tail.
+    assert document["idle_s"] == 10
+    for client in CLIENTS:
+        assert len(document["samples"][client]["first_sound_ms"]) >= 4
+        assert summary[client]["idle_cpu_percent"]["p50"] >= 0
+    # The same conversation beside two CPU-bound processes: the figures, overruns, underruns.
+    loaded = document["loaded"]
+    assert loaded["competitors"] == 2
+    for client in CLIENTS:
+        for figure in ("capture_to_wire_ms", "barge_in_ms", "first_sound_ms", "cpu_percent"):
+            values = loaded["summary"][client][figure]
+            assert all(is_number(v) for v in values.values()), (client, figure, values)
+        assert set(loaded["counters"][client]) == {"capture_overruns", "playback_underruns"}
+        assert all(isinstance(v, int) and v >= 0 for v in loaded["counters"][client].values())
+    assert set(loaded["evaluation"]) == {
+        "capture_to_wire_ms", "barge_in_ms", "capture_overruns", "playback_underruns"
+    }
+    # Servers whose audio comes in small chunks, in bursts, and slower than real time.
+    patterns = document["chunk_patterns"]
+    assert list(patterns["patterns"]) == ["small", "bursts", "slow"]
+    for client in CLIENTS:
+        for name in patterns["patterns"]:
+            entry = patterns["clients"][client][name]
+            assert isinstance(entry["underruns_after_first_sound"], int)
+            assert is_number(entry["first_sound_ms"]), (client, name, entry)
+    assert all(isinstance(v["pass"], bool) for v in patterns["evaluation"].values())
     text = report.table(document)
     assert all(report.LABELS[figure] in text for figure in FIGURES)
+    assert "CPU-bound competitors" in text and "chunk pattern" in text and "slow" in text
 
 
 def test_bench_is_a_subcommand_with_its_options():

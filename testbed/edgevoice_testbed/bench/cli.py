@@ -37,6 +37,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="skip the extra EdgeVoice run with its probe off (the measuring's own CPU cost)",
     )
+    parser.add_argument(
+        "--competitors",
+        metavar="N",
+        type=int,
+        default=2,
+        help="CPU-bound processes beside the conversation's second run (default 2; 0 skips that run)",
+    )
+    parser.add_argument(
+        "--idle",
+        metavar="SECONDS",
+        type=float,
+        help="connected silence after the conversation, for the idle CPU (default 60, 10 with --quick)",
+    )
+    parser.add_argument(
+        "--no-patterns", action="store_true", help="skip the servers that send small, bursty or slow chunks"
+    )
     parser.add_argument("--keep", metavar="DIR", type=Path, help="keep the workers' files and logs in DIR")
     parser.set_defaults(handler=run_bench_command)
 
@@ -45,6 +61,8 @@ def run_bench_command(args: argparse.Namespace) -> int:
     from edgevoice_testbed.bench import report
     from edgevoice_testbed.bench.runner import BenchOptions, run_bench
 
+    if args.competitors < 0 or (args.idle is not None and args.idle < 0):
+        raise UserError("--competitors and --idle must not be negative")
     for path in (args.json, args.plot):
         if path is not None and not path.parent.is_dir():
             raise UserError(f"cannot write {path}: the directory {path.parent} does not exist")
@@ -53,6 +71,9 @@ def run_bench_command(args: argparse.Namespace) -> int:
         isolated=args.isolated,
         probe_overhead=not args.no_probe_overhead,
         keep_dir=args.keep,
+        competitors=args.competitors,
+        idle_s=args.idle,
+        patterns=not args.no_patterns,
     )
 
     def log(line: str) -> None:

@@ -13,7 +13,10 @@ Series (milliseconds):
   earlier audio or still prebuffering);
 - ``barge_in_ms``: press -> the sound card's queue dropped and the fade-out played;
 - ``reconnect_ms``: LinkDown -> the next LinkUp (the resumed session ready);
-- ``goaway_gap_ms``: the core closing a connection after a GoAway -> the next LinkUp.
+- ``goaway_gap_ms``: the core closing a connection after a GoAway -> the next LinkUp;
+- ``first_sound_ms``: button released -> the first sample of the next reply leaves the
+  sound card, minus the emulator's scripted thinking time (the device's share);
+- ``playback_underrun_t``: when an answer had a gap (seconds, monotonic clock).
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ class Probe(Metrics):
 
     enabled = True
 
-    def __init__(self) -> None:
+    def __init__(self, thinking_ms: float = 0.0) -> None:
+        self.thinking_ms = thinking_ms
+        self._released_t: float | None = None
         # Packed doubles: 8 bytes a sample, so a long run's probe barely shows in the RSS figures.
         self.series: dict[str, array[float]] = defaultdict(lambda: array("d"))
         self._down_t: float | None = None
@@ -46,6 +51,15 @@ class Probe(Metrics):
 
     def add(self, name: str, value: float) -> None:
         self.series[name].append(value)
+
+    def released(self, t: float) -> None:
+        self._released_t = t
+
+    def reply_audible(self, t: float) -> None:
+        """Only the first reply after each release counts (not follow-ups)."""
+        released_t, self._released_t = self._released_t, None
+        if released_t is not None:
+            self.add("first_sound_ms", (t - released_t) * 1000 - self.thinking_ms)
 
     # -- link timing (the daemon calls these from its dispatch) -------------------------------
 

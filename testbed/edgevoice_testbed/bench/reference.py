@@ -81,7 +81,7 @@ class ReferenceClient:
         self.devices = devices
         self.probe = probe
         self._on_ready = on_ready
-        self.audio_in_queue: asyncio.Queue[tuple[bytes, float]] | None = None
+        self.audio_in_queue: asyncio.Queue[tuple[bytes, float, bool]] | None = None
         self.out_queue: asyncio.Queue[tuple[str, Any, float]] | None = None
         self.session: Any = None
         self.connected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -105,6 +105,10 @@ class ReferenceClient:
         self.tool_calls = 0
         self.chunks_played = 0
         self.chunks_dropped = 0
+        # A turn's audio is streaming (a chunk that follows another of the same turn must
+        # find the card still playing, or the answer had a gap).
+        self._turn_open = False
+        self.underruns = 0
 
     # -- the quickstart's tasks ---------------------------------------------------------------
 
@@ -150,8 +154,14 @@ class ReferenceClient:
                 async for response in turn:
                     received_t = time.monotonic()
                     if data := response.data:
-                        self.audio_in_queue.put_nowait((data, received_t))
+                        self.audio_in_queue.put_nowait((data, received_t, self._turn_open))
+                        self._turn_open = True
                         continue
+                    content = response.server_content
+                    if content and (
+                        content.interrupted or content.generation_complete or content.turn_complete
+                    ):
+                        self._turn_open = False
                     if response.server_content and response.server_content.interrupted:
                         # Interrupted: stop playback, so empty out the audio queue.
                         self._interrupt(received_t)
@@ -166,8 +176,8 @@ class ReferenceClient:
     async def play_audio(self) -> None:
         assert self.audio_in_queue is not None
         while True:
-            bytestream, received_t = await self.audio_in_queue.get()
-            await asyncio.to_thread(self._write, bytestream, received_t)
+            bytestream, received_t, continues = await self.audio_in_queue.get()
+            await asyncio.to_thread(self._write, bytestream, received_t, continues)
 
     async def run(self) -> None:
         self._main = asyncio.current_task()
@@ -196,6 +206,7 @@ class ReferenceClient:
                 asyncio.TaskGroup() as tg,
             ):
                 self.session = session
+                self._turn_open = False
                 self.connects += 1
                 self.probe.link_up(time.monotonic(), resumed=False)
                 if not self.connected.done():
@@ -231,6 +242,8 @@ class ReferenceClient:
 
     def _edge(self, pressed: bool) -> None:  # gpiozero's thread (the capture thread here)
         t = time.monotonic()
+        if not pressed:
+            self.probe.released(t)
         self._loop.call_soon_threadsafe(self._on_edge, pressed, t)
 
     def _on_edge(self, pressed: bool, t: float) -> None:
@@ -263,10 +276,15 @@ class ReferenceClient:
         if responses:
             await self.session.send_tool_response(function_responses=responses)
 
-    def _write(self, bytestream: bytes, received_t: float) -> None:
+    def _write(self, bytestream: bytes, received_t: float, continues: bool) -> None:
         with self._write_lock:
             self._writing = True
+            held_s = self._held_s()
             start = time.monotonic()
+            if continues and held_s == 0:
+                self.underruns += 1
+                self.probe.add("playback_underrun_t", start)
+            self.probe.reply_audible(start + held_s)
             # From when the speaker could take it: the previous blocking write had returned.
             self.probe.add("reply_to_speaker_ms", (start - max(received_t, self._last_write_end)) * 1000)
             frames = self.devices.playback_period
@@ -307,4 +325,5 @@ class ReferenceClient:
             "tool_calls": self.tool_calls,
             "chunks_played": self.chunks_played,
             "chunks_dropped": self.chunks_dropped,
+            "underruns": self.underruns,
         }

@@ -50,6 +50,17 @@ FAULT_ROOM_S = 1.9
 GOAWAY_TIME_LEFT_S = 1.0
 TAIL_S = 1.5
 
+# How the reply audio of the chunk-pattern exchanges arrives: [chunk_ms, ms until the next
+# chunk] pairs, repeated (the emulator's turn option ``chunk_pattern``).
+CHUNK_PATTERNS: dict[str, list[list[float]]] = {
+    # 20-40 ms chunks, irregular gaps (up to 40 ms), a little faster than real time on average.
+    "small": [[20, 10], [40, 40], [30, 20], [20, 25]],
+    # 400 ms of audio at once every 300 ms.
+    "bursts": [[40, 0]] * 9 + [[40, 300]],
+    # Twice real time, then half real time for 2 s, then twice again.
+    "slow": [[40, 20]] * 5 + [[40, 80]] * 25 + [[40, 20]] * 120,
+}
+
 # Pair plans: how each talk exchange ends. B: barged in by the next press; A: answered;
 # D / G: answered, then a network drop / a GoAway; X: answered, then a drop, then a GoAway.
 QUICK_PLAN = "BBX"
@@ -81,6 +92,10 @@ class Script:
     faults: tuple[ScheduledFault, ...]
     duration_s: float
     scenario: dict[str, Any] = field(hash=False)
+    # Connected silence at the end (for the idle CPU figure).
+    idle_s: float = 0.0
+    # The chunk pattern of each exchange's answer (the chunk-pattern script only).
+    patterns: tuple[str, ...] = ()
 
     @property
     def presses(self) -> list[tuple[float, float]]:
@@ -104,11 +119,16 @@ class Script:
                 for e in self.exchanges
             ],
             "faults": [{"at_s": round(f.at_s, 3), "fault": f.spec} for f in self.faults],
+            "idle_s": self.idle_s,
+            "patterns": list(self.patterns),
         }
 
 
-def build_script(plan: str, *, speech_s: dict[str, float], reply_s: dict[str, float]) -> Script:
-    """The conversation of ``plan`` (one letter per tool/talk pair, see :data:`QUICK_PLAN`).
+def build_script(
+    plan: str, *, speech_s: dict[str, float], reply_s: dict[str, float], idle_s: float = 0.0
+) -> Script:
+    """The conversation of ``plan`` (one letter per tool/talk pair, see :data:`QUICK_PLAN`),
+    followed by ``idle_s`` of connected silence.
 
     ``speech_s`` and ``reply_s`` give the length of every text in :data:`SPOKEN_TEXTS` and
     :data:`REPLY_TEXTS` as rendered. A barge-in cannot end the last pair.
@@ -137,8 +157,8 @@ def build_script(plan: str, *, speech_s: dict[str, float], reply_s: dict[str, fl
             faults.append(ScheduledFault(t + FAULT_AFTER_ANSWER_S, spec))
             t += FAULT_AFTER_ANSWER_S + FAULT_ROOM_S
         t += GAP_S
-    duration = t - GAP_S + TAIL_S
-    return Script(plan, tuple(exchanges), tuple(faults), duration, scenario_for(len(exchanges)))
+    duration = t - GAP_S + TAIL_S + idle_s
+    return Script(plan, tuple(exchanges), tuple(faults), duration, scenario_for(len(exchanges)), idle_s)
 
 
 def _exchange(kind: str, text: str, press_s: float, speech_s: float, barge_in: bool) -> Exchange:
@@ -170,11 +190,38 @@ def scenario_for(exchanges: int) -> dict[str, Any]:
     }
 
 
-def quick_script(speech_s: dict[str, float], reply_s: dict[str, float]) -> Script:
-    """About 35 s: two barge-ins, three tool calls, a drop and a GoAway."""
-    return build_script(QUICK_PLAN, speech_s=speech_s, reply_s=reply_s)
+def quick_script(speech_s: dict[str, float], reply_s: dict[str, float], idle_s: float = 0.0) -> Script:
+    """About 35 s: two barge-ins, three tool calls, a drop and a GoAway (then ``idle_s``)."""
+    return build_script(QUICK_PLAN, speech_s=speech_s, reply_s=reply_s, idle_s=idle_s)
 
 
-def full_script(speech_s: dict[str, float], reply_s: dict[str, float]) -> Script:
-    """About four minutes: a dozen barge-ins, two dozen tool calls, three drops and three GoAways."""
-    return build_script(FULL_PLAN, speech_s=speech_s, reply_s=reply_s)
+def full_script(speech_s: dict[str, float], reply_s: dict[str, float], idle_s: float = 0.0) -> Script:
+    """About four minutes: a dozen barge-ins, two dozen tool calls, three drops and three
+    GoAways (then ``idle_s``)."""
+    return build_script(FULL_PLAN, speech_s=speech_s, reply_s=reply_s, idle_s=idle_s)
+
+
+# Room for the slowest pattern: its gap outlasts the 2 s slow stretch.
+PATTERN_SLACK_S = 3.0
+
+
+def pattern_script(speech_s: dict[str, float], reply_s: dict[str, float]) -> Script:
+    """One talk exchange per :data:`CHUNK_PATTERNS` entry, each answered on its pattern;
+    no faults (so both clients' turn counts stay together)."""
+    names = tuple(CHUNK_PATTERNS)
+    exchanges = []
+    t = LEAD_IN_S
+    for _ in names:
+        talk = _exchange("talk", ASK_TALK, t, speech_s[ASK_TALK], barge_in=False)
+        exchanges.append(talk)
+        t = talk.release_s + REPLY_DELAY_MS / 1000 + reply_s[REPLY_TALK] + PATTERN_SLACK_S + GAP_S
+    turns = [
+        {"input_transcript": ASK_TALK, "reply": REPLY_TALK, "reply_delay_ms": REPLY_DELAY_MS,
+         "chunk_pattern": CHUNK_PATTERNS[name]}
+        for name in names
+    ]
+    scenario = {**scenario_for(0), "name": "benchmark-chunk-patterns",
+                "description": "Talk turns whose audio comes in small chunks, bursts, slowly.",
+                "turns": turns}
+    duration = t - GAP_S + TAIL_S
+    return Script("patterns", tuple(exchanges), (), duration, scenario, 0.0, names)

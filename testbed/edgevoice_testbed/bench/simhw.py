@@ -18,6 +18,8 @@ from edgevoice.audio.alsa import open_pcm
 from edgevoice_testbed.sim.devices import ButtonSchedule, SimulatedCapture, SimulatedPlayback
 
 MIC_PCM = "edgevoice_mic"
+# What open_pcm gives a capture PCM by default (the reference's).
+CAPTURE_PERIODS = 4
 SPEAKER_PCM = "edgevoice_speaker"
 
 
@@ -26,6 +28,10 @@ class GatedCapture:
 
     ``on_start(t)`` is called (capture thread) when the gate opens and the microphone
     timeline starts; ``on_end(t)`` once the capture has passed ``end_position``.
+
+    The simulated card never loses audio (a late reader just catches up); ``overruns``
+    counts the reads that came so late that a real card's buffer of ``buffer_frames``
+    would have overflowed meanwhile.
     """
 
     def __init__(
@@ -36,8 +42,13 @@ class GatedCapture:
         end_position: int,
         on_start: Callable[[float], None],
         on_end: Callable[[float], None],
+        buffer_frames: int,
     ) -> None:
         self.inner = inner
+        self.buffer_frames = buffer_frames
+        self.overruns = 0
+        self._start_t = 0.0
+        self._late = False
         self._gate = gate
         self._end_position = end_position
         self._on_start = on_start
@@ -52,7 +63,15 @@ class GatedCapture:
             if self._closed:
                 return 0, b""
             self._started = True
-            self._on_start(time.monotonic())
+            self._start_t = time.monotonic()
+            self._on_start(self._start_t)
+        inner = self.inner
+        # The newest period a real card would hold now, against the one this read takes.
+        due_t = self._start_t + (inner.position + inner.period_frames) / inner.rate
+        late = time.monotonic() - due_t > (self.buffer_frames - inner.period_frames) / inner.rate
+        if late and not self._late:
+            self.overruns += 1
+        self._late = late
         result = self.inner.read()
         if not self._ended and self.inner.position >= self._end_position:
             self._ended = True
@@ -89,9 +108,12 @@ class BenchDevices:
         pull_up: bool = True,
         on_start: Callable[[float], None],
         on_end: Callable[[float], None],
+        capture_periods: int = CAPTURE_PERIODS,
+        capture_read_ahead: int = 0,
     ) -> None:
         from gpiozero.pins.mock import MockFactory
 
+        self.capture_periods = capture_periods
         self.schedule = ButtonSchedule(presses, capture_rate)
         self.capture_rate = capture_rate
         self.capture_period = capture_period
@@ -103,6 +125,8 @@ class BenchDevices:
         self.pin_factory = MockFactory()
         # The simulated card drains at its sample rate, like a real one.
         self.paced_playback = True
+        # Periods the daemon's microphone may let gather while nobody speaks (as on a device).
+        self.capture_read_ahead = capture_read_ahead
         self.button_pin = button_pin
         self._pin = self.pin_factory.pin(button_pin)
         self._pull_up = pull_up
@@ -120,7 +144,12 @@ class BenchDevices:
 
     def open_capture(self) -> GatedCapture:
         pcm, _format = open_pcm(
-            "capture", MIC_PCM, rate=self.capture_rate, channels=1, period_frames=self.capture_period
+            "capture",
+            MIC_PCM,
+            rate=self.capture_rate,
+            channels=1,
+            period_frames=self.capture_period,
+            periods=self.capture_periods,
         )
         inner = SimulatedCapture(
             pcm,
@@ -132,7 +161,12 @@ class BenchDevices:
             ready_for_press=lambda _timeout: True,
         )
         self.capture = GatedCapture(
-            inner, self.gate, end_position=self.end_position, on_start=self._on_start, on_end=self._on_end
+            inner,
+            self.gate,
+            end_position=self.end_position,
+            on_start=self._on_start,
+            on_end=self._on_end,
+            buffer_frames=self.capture_period * self.capture_periods,
         )
         return self.capture
 

@@ -47,6 +47,7 @@ class WorkerSpec:
     period_ms: int = 20
     prebuffer_ms: int = 100
     fade_ms: float = 5.0
+    thinking_ms: float = 0.0  # the emulator's scripted reply delay (taken off first sound)
     button_pin: int = 17
     overrides: dict[str, Any] = field(default_factory=dict)
 
@@ -113,6 +114,7 @@ def ssl_context(ca_file: str) -> ssl.SSLContext:
 async def run_edgevoice(spec: WorkerSpec) -> dict[str, Any]:
     from edgevoice.config import deep_merge, load_settings
     from edgevoice.service.daemon import Daemon
+    from edgevoice.service.devices import CAPTURE_PERIODS, CAPTURE_READ_AHEAD
     from edgevoice_testbed.bench.probe import NullProbe, Probe
     from edgevoice_testbed.bench.simhw import MIC_PCM, SPEAKER_PCM, BenchDevices, counters
 
@@ -146,11 +148,13 @@ async def run_edgevoice(spec: WorkerSpec) -> dict[str, Any]:
         pull_up=settings.button.pull_up,
         on_start=timeline.on_start,
         on_end=timeline.on_end,
+        capture_periods=CAPTURE_PERIODS,
+        capture_read_ahead=CAPTURE_READ_AHEAD,
     )
     async def credentials() -> str:
         return "bench-key"
 
-    probe = Probe() if spec.probe else NullProbe()
+    probe = Probe(spec.thinking_ms) if spec.probe else NullProbe()
     daemon = Daemon(settings, devices, credentials=credentials, metrics=probe)
     task = asyncio.create_task(daemon.run(), name="daemon")
     # Bounded, so a daemon that dies before READY does not leave a thread waiting forever.
@@ -171,7 +175,11 @@ async def run_edgevoice(spec: WorkerSpec) -> dict[str, Any]:
         "counters": {
             **counters(daemon.microphone, ("overruns", "reopens", "frames_delivered")),
             **counters(daemon.speaker, ("interrupts", "write_errors")),
-            **counters(daemon.speaker.jitter.counters, ("underruns", "underrun_frames", "played_frames")),
+            **counters(
+                daemon.speaker.jitter.counters,
+                ("underruns", "underrun_frames", "played_frames", "target_raises", "target_cuts"),
+            ),
+            "late_capture_reads": devices.capture.overruns if devices.capture else 0,
             "connects": daemon.live_link.connects,
             "resumed_links": snapshot["resumed_links"],
             "fresh_links": snapshot["fresh_links"],
@@ -214,7 +222,7 @@ async def run_reference(spec: WorkerSpec) -> dict[str, Any]:
             base_url=spec.base_url, async_client_args={"ssl": ssl_context(spec.ca_file)}
         ),
     )
-    probe = Probe() if spec.probe else NullProbe()
+    probe = Probe(spec.thinking_ms) if spec.probe else NullProbe()
     reference = ReferenceClient(client, devices, probe=probe, on_ready=SystemdNotifier().ready)
     task = asyncio.create_task(reference.run(), name="reference")
     await until_done(task, reference.connected, 60)
@@ -227,7 +235,12 @@ async def run_reference(spec: WorkerSpec) -> dict[str, Any]:
     snapshot = probe.snapshot()
     return {
         "series": snapshot["series"],
-        "counters": {**reference.counters(), "connects": reference.connects},
+        "counters": {
+            **reference.counters(),
+            "connects": reference.connects,
+            "overruns": 0,  # the quickstart's read() never reports one
+            "late_capture_reads": devices.capture.overruns if devices.capture else 0,
+        },
         "started_t": timeline.started.result(),
         "ended_t": timeline.ended.result(),
     }

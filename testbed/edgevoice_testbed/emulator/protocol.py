@@ -1215,11 +1215,17 @@ class Connection:
             request.turn = None
         record = ReplyRecord(request.utterance, self.record.id, request.kind, request.text, now)
         self.core.replies.append(record)
+        pattern = request.turn.chunk_pattern if request.turn is not None else None
+        offsets: list[float] = []
+        chunks: list[memoryview | str]
         if self._audio_out:
             pcm = self.core.render(request.text) if request.text else b""
-            size = max(2, int(OUTPUT_RATE * SAMPLE_WIDTH * scenario.chunk_ms / 1000) // 2 * 2)
             view = memoryview(pcm)
-            chunks: list[memoryview | str] = [view[i:i + size] for i in range(0, len(pcm), size)]
+            if pattern:
+                chunks, offsets = _patterned(view, pattern)
+            else:
+                size = max(2, int(OUTPUT_RATE * SAMPLE_WIDTH * scenario.chunk_ms / 1000) // 2 * 2)
+                chunks = [view[i:i + size] for i in range(0, len(pcm), size)]
         elif request.text:
             chunks = list(_split_text(request.text, max(1, len(request.text.split()) // 4)))
         else:
@@ -1240,11 +1246,13 @@ class Connection:
         if request.kind == "reply":
             speech.injections = self.core.take_armed_injections()
         interval = scenario.chunk_interval
+        if len(offsets) != len(chunks):
+            offsets = [index * interval for index in range(len(chunks))]
         steps = speech.steps
         steps.append((t0, partial(self._begin, speech)))
         for index in range(len(chunks)):
-            steps.append((t0 + index * interval, partial(self._emit_chunk, speech, index)))
-        last = t0 + max(0, len(chunks) - 1) * interval
+            steps.append((t0 + offsets[index], partial(self._emit_chunk, speech, index)))
+        last = t0 + (offsets[-1] if offsets else 0.0)
         if "silent_turn" not in habits:
             steps.append((last, partial(self._end_generation, speech)))
         steps.append((last + interval, partial(self._complete_turn, speech)))
@@ -1513,3 +1521,23 @@ def fit_close_reason(reason: str) -> str:
     if len(data) <= MAX_CLOSE_REASON_BYTES:
         return reason
     return data[:MAX_CLOSE_REASON_BYTES].decode("utf-8", errors="ignore")
+
+
+def _patterned(
+    pcm: memoryview, pattern: list[tuple[float, float]]
+) -> tuple[list[memoryview | str], list[float]]:
+    """Cut reply audio by a turn's ``chunk_pattern``: the chunks and their send offsets (s)."""
+    chunks: list[memoryview | str] = []
+    offsets: list[float] = []
+    position = 0
+    t = 0.0
+    index = 0
+    while position < len(pcm):
+        chunk_ms, gap_ms = pattern[index % len(pattern)]
+        size = max(2, int(OUTPUT_RATE * SAMPLE_WIDTH * chunk_ms / 1000) // 2 * 2)
+        chunks.append(pcm[position:position + size])
+        offsets.append(t)
+        position += size
+        t += gap_ms / 1000.0
+        index += 1
+    return chunks, offsets

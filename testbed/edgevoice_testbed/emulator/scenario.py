@@ -160,6 +160,19 @@ class Turn(_Model):
     duplicate_calls: bool = False
     """Send each call twice: as ``toolCall`` and as ``modelTurn.parts[].functionCall``."""
 
+    chunk_pattern: list[tuple[float, float]] | None = Field(default=None, min_length=1)
+    """How this turn's audio goes out instead of ``chunk_ms``/``pace``: [chunk ms, ms until
+    the next chunk] pairs, repeated (small chunks, bursts, a server slower than real time)."""
+
+    @field_validator("chunk_pattern")
+    @classmethod
+    def _pattern_sane(cls, value: list[tuple[float, float]] | None) -> list[tuple[float, float]] | None:
+        for chunk_ms, gap_ms in value or ():
+            if not 1 <= chunk_ms <= 5000 or not 0 <= gap_ms <= 10_000:
+                raise ValueError("chunk_pattern entries are [chunk ms 1..5000, gap ms 0..10000], "
+                                 f"got {[chunk_ms, gap_ms]}")
+        return value
+
     @field_validator("match")
     @classmethod
     def _match_compiles(cls, value: str | None) -> str | None:

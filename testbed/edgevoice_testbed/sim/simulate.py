@@ -365,6 +365,9 @@ class SimulatedDevices(AlsaDevices):
     ``restart`` fault the next daemon reads on from where the last one stopped.
     """
 
+    # The simulated card hands over periods as the simulator feeds them: no read-ahead.
+    capture_read_ahead = 0
+
     def __init__(
         self,
         audio: AudioSettings,

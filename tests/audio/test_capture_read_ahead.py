@@ -1,0 +1,128 @@
+"""The microphone while nobody speaks: periods gathered in the card and read together.
+
+The card here is a clock-paced stand-in (a real PCM cannot be made to report which reads
+waited): period k is ready at start + (k + 1) periods; a read before that waits for it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from edgevoice.audio.capture import Microphone
+
+RATE = 16000
+PERIOD = 160  # 10 ms
+
+
+class PacedCard:
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+        self.taken = 0
+        self.waited_reads = 0
+        self.closed = threading.Event()
+
+    def read(self) -> tuple[int, bytes]:
+        ready_t = self.start + (self.taken + 1) * PERIOD / RATE
+        delay = ready_t - time.monotonic()
+        if delay > 0:
+            self.waited_reads += 1
+            # Pacing a simulated sound card by the clock, the way a blocking read waits.
+            self.closed.wait(delay)
+        pcm = (self.taken % 30000 + 1).to_bytes(2, "little") * PERIOD
+        self.taken += 1
+        return PERIOD, pcm
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.periods: list[tuple[int, bytes, float]] = []
+        self.handovers = 0
+        self.lock = threading.Lock()
+        self.enough = threading.Event()
+        self.wanted = 0
+
+    def __call__(self, periods: list[tuple[int, bytes, float]]) -> None:
+        with self.lock:
+            self.handovers += 1
+            self.periods.extend(periods)
+            if len(self.periods) >= self.wanted:
+                self.enough.set()
+
+    def wait_for(self, count: int) -> None:
+        with self.lock:
+            self.wanted = count
+            if len(self.periods) >= count:
+                return
+            self.enough.clear()
+        assert self.enough.wait(10), f"only {len(self.periods)} periods of {count}"
+
+
+def start(read_ahead: int, batch: int) -> tuple[Microphone, PacedCard, Sink]:
+    card, sink = PacedCard(), Sink()
+    mic = Microphone(
+        lambda: card, rate=RATE, period_frames=PERIOD, on_frames=sink, idle_read_ahead=read_ahead
+    )
+    mic.batch = batch
+    mic.start(card)
+    return mic, card, sink
+
+
+def contiguous(periods: list[tuple[int, bytes, float]]) -> bool:
+    return [p for p, _, _ in periods] == [i * PERIOD for i in range(len(periods))]
+
+
+def test_while_idle_the_thread_waits_for_the_card_once_per_stretch_not_once_per_period():
+    mic, card, sink = start(read_ahead=8, batch=3)
+    try:
+        sink.wait_for(60)
+        waited, taken, handovers = card.waited_reads, card.taken, sink.handovers
+    finally:
+        mic.stop()
+    assert contiguous(sink.periods)  # nothing lost, nothing twice, in order
+    # Without read-ahead every read waits (one wake-up per period).
+    assert waited <= taken / 4, (waited, taken)
+    # What a stretch gathered goes to the loop in one hand-over, not one per batch of 3.
+    assert handovers <= len(sink.periods) / 5, (handovers, len(sink.periods))
+
+
+def test_without_read_ahead_every_period_is_a_wake_up():
+    mic, card, sink = start(read_ahead=0, batch=5)
+    try:
+        sink.wait_for(20)
+        waited, taken = card.waited_reads, card.taken
+    finally:
+        mic.stop()
+    assert contiguous(sink.periods)
+    assert waited >= taken - 2
+
+
+def test_a_press_during_an_idle_stretch_gets_every_earlier_period_first_and_none_after():
+    mic, card, sink = start(read_ahead=4, batch=5)
+    pressed = threading.Event()
+    seen: dict[str, int] = {}
+    try:
+        sink.wait_for(12)
+
+        def post(position: int) -> None:
+            with sink.lock:
+                seen["position"] = position
+                seen["delivered"] = len(sink.periods) * PERIOD
+            pressed.set()
+
+        mic.stamp_and_post(post)
+        assert pressed.wait(5)
+        before = card.waited_reads
+        sink.wait_for(len(sink.periods) + 20)
+        after_press = card.waited_reads - before
+    finally:
+        mic.stop()
+    # Every period before the press position was delivered before it; none after it.
+    assert seen["delivered"] <= seen["position"] <= seen["delivered"] + PERIOD
+    assert contiguous(sink.periods)
+    # After a press every period goes at once again: a wake-up per period, no sleeping.
+    # (The first few reads take what the card gathered while the thread slept.)
+    assert mic.batch == 1 and after_press >= 14
