@@ -178,7 +178,7 @@ def _secret(environ: Mapping[str, str], credential: str, variable: str | None) -
         if path.exists():
             from edgevoice.config import read_credential_file
 
-            return read_credential_file(path) or None
+            return read_credential_file(path, environ) or None
     return None
 
 
