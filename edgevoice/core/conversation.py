@@ -785,16 +785,18 @@ class Conversation:
     def _derive_status(self) -> Status:
         if self._device_problems:
             return Status(DeviceState.ERROR, "; ".join(self._device_problems.values()))
-        offline_detail = ""
+        offline_detail = retrying = ""
         if not self.link_up:
             if self._failures:
-                offline_detail = f"offline, retrying (attempt {self._failures + 1})"
+                retrying = f"retrying (attempt {self._failures + 1})"
+                # Another state says it is offline; the offline state need not say it twice.
+                offline_detail = f"offline, {retrying}"
             else:
                 offline_detail = "connecting" if not self._ever_up else "reconnecting"
         if self._held is not None:
             return Status(DeviceState.LISTENING, offline_detail)
         if self._failures and not self.link_up:
-            return Status(DeviceState.OFFLINE, offline_detail)
+            return Status(DeviceState.OFFLINE, retrying)
         if self._generating or self._playing:
             return Status(DeviceState.SPEAKING)
         if self._pending:
