@@ -121,6 +121,12 @@ class LiveLink:
             self._clients.clear()
         self._live = live
 
+    def use_ssl_context(self, ssl_context: ssl.SSLContext | None) -> None:
+        """Trust this context (None: the system's CAs) from the next connection on."""
+        if ssl_context is not self._ssl_context:
+            self._ssl_context = ssl_context
+            self._clients.clear()
+
     def connect(self, action: Connect) -> None:
         self._commands.put_nowait(action)
 

@@ -102,7 +102,8 @@ async def _reload(daemon: Daemon, path: Path) -> None:
     daemon.notifier.reloading()
     try:
         settings = load_settings(path).settings
-        _ssl_context(settings)
+        # Built afresh on every reload: live.ca_file, or the file it names, may have changed.
+        ssl_context = _ssl_context(settings)
     except (ConfigError, UserError) as exc:
         problems = exc.problems if isinstance(exc, ConfigError) else [str(exc)]
         log.error("configuration reload refused, keeping the running one: %s", "; ".join(problems))
@@ -110,7 +111,7 @@ async def _reload(daemon: Daemon, path: Path) -> None:
         setup_logging(settings.logging.level, settings.logging.transcripts)
         if settings.gemini_api_key is not None:
             register_secret(settings.gemini_api_key.get_secret_value())
-        changed = await daemon.reload(settings, alsa_hardware(settings))
+        changed = await daemon.reload(settings, alsa_hardware(settings), ssl_context=ssl_context)
         log.info("configuration reloaded; changed: %s", ", ".join(changed) or "nothing")
     status = daemon.conversation.status
     daemon.notifier.ready(status.text() if status else None)

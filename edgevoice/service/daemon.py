@@ -359,16 +359,25 @@ class Daemon:
             raise UserError(str(exc)) from None
         return capture, playback
 
-    async def reload(self, settings: Settings, hardware: Hardware | None = None) -> list[str]:
+    async def reload(
+        self,
+        settings: Settings,
+        hardware: Hardware | None = None,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> list[str]:
         """Apply a new configuration, keeping the conversation where the change allows.
 
         A change of the Live settings starts a new session (told the recent exchanges);
         anything else keeps it. ``hardware`` replaces the devices when their settings
-        changed. Returns the sections that changed.
+        changed; ``ssl_context``, built from the new settings, is used from the next
+        connection on. Returns the sections that changed.
         """
         old, self.settings = self.settings, settings
         assert self.link is not None and self.speaker is not None and self.microphone is not None
         changed = [name for name, _ in settings if getattr(settings, name) != getattr(old, name)]
+        self._ssl_context = ssl_context
+        self.link.use_ssl_context(ssl_context)
         if settings.live != old.live:
             self.link.update_settings(settings.live)
             self._execute(self.conversation.new_session(self._clock(), "the Live settings changed"))

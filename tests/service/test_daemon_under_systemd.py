@@ -212,3 +212,55 @@ def test_run_watchdog_stops_when_capture_stalls_and_sighup_reloads(
         assert "audio.volume = 'loud'" in output
         assert "test-key-not-secret" not in output
         assert "Traceback" not in output
+
+
+def test_reload_trusts_a_new_live_ca_file(tmp_path: Path, listener: NotifyListener) -> None:
+    """The Live API moves to a server with another CA; the owner points live.ca_file at the
+    new CA and reloads: the next connection must trust it, without a restart."""
+    mic = FifoMicrophone(tmp_path / "mic.fifo")
+    asoundrc = tmp_path / "asoundrc"
+    asoundrc.write_text(asoundrc_for(tmp_path / "mic.fifo", tmp_path / "speaker.raw"))
+    config = tmp_path / "edgevoice.toml"
+
+    def write_config(base_url: str, ca: Path) -> None:
+        config.write_text(
+            f'[audio]\ncapture_device = "edgevoice_mic"\nplayback_device = "edgevoice_speaker"\n'
+            f'[live]\nbase_url = "{base_url}"\nca_file = "{ca}"\n'
+            "reconnect_initial_s = 0.1\nreconnect_max_s = 0.5\n"
+            f'[paths]\nstate_dir = "{tmp_path / "state"}"\n'
+        )
+
+    env = {
+        **listener.environ(),
+        "ALSA_CONFIG_PATH": f"/usr/share/alsa/alsa.conf:{asoundrc}",
+        "GPIOZERO_PIN_FACTORY": "mock",
+        "GEMINI_API_KEY": "test-key-not-secret",
+    }
+    log = tmp_path / "log.txt"
+    scenario = Scenario.model_validate({"voice": "tone"})
+    process = None
+    try:
+        with EmulatorThread(scenario=scenario) as old_server:
+            write_config(old_server.base_url, old_server.write_ca(tmp_path / "old-ca.pem"))
+            process = spawn(["run", "--config", str(config)], env, log)
+            listener.wait_for("READY", "1", timeout=30)
+            listener.wait_until(lambda m: m.get("STATUS") == "idle", timeout=15)
+        # The old server is gone: the device says it is offline, once.
+        offline = listener.wait_until(lambda m: m.get("STATUS", "").startswith("offline: retrying"),
+                                      timeout=15)
+        assert offline.fields["STATUS"].count("offline") == 1
+        with EmulatorThread(scenario=scenario) as new_server:
+            write_config(new_server.base_url, new_server.write_ca(tmp_path / "new-ca.pem"))
+            listener.drain()
+            process.send_signal(signal.SIGHUP)
+            listener.wait_for("RELOADING", "1", timeout=5)
+            listener.wait_until(lambda m: m.get("STATUS") == "idle", timeout=15)
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=15) == 0
+    finally:
+        if process is not None and process.poll() is None:
+            process.kill()
+        mic.close()
+    output = log.read_text()
+    assert "configuration reloaded; changed: live" in output
+    assert "Traceback" not in output
