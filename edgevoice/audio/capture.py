@@ -20,6 +20,12 @@ log = logging.getLogger(__name__)
 # Periods handed over together: [(position, pcm, t), ...], oldest first.
 FrameSink = Callable[[list[tuple[int, bytes, float]]], None]
 
+# A device may deliver at most this many periods ahead of the clock before reads are held
+# back. A sound card's read() blocks until a period is captured, so it never gets ahead;
+# one that returns at once (ALSA's `null`, a broken driver) would spin this thread, flood
+# the event loop with periods and starve its signal handling.
+MAX_PERIODS_AHEAD = 2
+
 
 class Microphone:
     """Runs ``open_device()`` and reads it in a thread until :meth:`stop`.
@@ -44,6 +50,7 @@ class Microphone:
         clock: Callable[[], float] = time.monotonic,
         retry_initial_s: float = 0.5,
         retry_max_s: float = 5.0,
+        paced: bool = True,
     ) -> None:
         self._open_device = open_device
         self.rate = rate
@@ -56,6 +63,9 @@ class Microphone:
         self._clock = clock
         self._retry_initial_s = retry_initial_s
         self._retry_max_s = retry_max_s
+        # False only for a simulated microphone that runs ahead of the clock on purpose.
+        self._paced = paced
+        self.held_back = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         # (end position, time it was read): one tuple so another thread reads a consistent pair.
@@ -106,6 +116,10 @@ class Microphone:
     def _run(self, device: CaptureDevice | None) -> None:
         position = 0
         delay = self._retry_initial_s
+        # When the samples read so far are due by the clock (a token bucket: a card that
+        # falls behind and catches up from its buffer earns no credit for later).
+        due_t = self._clock()
+        period_s = self.period_frames / self.rate
         while not self._stop.is_set():
             if device is None:
                 try:
@@ -120,6 +134,18 @@ class Microphone:
                 self.reopens += 1
                 self._on_problem(None)
                 delay = self._retry_initial_s
+            if self._paced:
+                now = self._clock()
+                due_t = max(due_t, now)
+                if due_t - now > MAX_PERIODS_AHEAD * period_s:
+                    # Running ahead of the clock: this device does not block. Read it at
+                    # the pace a sound card would deliver.
+                    self.held_back += 1
+                    if self.held_back == 1:
+                        log.warning("the capture device delivers faster than real time "
+                                    "(it does not block); reading it at the clock's pace")
+                    if self._stop.wait(due_t - now - period_s):
+                        break
             try:
                 length, data = device.read()
             except Exception as exc:  # the device went away (ENODEV, EBADFD, EIO...)
@@ -128,6 +154,9 @@ class Microphone:
                 _close_quietly(device)
                 device = None
                 continue
+            # Every read counts as at least a period of time, so that a device that keeps
+            # returning nothing (or errors) is held back like one that returns too much.
+            due_t += (len(data) // SAMPLE_BYTES if length > 0 and data else self.period_frames) / self.rate
             if length < 0:
                 # -EPIPE: an overrun. pyalsaaudio has already re-prepared the PCM; audio
                 # was lost but the stream goes on.

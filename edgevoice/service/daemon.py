@@ -107,6 +107,9 @@ class Hardware:
     playback_buffer_frames: int
     # False for a simulated sink that plays instantly: never feed it invented silence.
     paced_playback: bool = True
+    # False for a simulated microphone that runs ahead of the clock on purpose; a real
+    # device that does not block is read at the clock's pace.
+    paced_capture: bool = True
     pin_factory: object | None = None
     # The simulator knows the exact sample of a button edge; None: the capture clock says.
     edge_position: Callable[[], int] | None = None
@@ -320,6 +323,7 @@ class Daemon:
             on_frames=self._post_captured,
             on_problem=lambda problem: self.post(DeviceProblem("microphone", problem, self._clock())),
             heartbeat=capture_beat.beat,
+            paced=self.hardware.paced_capture,
         )
         speaker = Speaker(
             self.hardware.open_playback,

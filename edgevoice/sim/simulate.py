@@ -363,6 +363,7 @@ class _SimulatedRun:
             open_playback=self._open_playback,
             playback_buffer_frames=self._playback_period * 2,
             paced_playback=self.options.realtime,
+            paced_capture=self.options.realtime,
             pin_factory=self._pin_factory,
             edge_position=self._edge_position,
         )
