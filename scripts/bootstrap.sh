@@ -17,18 +17,19 @@ packages=(
   mosquitto               # MQTT backend tests
   systemd                 # systemd-analyze for the unit checks
   shellcheck              # install script lint
-  # The deploy tests (tests/deploy): Debian root filesystems booted with a real systemd,
-  # and an arm64 one entered under qemu-user.
-  debootstrap systemd-container binfmt-support
 )
 if [ "${EDGEVOICE_SKIP_APT:-0}" != 1 ]; then
   "${sudo_cmd[@]}" apt-get update -qq
-  # arm64 emulation: qemu-user-static on both releases (trixie also splits it into
-  # qemu-user + qemu-user-binfmt; take those where the static package is gone).
-  if apt-cache show qemu-user-static >/dev/null 2>&1; then
-    packages+=(qemu-user-static)
-  else
-    packages+=(qemu-user qemu-user-binfmt)
+  if [ "${EDGEVOICE_DEPLOY_TESTS:-}" != skip ]; then
+    # The deploy tests (tests/deploy): Debian root filesystems booted with a real
+    # systemd, and an arm64 one entered under qemu-user (qemu-user-static on both
+    # releases; where it is gone, its successors qemu-user + qemu-user-binfmt).
+    packages+=(debootstrap systemd-container binfmt-support)
+    if apt-cache show qemu-user-static >/dev/null 2>&1; then
+      packages+=(qemu-user-static)
+    else
+      packages+=(qemu-user qemu-user-binfmt)
+    fi
   fi
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${packages[@]}"
 fi
