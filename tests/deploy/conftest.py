@@ -88,7 +88,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for group, steps in TIMINGS.items():
         write(f"{group}:")
         for step, seconds in steps.items():
-            write(f"  {step:<44} {seconds:8.1f}")
+            write(f"  {step:<56} {seconds:8.1f}")
 
 
 @pytest.fixture(scope="session", autouse=True)
