@@ -24,7 +24,7 @@ if [ "${EDGEVOICE_SKIP_APT:-0}" != 1 ]; then
     # The deploy tests (tests/deploy): Debian root filesystems booted with a real
     # systemd, and an arm64 one entered under qemu-user (qemu-user-static on both
     # releases; where it is gone, its successors qemu-user + qemu-user-binfmt).
-    packages+=(debootstrap systemd-container binfmt-support)
+    packages+=(debootstrap mmdebstrap arch-test systemd-container binfmt-support)
     if apt-cache show qemu-user-static >/dev/null 2>&1; then
       packages+=(qemu-user-static)
     else

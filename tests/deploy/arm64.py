@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.deploy.debian import (
-    BASE_PACKAGES,
+    ARM64_PACKAGES,
     Chroot,
     Log,
     Machine,
@@ -59,9 +59,9 @@ def install_on_arm64(workdir: Path) -> Arm64Result:
 
     try:
         started = time.monotonic()
-        lower, cached = rootfs(RootfsSpec(RELEASE, arch="arm64", packages=BASE_PACKAGES), log)
+        lower, cached = rootfs(RootfsSpec(RELEASE, arch="arm64", packages=ARM64_PACKAGES), log)
         step("root filesystem (cached)" if cached else
-             "root filesystem (debootstrap --foreign + second stage, not cached)", started)
+             "root filesystem (mmdebstrap under qemu-user, not cached)", started)
         enable_qemu_binfmt(log)  # the cache outlives a reboot; the registration does not
         machine = Machine("arm64", lower, workdir)  # only for its copy-on-write mount
         machine.mount()
