@@ -789,7 +789,7 @@ class Conversation:
         if not self.link_up:
             if self._failures:
                 retrying = f"retrying (attempt {self._failures + 1})"
-                # Another state says it is offline; the offline state need not say it twice.
+                # Listening or thinking while offline say so; the offline state says it once.
                 offline_detail = f"offline, {retrying}"
             else:
                 offline_detail = "connecting" if not self._ever_up else "reconnecting"
