@@ -30,6 +30,7 @@ import re
 import shlex
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import time
@@ -434,14 +435,19 @@ class Chroot:
     _mounts: list[Path] = field(default_factory=list)
 
     def __enter__(self) -> Chroot:
-        for source, kind in (("/proc", "proc"), ("/sys", "sysfs"), ("/dev", None), ("/dev/pts", None)):
+        for source, kind in (("/proc", "proc"), ("/sys", "sysfs"), ("/dev", "tmpfs")):
             target = self.root / source.lstrip("/")
             target.mkdir(parents=True, exist_ok=True)
-            if kind is None:
-                self.log.run(["mount", "--bind", source, str(target)], timeout=30)
-            else:
-                self.log.run(["mount", "-t", kind, kind, str(target)], timeout=30)
+            self.log.run(["mount", "-t", kind, kind, str(target)], timeout=30)
             self._mounts.append(target)
+        # A /dev of its own with the few nodes apt, dpkg and pip use, never the host's
+        # /dev bound in: a directory left mounted by a crash and later deleted with
+        # `rm -r` would take the host's device nodes with it.
+        for name, major, minor in (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8),
+                                   ("urandom", 1, 9), ("tty", 5, 0)):
+            node = self.root / "dev" / name
+            os.mknod(node, 0o666 | stat.S_IFCHR, os.makedev(major, minor))
+            node.chmod(0o666)
         resolv = self.root / "etc/resolv.conf"
         resolv.unlink(missing_ok=True)
         shutil.copy2("/etc/resolv.conf", resolv)
