@@ -104,14 +104,24 @@ systemctl_do() {
   fi
 }
 
+# Whether systemd runs this system (sd_booted()): not in a chroot, e.g. while building an
+# SD card image, where the unit can be installed and enabled but not started.
+systemd_running() { [ -d /run/systemd/system ]; }
+
 # -- uninstall ---------------------------------------------------------------------------
 
 if [ "$uninstall" -eq 1 ]; then
   if [ "$use_systemctl" -eq 1 ] && systemctl list-unit-files edgevoice.service >/dev/null 2>&1; then
-    systemctl disable --now edgevoice.service || warn "could not stop the service"
+    if systemd_running; then
+      systemctl disable --now edgevoice.service || warn "could not stop the service"
+    else
+      systemctl disable edgevoice.service || warn "could not disable the service"
+    fi
   fi
   rm -f "$unit_path"
-  systemctl_do daemon-reload
+  if systemd_running; then
+    systemctl_do daemon-reload
+  fi
   rm -rf "$opt_dir"
   say "removed the service and $opt_dir"
   say "kept the configuration in $config_dir and the state in $state_dir (remove them by hand if you wish)"
@@ -180,6 +190,10 @@ if [ "$packages" -eq 1 ]; then
   # gpiozero's GPIO backend (Pi 5 included); packaged by Raspberry Pi OS (not plain Debian).
   if apt-cache show python3-lgpio >/dev/null 2>&1; then
     debs+=(python3-lgpio)
+  elif [ "$(uname -m)" = aarch64 ]; then
+    # lgpio comes from PyPI then; where it has no wheel for this Python (3.13 on
+    # plain Debian 13), pip builds it, which needs swig.
+    debs+=(swig)
   fi
   say "installing Debian packages: ${debs[*]}"
   apt-get update -qq
@@ -265,7 +279,10 @@ fi
 
 # -- start -------------------------------------------------------------------------------
 
-if [ "$use_systemctl" -eq 1 ]; then
+if [ "$use_systemctl" -eq 1 ] && ! systemd_running; then
+  systemctl enable edgevoice.service >/dev/null
+  say "systemd is not running here (a chroot?): the service is enabled and starts at the next boot"
+elif [ "$use_systemctl" -eq 1 ]; then
   systemctl daemon-reload
   systemctl enable edgevoice.service >/dev/null
   if [ -s "$key_path" ]; then
