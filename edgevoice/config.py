@@ -353,7 +353,7 @@ def _read_secrets(environ: Mapping[str, str]) -> dict[str, str]:
     if directory:
         path = Path(directory) / API_KEY_CREDENTIAL
         if path.exists():
-            return {"gemini_api_key": read_credential_file(path), "_source": f"credential {path}"}
+            return {"gemini_api_key": read_credential_file(path, environ), "_source": f"credential {path}"}
     return {}
 
 

@@ -10,6 +10,7 @@ This module imports nothing from the rest of the device, so any room may import 
 
 from __future__ import annotations
 
+import os
 import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -56,13 +57,21 @@ class ConfigError(Exception):
         super().__init__("\n".join(problems))
 
 
-def read_credential_file(path: Path) -> str:
-    """Read a secret from a file, refusing one that other users could read."""
+def read_credential_file(path: Path, environ: Mapping[str, str] | None = None) -> str:
+    """Read a secret from a file, refusing one that other users could read.
+
+    A file in systemd's credentials directory (``$CREDENTIALS_DIRECTORY`` of ``environ``,
+    default the process's) may be group readable: systemd 257 hands credentials over with
+    mode 0440, the group being the service's own, inside a directory only the service can
+    enter. Anywhere else a group-readable secret is a careless file and is refused.
+    """
     try:
         info = path.stat()
     except OSError as exc:
         raise ConfigError([f"credential file {path} cannot be read: {exc.strerror}"]) from None
-    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+    protected = _in_credentials_directory(path, os.environ if environ is None else environ)
+    allowed = stat.S_IRGRP if protected else 0
+    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO) & ~allowed:
         raise ConfigError(
             [
                 f"credential file {path} is readable by other users (mode "
@@ -73,6 +82,20 @@ def read_credential_file(path: Path) -> str:
         return path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"credential file {path} cannot be read: {exc}"]) from None
+
+
+def _in_credentials_directory(path: Path, environ: Mapping[str, str]) -> bool:
+    """Whether ``path`` is a file systemd placed in this service's credentials directory:
+    directly in ``$CREDENTIALS_DIRECTORY``, which nobody but the service can enter."""
+    directory = environ.get("CREDENTIALS_DIRECTORY")
+    if not directory:
+        return False
+    try:
+        info = Path(directory).stat()
+        same_directory = path.resolve().parent == Path(directory).resolve()
+    except OSError:
+        return False
+    return same_directory and not info.st_mode & stat.S_IRWXO
 
 
 __all__ = ["ConfigError", "Section", "read_credential_file", "registered_sections", "section"]

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install (or upgrade, or remove) the EdgeVoice service on Raspberry Pi OS Bookworm.
+# Install (or upgrade, or remove) the EdgeVoice service on Raspberry Pi OS (Debian 13
+# "trixie", the current one, or Debian 12 "bookworm") or another Debian-based board.
 #
 #   sudo scripts/install.sh                      # prompts for the Gemini API key
 #   sudo scripts/install.sh < keyfile            # reads the key from standard input
@@ -7,6 +8,8 @@
 #
 # What it does, from the checkout it lives in:
 #   - apt-get installs what pyalsaaudio and systemd-python build against
+#   - the audio and gpio system groups the unit runs in, if missing (plain Debian and
+#     other boards have no gpio group)
 #   - a virtual environment in /opt/edgevoice/venv with this project installed
 #   - /etc/systemd/system/edgevoice.service (replaced on every run)
 #   - /etc/edgevoice/edgevoice.toml from config/edgevoice.toml (never overwritten)
@@ -101,14 +104,24 @@ systemctl_do() {
   fi
 }
 
+# Whether systemd runs this system (sd_booted()): not in a chroot, e.g. while building an
+# SD card image, where the unit can be installed and enabled but not started.
+systemd_running() { [ -d /run/systemd/system ]; }
+
 # -- uninstall ---------------------------------------------------------------------------
 
 if [ "$uninstall" -eq 1 ]; then
   if [ "$use_systemctl" -eq 1 ] && systemctl list-unit-files edgevoice.service >/dev/null 2>&1; then
-    systemctl disable --now edgevoice.service || warn "could not stop the service"
+    if systemd_running; then
+      systemctl disable --now edgevoice.service || warn "could not stop the service"
+    else
+      systemctl disable edgevoice.service || warn "could not disable the service"
+    fi
   fi
   rm -f "$unit_path"
-  systemctl_do daemon-reload
+  if systemd_running; then
+    systemctl_do daemon-reload
+  fi
   rm -rf "$opt_dir"
   say "removed the service and $opt_dir"
   say "kept the configuration in $config_dir and the state in $state_dir (remove them by hand if you wish)"
@@ -171,16 +184,35 @@ esac
 if [ "$packages" -eq 1 ]; then
   debs=(
     python3 python3-venv python3-dev gcc pkg-config
-    libasound2 libasound2-dev alsa-utils   # pyalsaaudio; arecord/aplay/alsamixer for checks
+    libasound2-dev alsa-utils              # pyalsaaudio (and libasound); arecord/aplay for checks
     libsystemd-dev                         # systemd-python
   )
-  # gpiozero's GPIO backend on Bookworm; packaged by Raspberry Pi OS (not plain Debian).
+  # gpiozero's GPIO backend (Pi 5 included); packaged by Raspberry Pi OS (not plain Debian).
   if apt-cache show python3-lgpio >/dev/null 2>&1; then
     debs+=(python3-lgpio)
+  elif [ "$(uname -m)" = aarch64 ]; then
+    # lgpio comes from PyPI then; where it has no wheel for this Python (3.13 on
+    # plain Debian 13), pip builds it, which needs swig.
+    debs+=(swig)
   fi
   say "installing Debian packages: ${debs[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${debs[@]}"
+fi
+
+# -- groups -------------------------------------------------------------------------------
+
+# The unit runs in the audio and gpio groups (SupplementaryGroups=), and systemd refuses
+# to start it (status 216/GROUP) if either is missing. Raspberry Pi OS has both, and its
+# udev rules give /dev/gpiochip* to gpio; plain Debian and other boards have no gpio
+# group: an empty system group lets the unit start (GPIO then needs a udev rule there).
+if [ -z "$root" ]; then
+  for group in audio gpio; do
+    if ! getent group "$group" >/dev/null; then
+      groupadd --system "$group"
+      say "created the system group $group (the service runs in it)"
+    fi
+  done
 fi
 
 # -- virtual environment -----------------------------------------------------------------
@@ -247,7 +279,10 @@ fi
 
 # -- start -------------------------------------------------------------------------------
 
-if [ "$use_systemctl" -eq 1 ]; then
+if [ "$use_systemctl" -eq 1 ] && ! systemd_running; then
+  systemctl enable edgevoice.service >/dev/null
+  say "systemd is not running here (a chroot?): the service is enabled and starts at the next boot"
+elif [ "$use_systemctl" -eq 1 ]; then
   systemctl daemon-reload
   systemctl enable edgevoice.service >/dev/null
   if [ -s "$key_path" ]; then

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from edgevoice.sections import ConfigError, read_credential_file
 from edgevoice.service.instance_lock import InstanceLock
 from edgevoice_testbed.sim.wav import write_wav
 from tests.support.alsa import simulated_alsa_env
@@ -118,6 +119,45 @@ def test_credential_file_readable_by_others_is_refused(tmp_path: Path) -> None:
     assert "secret-value" not in result.stderr
     key.chmod(0o600)
     assert edgevoice("check-config", "--config", str(config), env=env).returncode == 0
+
+
+def test_credential_as_systemd_257_hands_it_over_is_accepted(tmp_path: Path) -> None:
+    # systemd 257 (Debian 13) places LoadCredential= files with mode 0440 in a directory
+    # only the service can enter: systemd protects them, the group is the service's own.
+    credentials = tmp_path / "credentials"
+    credentials.mkdir(mode=0o550)
+    key = credentials / "gemini-api-key"
+    key.write_text("secret-value\n")
+    key.chmod(0o440)
+    credentials.chmod(0o550)
+    env = dict(os.environ, CREDENTIALS_DIRECTORY=str(credentials))
+    env.pop("GEMINI_API_KEY", None)
+    config = tmp_path / "edgevoice.toml"
+    config.write_text("")
+    result = edgevoice("check-config", "--config", str(config), env=env)
+    assert result.returncode == 0, result.stderr
+    assert "secret-value" not in result.stdout + result.stderr
+
+    # The same mode on a careless file elsewhere is still refused...
+    loose = tmp_path / "loose-key"
+    loose.write_text("other-secret\n")
+    loose.chmod(0o440)
+    with pytest.raises(ConfigError, match="readable by other users"):
+        read_credential_file(loose, {"CREDENTIALS_DIRECTORY": str(credentials)})
+    # ...and so is a world-readable file even in the credentials directory, or a
+    # group-readable one in a "credentials directory" that others may enter.
+    credentials.chmod(0o750)
+    key.chmod(0o444)
+    with pytest.raises(ConfigError, match="readable by other users"):
+        read_credential_file(key, {"CREDENTIALS_DIRECTORY": str(credentials)})
+    open_directory = tmp_path / "open"
+    open_directory.mkdir(mode=0o755)
+    open_directory.chmod(0o755)
+    exposed = open_directory / "gemini-api-key"
+    exposed.write_text("third-secret\n")
+    exposed.chmod(0o440)
+    with pytest.raises(ConfigError, match="readable by other users"):
+        read_credential_file(exposed, {"CREDENTIALS_DIRECTORY": str(open_directory)})
 
 
 def test_live_without_an_api_key(tmp_path: Path) -> None:

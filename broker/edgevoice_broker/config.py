@@ -84,7 +84,7 @@ def read_api_key(environ: Mapping[str, str]) -> str:
     if directory:
         path = Path(directory) / API_KEY_CREDENTIAL
         if path.exists():
-            key = read_credential_file(path)
+            key = read_credential_file(path, environ)
             if key:
                 return key
             raise ConfigError([f"credential file {path} is empty"])

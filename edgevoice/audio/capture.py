@@ -21,6 +21,12 @@ log = logging.getLogger(__name__)
 # Periods handed over together: [(position, pcm, t), ...], oldest first.
 FrameSink = Callable[[list[tuple[int, bytes, float]]], None]
 
+# A device may deliver at most this many periods ahead of the clock before reads are held
+# back. A sound card's read() blocks until a period is captured, so it never gets ahead;
+# one that returns at once (ALSA's `null`, a broken driver) would spin this thread, flood
+# the event loop with periods and starve its signal handling.
+MAX_PERIODS_AHEAD = 2
+
 
 class Microphone:
     """Runs ``open_device()`` and reads it in a thread until :meth:`stop`.
@@ -50,6 +56,7 @@ class Microphone:
         retry_initial_s: float = 0.5,
         retry_max_s: float = 5.0,
         idle_read_ahead: int = 0,
+        paced: bool = True,
     ) -> None:
         self._open_device = open_device
         self.rate = rate
@@ -65,6 +72,9 @@ class Microphone:
         self._clock = clock
         self._retry_initial_s = retry_initial_s
         self._retry_max_s = retry_max_s
+        # False only for a simulated microphone that runs ahead of the clock on purpose.
+        self._paced = paced
+        self.held_back = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         # (end position, time it was read) of the last read that waited for the card (one
@@ -122,6 +132,11 @@ class Microphone:
         position = 0
         caught_up = False  # the last read waited for the card: it holds nothing more
         delay = self._retry_initial_s
+        # When the samples read so far are due by the clock (a token bucket: a card that
+        # falls behind and catches up from its buffer earns no credit for later).
+        due_t = self._clock()
+        period_s = self.period_frames / self.rate
+        gathered_s = 0.0  # audio the card was left to gather on purpose (idle read-ahead)
         while not self._stop.is_set():
             if device is None:
                 try:
@@ -142,8 +157,23 @@ class Microphone:
                 self._wake.wait(read_ahead * self.period_frames / self.rate)
                 self._wake.clear()
                 caught_up = False
+                # The card gathered those periods meanwhile: reading them now is not
+                # running ahead of the clock.
+                gathered_s = read_ahead * period_s
                 if self._stop.is_set():
                     break
+            if self._paced:
+                now = self._clock()
+                due_t = max(due_t, now - gathered_s)
+                if due_t - now > MAX_PERIODS_AHEAD * period_s:
+                    # Running ahead of the clock: this device does not block. Read it at
+                    # the pace a sound card would deliver.
+                    self.held_back += 1
+                    if self.held_back == 1:
+                        log.warning("the capture device delivers faster than real time "
+                                    "(it does not block); reading it at the clock's pace")
+                    if self._stop.wait(due_t - now - period_s):
+                        break
             try:
                 asked_t = self._clock()
                 length, data = device.read()
@@ -153,6 +183,11 @@ class Microphone:
                 _close_quietly(device)
                 device = None
                 continue
+            # Every read counts as at least a period of time, so that a device that keeps
+            # returning nothing (or errors) is held back like one that returns too much.
+            read_s = (len(data) // SAMPLE_BYTES if length > 0 and data else self.period_frames) / self.rate
+            due_t += read_s
+            gathered_s = max(0.0, gathered_s - read_s)
             if length < 0:
                 # -EPIPE: an overrun. pyalsaaudio has already re-prepared the PCM; audio
                 # was lost but the stream goes on.

@@ -940,10 +940,12 @@ class Conversation:
         conn = self._conn
         if self._device_problems:
             return Status(DeviceState.ERROR, "; ".join(self._device_problems.values()))
-        offline_detail = ""
+        offline_detail = retrying = ""
         if not conn.up:
             if conn.failures:
-                offline_detail = f"offline, retrying (attempt {conn.failures + 1})"
+                retrying = f"retrying (attempt {conn.failures + 1})"
+                # Listening or thinking while offline say so; the offline state says it once.
+                offline_detail = f"offline, {retrying}"
             elif conn.young_deaths >= 2:
                 closed = conn.young_deaths
                 offline_detail = f"reconnecting: the server closed {closed} connections soon after opening"
@@ -952,7 +954,7 @@ class Conversation:
         if self._ledger.held is not None:
             return Status(DeviceState.LISTENING, offline_detail)
         if conn.failures and not conn.up:
-            return Status(DeviceState.OFFLINE, offline_detail)
+            return Status(DeviceState.OFFLINE, retrying)
         if self._turn.generating or self._turn.speaker_busy:
             return Status(DeviceState.SPEAKING)
         if len(self._ledger):

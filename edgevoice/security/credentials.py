@@ -57,7 +57,7 @@ def read_device_secret(environ: Mapping[str, str]) -> str:
                 "(printed by 'edgevoice token-broker add-device' on the broker)"
             ]
         )
-    secret = read_credential_file(path)
+    secret = read_credential_file(path, environ)
     if not secret:
         raise ConfigError([f"credential file {path} is empty"])
     return secret

@@ -339,6 +339,7 @@ class Daemon:
             on_problem=lambda problem: self.post(DeviceProblem("microphone", problem, self._clock())),
             heartbeat=capture_beat.beat,
             idle_read_ahead=self.devices.capture_read_ahead,
+            paced=self.devices.paced_capture,
         )
         speaker = Speaker(
             self.devices.open_playback,

@@ -40,6 +40,9 @@ class Devices(Protocol):
     paced_playback: bool
     # Periods the capture card may gather while nobody speaks (see Microphone); 0: off.
     capture_read_ahead: int
+    # False for a simulated microphone that runs ahead of the clock on purpose; a real
+    # device that does not block is read at the clock's pace.
+    paced_capture: bool
 
     @property
     def playback_buffer_frames(self) -> int: ...
@@ -58,6 +61,7 @@ class AlsaDevices:
     """The board's sound card(s), opened at whatever format they accept, and its GPIO pins."""
 
     paced_playback = True
+    paced_capture = True
     capture_read_ahead = CAPTURE_READ_AHEAD
 
     def __init__(self, audio: AudioSettings, pin_factory: object | None = None) -> None:

@@ -222,7 +222,7 @@ def _secret(
     if directory:
         path = Path(directory) / credential
         if path.exists():
-            return read_credential_file(path) or None, f"the credential {credential}"
+            return read_credential_file(path, environ) or None, f"the credential {credential}"
     return None, f"the credential {credential}"
 
 

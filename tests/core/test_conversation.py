@@ -368,7 +368,7 @@ def test_failed_attempts_back_off_with_a_cap_and_say_offline() -> None:
         h.send(Tick(h.t))
     assert delays[0] <= 0.25 and max(delays) <= 4.0 and delays[-1] >= 2.0
     assert h.core.status is not None and h.core.status.state == DeviceState.OFFLINE
-    assert "attempt 11" in h.core.status.detail
+    assert h.core.status.text() == "offline: retrying (attempt 11)"
     assert h.of(PlayEarcon).count(PlayEarcon(Earcon.OFFLINE)) == 1
     h.up()
     assert PlayEarcon(Earcon.RECONNECTED) in h.of(PlayEarcon)

@@ -224,3 +224,109 @@ def test_run_watchdog_stops_when_capture_stalls_and_sighup_reloads(
         assert "audio.volume = 'loud'" in output
         assert "test-key-not-secret" not in output
         assert "Traceback" not in output
+
+
+def test_reload_trusts_a_new_live_ca_file(tmp_path: Path, listener: NotifyListener) -> None:
+    """The Live API moves to a server with another CA; the owner points live.ca_file at the
+    new CA and reloads: the next connection must trust it, without a restart."""
+    mic = FifoMicrophone(tmp_path / "mic.fifo")
+    asoundrc = tmp_path / "asoundrc"
+    asoundrc.write_text(asoundrc_for(tmp_path / "mic.fifo", tmp_path / "speaker.raw"))
+    config = tmp_path / "edgevoice.toml"
+
+    def write_config(base_url: str, ca: Path) -> None:
+        config.write_text(
+            f'[audio]\ncapture_device = "edgevoice_mic"\nplayback_device = "edgevoice_speaker"\n'
+            f'[live]\nbase_url = "{base_url}"\nca_file = "{ca}"\n'
+            "reconnect_initial_s = 0.1\nreconnect_max_s = 0.5\n"
+            f'[paths]\nstate_dir = "{tmp_path / "state"}"\n'
+        )
+
+    env = {
+        **listener.environ(),
+        "ALSA_CONFIG_PATH": f"/usr/share/alsa/alsa.conf:{asoundrc}",
+        "GPIOZERO_PIN_FACTORY": "mock",
+        "GEMINI_API_KEY": "test-key-not-secret",
+    }
+    log = tmp_path / "log.txt"
+    scenario = Scenario.model_validate({"voice": "tone"})
+    process = None
+    try:
+        with EmulatorThread(scenario=scenario) as old_server:
+            write_config(old_server.base_url, old_server.write_ca(tmp_path / "old-ca.pem"))
+            process = spawn(["run", "--config", str(config)], env, log)
+            listener.wait_for("READY", "1", timeout=30)
+            listener.wait_until(lambda m: m.get("STATUS") == "idle", timeout=15)
+        # The old server is gone: the device says it is offline, once.
+        offline = listener.wait_until(lambda m: m.get("STATUS", "").startswith("offline: retrying"),
+                                      timeout=15)
+        assert offline.fields["STATUS"].count("offline") == 1
+        with EmulatorThread(scenario=scenario) as new_server:
+            write_config(new_server.base_url, new_server.write_ca(tmp_path / "new-ca.pem"))
+            listener.drain()
+            process.send_signal(signal.SIGHUP)
+            listener.wait_for("RELOADING", "1", timeout=5)
+            listener.wait_until(lambda m: m.get("STATUS") == "idle", timeout=15)
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=15) == 0
+    finally:
+        if process is not None and process.poll() is None:
+            process.kill()
+        mic.close()
+    output = log.read_text()
+    assert "configuration reloaded; changed: live" in output
+    assert "Traceback" not in output
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_run_on_alsa_null_devices_neither_spins_nor_misses_signals(
+    tmp_path: Path, listener: NotifyListener
+) -> None:
+    """ALSA's `null` PCM opens on any machine and returns every read at once. The daemon
+    must treat it like a card (periods at the clock's pace): no busy core, no flood of the
+    event loop, and SIGHUP/SIGTERM handled promptly."""
+    config = tmp_path / "edgevoice.toml"
+    with EmulatorThread(scenario=Scenario.model_validate({"voice": "tone"})) as emulator:
+        ca = emulator.write_ca(tmp_path / "ca.pem")
+        config.write_text(
+            '[audio]\ncapture_device = "null"\nplayback_device = "null"\n'
+            f'[live]\nbase_url = "{emulator.base_url}"\nca_file = "{ca}"\n'
+            f'[paths]\nstate_dir = "{tmp_path / "state"}"\n'
+        )
+        env = {
+            **listener.environ(),
+            "WATCHDOG_USEC": str(WATCHDOG_USEC),
+            "GPIOZERO_PIN_FACTORY": "mock",
+            "GEMINI_API_KEY": "test-key-not-secret",
+        }
+        log = tmp_path / "log.txt"
+        process = spawn(["run", "--config", str(config)], env, log)
+        try:
+            listener.wait_for("READY", "1", timeout=30)
+            listener.wait_until(lambda m: m.get("STATUS") == "idle", timeout=15)
+            listener.wait_for("WATCHDOG", "1", timeout=3)
+            cpu_from, wall_from = _cpu_seconds(process.pid), time.monotonic()
+            for _ in range(4):  # pings come every 2/3 s
+                listener.wait_for("WATCHDOG", "1", timeout=3)
+            cpu = _cpu_seconds(process.pid) - cpu_from
+            wall = time.monotonic() - wall_from
+            # Spinning on the null device kept a whole core busy.
+            assert cpu < 0.5 * wall, f"{cpu:.2f} s of CPU in {wall:.2f} s"
+            for _ in range(3):
+                process.send_signal(signal.SIGHUP)
+                listener.wait_for("RELOADING", "1", timeout=5)
+                listener.wait_for("READY", "1", timeout=5)
+            process.send_signal(signal.SIGTERM)
+            listener.wait_for("STOPPING", "1", timeout=5)
+            assert process.wait(timeout=10) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+    output = log.read_text()
+    assert "signal wakeup fd" not in output
+    assert "delivers faster than real time" in output
+    assert "Traceback" not in output

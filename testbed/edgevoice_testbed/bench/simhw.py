@@ -125,6 +125,7 @@ class BenchDevices:
         self.pin_factory = MockFactory()
         # The simulated card drains at its sample rate, like a real one.
         self.paced_playback = True
+        self.paced_capture = True
         # Periods the daemon's microphone may let gather while nobody speaks (as on a device).
         self.capture_read_ahead = capture_read_ahead
         self.button_pin = button_pin

@@ -379,6 +379,8 @@ class SimulatedDevices(AlsaDevices):
     ) -> None:
         super().__init__(audio, pin_factory=MockFactory())
         self.paced_playback = realtime
+        # In fast mode the simulated microphone runs ahead of the clock on purpose.
+        self.paced_capture = realtime
         self._schedule = schedule
         self._drive_button = drive_button
         self._ready_for_press = ready_for_press

@@ -1,0 +1,54 @@
+"""The whole test suite on the Python the host does not have: 3.13 in a Debian 13
+container on a Debian 12 host (3.11), 3.11 in a Debian 12 container on a Debian 13 host.
+Together with the host's own run, CI covers both Pythons Raspberry Pi OS ships.
+
+Inside, the README's test command runs unchanged (scripts/test.sh: apt-get, venv, ruff,
+pytest) in a booted container, without these deploy tests (no containers in containers).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import pytest
+
+from tests.deploy.conftest import record, require_deploy_prerequisites
+from tests.deploy.debian import Log, Machine, RootfsSpec, copy_checkout, rootfs
+
+# The Python of each release (Raspberry Pi OS: trixie 3.13, bookworm 3.11).
+PYTHON_OF = {"trixie": (3, 13), "bookworm": (3, 11)}
+
+
+def test_the_suite_passes_on_the_other_python(tmp_path_factory: pytest.TempPathFactory) -> None:
+    require_deploy_prerequisites()
+    host = sys.version_info[:2]
+    release = next(name for name, version in PYTHON_OF.items() if version != host)
+    python = ".".join(map(str, PYTHON_OF[release]))
+    group = f"test suite on Python {python} ({release} container)"
+    workdir = tmp_path_factory.mktemp(f"suite-{release}")
+    started = time.monotonic()
+    lower, cached = rootfs(RootfsSpec(release), Log(workdir / "rootfs.log"))
+    record(group, "root filesystem (cached)" if cached else "root filesystem (debootstrap, not cached)",
+           time.monotonic() - started)
+    machine = Machine(f"suite-{release}", lower, workdir)
+    machine.mount()
+    try:
+        started = time.monotonic()
+        machine.boot()
+        record(group, "boot", time.monotonic() - started)
+        copy_checkout(machine.path("/root/suite"))
+        started = time.monotonic()
+        # The whole output goes to the machine's log; the tail (failures, the count) here.
+        result = machine.sh("cd /root/suite && EDGEVOICE_DEPLOY_TESTS=skip scripts/test.sh -q -rfE "
+                            "-p no:cacheprovider > /root/suite.log 2>&1; status=$?; "
+                            "tail -n 150 /root/suite.log; exit $status",
+                            check=False, timeout=3000)
+        record(group, "scripts/test.sh (bootstrap, ruff, pytest)", time.monotonic() - started)
+        ran_on = machine.sh("/root/suite/.venv/bin/python --version", check=False).stdout
+    finally:
+        machine.poweroff()
+    summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
+    record(group, f"result: {summary[:60]}", 0.0)
+    assert ran_on.startswith(f"Python {python}."), ran_on
+    assert result.returncode == 0, f"the suite failed on Python {python}:\n{result.stdout}"
