@@ -40,7 +40,9 @@ def test_the_suite_passes_on_the_other_python(tmp_path_factory: pytest.TempPathF
         copy_checkout(machine.path("/root/suite"))
         started = time.monotonic()
         # The whole output goes to the machine's log; the tail (failures, the count) here.
-        result = machine.sh("cd /root/suite && EDGEVOICE_DEPLOY_TESTS=skip scripts/test.sh -q -rfE "
+        # Home Assistant 2024.3.3 does not install on 3.13: the host's run covers it there.
+        ha = "EDGEVOICE_HA_TESTS=skip " if PYTHON_OF[release] >= (3, 13) else ""
+        result = machine.sh(f"cd /root/suite && {ha}EDGEVOICE_DEPLOY_TESTS=skip scripts/test.sh -q -rfE "
                             "-p no:cacheprovider > /root/suite.log 2>&1; status=$?; "
                             "tail -n 150 /root/suite.log; exit $status",
                             check=False, timeout=3000)

@@ -16,8 +16,10 @@ import pytest
 from tests.support.home_assistant import (
     AdminSocket,
     HomeAssistantProcess,
+    check_python,
     ensure_installed,
     run_in_thread,
+    skip_reason,
 )
 from tests.tools.home_fakes import Outcomes
 
@@ -59,6 +61,9 @@ async def _set_up_home(ha: HomeAssistantProcess) -> None:
 
 @pytest.fixture(scope="session")
 def real_home_assistant(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HomeAssistantProcess]:
+    if (reason := skip_reason()) is not None:
+        pytest.skip(reason)
+    check_python()
     hass, install_s = ensure_installed()
     FIGURES["HA install (from nothing)"] = f"{install_s:.1f} s" if install_s else "cached"
     ha = HomeAssistantProcess(hass, Path(tmp_path_factory.mktemp("home-assistant")) / "config")
