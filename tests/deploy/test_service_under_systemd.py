@@ -34,6 +34,9 @@ CHECKOUT = "/root/edgevoice"
 CONFIG = "/etc/edgevoice/edgevoice.toml"
 CA_DIR = "/run/edgevoice-ci-emulator"
 EMULATOR_UNIT = "/etc/systemd/system/edgevoice-ci-emulator.service"
+# The emulator is one of the tools that test the device (edgevoice-testbed), which
+# install.sh leaves out: it gets a virtual environment of its own beside the device's.
+EMULATOR_VENV = "/opt/edgevoice-ci/venv"
 # The state directory of a DynamicUser= service (/var/lib/edgevoice links to it).
 STATE = "/var/lib/private/edgevoice"
 
@@ -76,7 +79,7 @@ def emulator_unit(port: int, ca_name: str) -> str:
 [Unit]
 Description=edgevoice CI: the Live API emulator
 [Service]
-ExecStart=/opt/edgevoice/venv/bin/edgevoice emulator --host 127.0.0.1 --port {port} \\
+ExecStart={EMULATOR_VENV}/bin/edgevoice emulator --host 127.0.0.1 --port {port} \\
     --ca-out {CA_DIR}/{ca_name}
 RuntimeDirectory=edgevoice-ci-emulator
 RuntimeDirectoryMode=0755
@@ -173,6 +176,12 @@ def installed(device: Device) -> Device:
     assert "edgevoice install: done" in result.stdout
     assert KEY not in result.stdout + result.stderr
     assert machine.sh("getent group gpio", check=False).returncode == 0
+    # The device carries none of the tools that test it.
+    assert machine.sh("/opt/edgevoice/venv/bin/python -c 'import edgevoice_testbed'", check=False).returncode
+    assert machine.sh("/opt/edgevoice/venv/bin/python -c 'import trustme'", check=False).returncode
+    with timed(device.release, "emulator venv (the testbed, beside the device)"):
+        machine.sh(f"python3 -m venv {EMULATOR_VENV} && {EMULATOR_VENV}/bin/pip install -q "
+                   f"{CHECKOUT} {CHECKOUT}/testbed", timeout=1200)
     # The owner points the example configuration at the Live API (here the emulator).
     machine.sh("systemctl start edgevoice-ci-emulator.service")
     machine.wait_for("the emulator's CA", f"test -s {CA_DIR}/ca.pem", timeout=60)
