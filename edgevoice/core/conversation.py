@@ -35,7 +35,7 @@ import traceback
 from dataclasses import dataclass
 
 from edgevoice.core.backoff import Backoff
-from edgevoice.core.calls import Calls, PendingCall
+from edgevoice.core.calls import Calls, PendingCall, RanCall, already_done, call_key
 from edgevoice.core.connection import Connection, LinkState
 from edgevoice.core.events import (
     Action,
@@ -551,12 +551,40 @@ class Conversation:
         if not self._current(event):
             return
         self._turn.fire(TurnTrigger.CONTENT)
+        # The question this reply answers: a question asked again (after a drop or a
+        # restart) gets the results of what its first reply already ran.
+        utterance = self._ledger.awaiting(event.link)
+        runs: list[Action] = []
         for call in event.calls:
-            if self._calls.receive(call, event.link, event.t):
-                actions.append(RunTool(call))
-            else:
+            if not self._calls.receive(call, event.link, event.t, utterance):
                 # The same call again (as toolCall and inside the turn): it runs once.
                 actions.append(Log(logging.INFO, f"function call {call.id} arrived twice: ran once"))
+                continue
+            if utterance is None:
+                runs.append(RunTool(call))
+                continue
+            key = call_key(call.name, call.args)
+            ran = utterance.calls.get(key)
+            if ran is None:
+                utterance.calls[key] = RanCall()
+                self._ledger_changed = True
+                runs.append(RunTool(call))
+                continue
+            pending = self._calls.take(call.id)
+            assert pending is not None
+            actions.append(
+                Log(
+                    logging.INFO,
+                    f"function {call.name} already ran for utterance {utterance.number}: "
+                    "answered with its result, not run again",
+                )
+            )
+            self._respond(already_done(call, ran, event.t), pending, actions)
+        if self._ledger_changed:
+            # Remembered on disk before it runs, so a restart cannot run it twice.
+            self._ledger_changed = False
+            self._persist(actions)
+        actions.extend(runs)
 
     def _on_tool_calls_cancelled(self, event: ToolCallsCancelled, actions: list[Action]) -> None:
         if not self._current(event):
@@ -570,7 +598,18 @@ class Conversation:
         pending = self._calls.take(event.id)
         if pending is None:
             return  # cancelled or overdue meanwhile: no response is owed
+        self._remember_result(pending, event)
         self._respond(event, pending, actions)
+
+    def _remember_result(self, pending: PendingCall, result: ToolResult) -> None:
+        utterance = pending.for_utterance
+        if utterance is None or utterance not in self._ledger:
+            return  # no question, or answered already: nothing will ask it again
+        ran = utterance.calls.get(call_key(pending.call.name, pending.call.args))
+        if ran is not None and ran.response is None:
+            ran.response = dict(result.response)
+            ran.scheduling = result.scheduling
+            self._ledger_changed = True
 
     def _respond(self, event: ToolResult, pending: PendingCall, actions: list[Action]) -> None:
         if self._conn.up and pending.link == self._conn.link:
