@@ -45,6 +45,7 @@ from edgevoice.core.events import (
     Connect,
     DeviceProblem,
     DeviceState,
+    DownCause,
     Earcon,
     EndOfReply,
     Event,
@@ -222,6 +223,17 @@ class Conversation:
         self._persist(actions)
         return actions
 
+    def retry_now(self, t: float, why: str) -> list[Action]:
+        """The user changed something that may cure a refusal (the key, the model, the
+        configuration): a long back-off ends and the next attempt goes now."""
+        self._now = t
+        actions: list[Action] = []
+        if self._conn.long_backoff and self._conn.retry_now(t):
+            actions.append(Log(logging.INFO, f"{why}: reconnecting now"))
+            self._connect(actions, t)
+        self._finish(actions)
+        return actions
+
     def new_session(self, t: float, why: str) -> list[Action]:
         """Leave this session for a fresh one (the session's settings changed); the recent
         exchanges are told to the new session so the conversation carries on."""
@@ -229,6 +241,7 @@ class Conversation:
         actions: list[Action] = []
         self._forget_handle(actions, why)
         if self._conn.state is LinkState.BACKING_OFF:
+            self._conn.retry_now(t)
             self._connect(actions, t)
         else:
             self._leave(actions, t, why, close=True, counts=False)
@@ -245,7 +258,7 @@ class Conversation:
         ]
         if self._conn.up and self._reply_owed():
             deadlines.append(self._last_server_t + self.config.reply_timeout_s)
-        if not self._conn.up:
+        if not self._conn.up and not self._conn.long_backoff:
             deadlines += [
                 u.released_t + self.config.offline_max_age_s for u in self._ledger if u.released_t is not None
             ]
@@ -313,8 +326,19 @@ class Conversation:
         # chose to speak now). Behind a backlog (offline, restored, re-sent after a drop) it
         # waits its turn, so that no answer of the backlog is cut off by it.
         live = self._conn.up and all(u.live for u in self._ledger)
-        self._ledger.press(event.position, live=live)
-        actions.append(PlayEarcon(Earcon.LISTENING))
+        utterance = self._ledger.press(event.position, live=live)
+        if self._conn.long_backoff:
+            # No answer can come for a while (quota, key, model): say so at once, and keep
+            # what is said for when the service takes us again.
+            actions.append(PlayEarcon(Earcon.ERROR))
+            actions.append(
+                Log(
+                    logging.WARNING,
+                    f"utterance {utterance.number} kept for later: {self._conn.plan.status}",
+                )
+            )
+        else:
+            actions.append(PlayEarcon(Earcon.LISTENING))
         self._pump(actions)
 
     def _on_released(self, event: Released, actions: list[Action]) -> None:
@@ -340,7 +364,11 @@ class Conversation:
             self._turn.fire(TurnTrigger.PLAYBACK_IDLE)
 
     def _on_network_changed(self, event: NetworkChanged, actions: list[Action]) -> None:
-        if self._conn.state is LinkState.BACKING_OFF and self._conn.retry_at is not None:
+        if (
+            self._conn.state is LinkState.BACKING_OFF
+            and self._conn.retry_at is not None
+            and not self._conn.long_backoff
+        ):
             # Waiting out a backoff while the network may just have come back: try now.
             actions.append(Log(logging.INFO, "the network changed: reconnecting now"))
             self._connect(actions, event.t)
@@ -408,7 +436,8 @@ class Conversation:
             return
         if self._conn.connecting:
             # Closed before setupComplete: an attempt that failed.
-            self._on_link_failed(LinkFailed(event.link, event.code, event.reason, event.t), actions)
+            failed = LinkFailed(event.link, event.code, event.reason, event.t, event.cause)
+            self._on_link_failed(failed, actions)
             return
         if event.code in CLIENT_FAULT_CODES:
             for utterance in self._ledger:
@@ -421,21 +450,26 @@ class Conversation:
             and event.t - self._conn.up_t < RESUME_FAILURE_WINDOW_S
         ):
             self._forget_handle(actions, f"the resumed session ended at once ({event.code})")
-        self._leave(actions, event.t, event.reason, close=False, code=event.code)
+        self._leave(actions, event.t, event.reason, close=False, code=event.code, cause=event.cause)
 
     def _on_link_failed(self, event: LinkFailed, actions: list[Action]) -> None:
         if event.link != self._conn.link or not self._conn.connecting:
             return
-        if self._conn.connect_handle is not None and event.code == CLOSE_INVALID_RESUME:
+        if (
+            self._conn.connect_handle is not None
+            and event.code == CLOSE_INVALID_RESUME
+            and event.cause is not DownCause.KEY_REJECTED
+        ):
             self._conn.attempt_failed(event.t, retry_now=True)
             self._forget_handle(actions, f"the server refused to resume ({event.code}: {event.reason})")
             self._connect(actions, event.t)
             return
-        self._conn.attempt_failed(event.t)
+        delay = self._conn.attempt_failed(event.t, cause=event.cause)
         actions.append(
             Log(
                 logging.WARNING,
-                f"connection attempt {self._conn.failures} failed: {event.reason}",
+                f"connection attempt {self._conn.failures} failed: {event.reason}"
+                + (f" (next try in {_duration(delay)})" if self._conn.long_backoff else ""),
                 {"code": event.code},
             )
         )
@@ -671,6 +705,7 @@ class Conversation:
         code: int | None = None,
         counts: bool = True,
         switching: bool = False,
+        cause: DownCause = DownCause.LOST,
     ) -> None:
         """The one way out of a connection, whoever ended it and why.
 
@@ -680,7 +715,7 @@ class Conversation:
         The ledger keeps every unanswered utterance for the next connection."""
         if self._conn.state is LinkState.BACKING_OFF:
             return  # no connection to leave
-        leaving = self._conn.leave(t, counts=counts)
+        leaving = self._conn.leave(t, counts=counts, cause=cause)
         if close and leaving.was_open:
             actions.append(CloseLink(leaving.link, reason))
         if switching:
@@ -893,6 +928,8 @@ class Conversation:
         return self._ledger.awaiting(self._conn.link) is not None
 
     def _expire_offline_utterances(self, actions: list[Action], t: float) -> None:
+        if self._conn.long_backoff:
+            return  # kept until the service takes us again: the user was told with an earcon
         expired = [
             u
             for u in self._ledger
@@ -964,7 +1001,12 @@ class Conversation:
             return Status(DeviceState.ERROR, "; ".join(self._device_problems.values()))
         offline_detail = ""
         if not conn.up:
-            if conn.failures:
+            if conn.long_backoff:
+                waiting = conn.state is LinkState.BACKING_OFF and conn.retry_at is not None
+                offline_detail = conn.plan.status + (
+                    f", retrying in {_duration(conn.retry_in)}" if waiting else ", trying again"
+                )
+            elif conn.failures:
                 offline_detail = f"offline, retrying (attempt {conn.failures + 1})"
             elif conn.young_deaths >= 2:
                 closed = conn.young_deaths
@@ -1010,3 +1052,12 @@ class Conversation:
 
 def _describe_result(result: ToolResult) -> str:
     return f"Result of {result.name} (call {result.id}): {json.dumps(result.response, sort_keys=True)}"
+
+
+def _duration(seconds: float) -> str:
+    """A wait as the user reads it: "40 s", "2 min", "1 h"."""
+    if seconds < 90:
+        return f"{max(0, round(seconds))} s"
+    if seconds < 90 * 60:
+        return f"{round(seconds / 60)} min"
+    return f"{round(seconds / 3600)} h"
