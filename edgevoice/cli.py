@@ -36,10 +36,12 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     # Imported here so `edgevoice --version` stays fast and a broken room names itself.
     from edgevoice.service import commands as service_commands
     from edgevoice.service import control, diagnostics
+    from edgevoice.tools import home_cli
 
     service_commands.register(subparsers)
     diagnostics.register(subparsers)
     control.register(subparsers)
+    home_cli.register(subparsers)
     command = next((arg for arg in argv if not arg.startswith("-")), None)
     if command not in subparsers.choices:
         _register_installed_commands(subparsers)

@@ -76,6 +76,7 @@ from edgevoice.core.events import (
     Tick,
     ToolCallsCancelled,
     ToolCallsReceived,
+    ToolDeclarationsChanged,
     ToolResult,
     Transcript,
     TurnComplete,
@@ -149,6 +150,8 @@ class Conversation:
         self._calls = Calls(cfg.tool_deadline_s)
         self._said = Exchanges()
 
+        # The functions offered changed: a fresh session at the next quiet moment, saying why.
+        self._redeclare_why: str | None = None
         self._device_problems: dict[str, str] = {}
         self._status: Status | None = None
         self._saved: SavedLedger = SavedLedger()
@@ -202,6 +205,7 @@ class Conversation:
             if method is not None:
                 method(self, event, actions)
             self._maybe_switch_after_goaway(actions, event.t)
+            self._maybe_redeclare(actions, event.t)
         except NotInState as mismatch:
             # The machine refused before changing anything: ignoring the event is safe.
             actions.append(Log(logging.WARNING, f"ignored {type(event).__name__}: {mismatch}"))
@@ -688,6 +692,8 @@ class Conversation:
 
     def _connect(self, actions: list[Action], t: float) -> None:
         link, handle = self._conn.connect()
+        if handle is None:
+            self._redeclare_why = None  # a fresh session gets the current declarations
         actions.append(Connect(link, handle))
 
     def _forget_handle(self, actions: list[Action], why: str) -> None:
@@ -948,6 +954,17 @@ class Conversation:
             self._ledger_changed = True
             actions.append(PlayEarcon(Earcon.OFFLINE))
 
+    def _on_declarations_changed(self, event: ToolDeclarationsChanged, actions: list[Action]) -> None:
+        self._redeclare_why = "the functions offered to the model changed"
+
+    def _maybe_redeclare(self, actions: list[Action], t: float) -> None:
+        # Declarations are fixed for a session's life: switch to a fresh one (told the
+        # recent exchanges) once nothing is asked, answered, played or running.
+        if self._redeclare_why is not None and self._conn.state is LinkState.UP and self.idle:
+            why, self._redeclare_why = self._redeclare_why, None
+            self._forget_handle(actions, why)
+            self._leave(actions, t, why, close=True, counts=False)
+
     def _maybe_switch_after_goaway(self, actions: list[Action], t: float) -> None:
         conn = self._conn
         if conn.state is not LinkState.SWITCHING or conn.switch_at is None:
@@ -1032,6 +1049,7 @@ class Conversation:
         PlaybackIdle: _on_playback_idle,
         DeviceProblem: _on_device_problem,
         NetworkChanged: _on_network_changed,
+        ToolDeclarationsChanged: _on_declarations_changed,
         Tick: _on_tick,
         LinkUp: _on_link_up,
         LinkDown: _on_link_down,

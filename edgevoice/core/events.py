@@ -49,9 +49,9 @@ class PlaybackIdle:
 
 @dataclass(frozen=True, slots=True)
 class DeviceProblem:
-    """An audio device failed (``problem`` says how) or came back (``problem`` None)."""
+    """A device failed (``problem`` says how) or came back (``problem`` None)."""
 
-    device: str  # "microphone" | "speaker"
+    device: str  # "microphone" | "speaker" | "home"
     problem: str | None
     t: float
 
@@ -59,6 +59,14 @@ class DeviceProblem:
 @dataclass(frozen=True, slots=True)
 class NetworkChanged:
     """A network interface, address or route changed (the network may be back)."""
+
+    t: float
+
+
+@dataclass(frozen=True, slots=True)
+class ToolDeclarationsChanged:
+    """The functions the model must be offered changed (the home changed): the session is
+    switched for a fresh one at the next quiet moment, never in the middle of an answer."""
 
     t: float
 
@@ -217,6 +225,7 @@ Event = (
     | PlaybackIdle
     | DeviceProblem
     | NetworkChanged
+    | ToolDeclarationsChanged
     | Tick
     | LinkUp
     | LinkDown

@@ -66,6 +66,7 @@ from edgevoice.core.events import (
     StopPlayback,
     Tick,
     ToolCall,
+    ToolDeclarationsChanged,
     ToolResult,
     Transcript,
     TurnComplete,
@@ -263,6 +264,8 @@ class Daemon:
             if toolbox is not None:
                 await toolbox.__aenter__()
             self.toolbox = toolbox
+            if toolbox is not None:
+                self._follow_toolbox(toolbox)
             await household.enter_async_context(self.household)
             tasks.create_task(self.live_link.run(), name="live-link")
             self._start_audio(capture, playback)
@@ -299,6 +302,29 @@ class Daemon:
         await asyncio.to_thread(self.microphone.stop)
         await asyncio.to_thread(self.speaker.stop)
         clear_log_fields()
+
+    def _follow_toolbox(self, toolbox: HomeTools) -> None:
+        """Opening the tools may have learned the home (Home Assistant discovery): the first
+        session declares what they offer; later changes switch sessions when quiet."""
+        assert self.live_link is not None
+        live_link = self.live_link
+        live_link.update_settings(self.settings.live, function_declarations=toolbox.declarations())
+        # The home's own toolbox (inside the device's) is the one that learns and fails.
+        home = getattr(toolbox, "home", None) or toolbox
+
+        def declarations_changed() -> None:
+            live_link.update_settings(self.settings.live, function_declarations=toolbox.declarations())
+            self._dispatch(ToolDeclarationsChanged(self._clock()))
+
+        def home_problem(problem: str | None) -> None:
+            self._dispatch(DeviceProblem("home", problem, self._clock()))
+
+        if hasattr(home, "on_declarations_changed"):
+            home.on_declarations_changed = declarations_changed
+        if hasattr(home, "on_problem"):
+            home.on_problem = home_problem
+            if getattr(home, "problem", None):
+                home_problem(home.problem)
 
     def _make_audio(self) -> tuple[Microphone, Speaker]:
         audio = self.settings.audio
@@ -459,9 +485,10 @@ class Daemon:
         if tools is not None:
             await tools.__aenter__()
         self.toolbox = tools
-        self.live_link.update_settings(
-            self.settings.live, function_declarations=tools.declarations() if tools else []
-        )
+        if tools is not None:
+            self._follow_toolbox(tools)
+        else:
+            self.live_link.update_settings(self.settings.live, function_declarations=[])
 
     async def replace_audio(self, devices: Devices) -> None:
         assert self.microphone is not None and self.speaker is not None

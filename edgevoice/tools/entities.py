@@ -8,6 +8,7 @@ that fits several devices is refused rather than guessed.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Iterable
 
 from edgevoice.tools.model import Entity
@@ -24,6 +25,9 @@ DOMAIN_NOUNS = {
     "alarm_control_panel": "alarm panel",
     "sensor": "sensor",
     "binary_sensor": "sensor",
+    "switch": "switch",
+    "fan": "fan",
+    "humidifier": "humidifier",
 }
 
 # Which function acts on each domain, for "use set_climate instead" hints.
@@ -35,7 +39,35 @@ DOMAIN_FUNCTIONS = {
     "media_player": "control_media",
     "lock": "set_lock",
     "alarm_control_panel": "set_alarm",
+    "switch": "set_power",
+    "fan": "set_power",
+    "humidifier": "set_power",
 }
+
+
+# Words for a whole kind of device ("close all the blinds"), and the device classes each
+# may mean (a cover without a device class is taken to be any of them).
+KIND_WORDS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "light": ("light", ()),
+    "lamp": ("light", ()),
+    "blind": ("cover", ("blind", "shade", "shutter", "curtain", "awning")),
+    "shade": ("cover", ("blind", "shade", "shutter", "curtain", "awning")),
+    "shutter": ("cover", ("blind", "shade", "shutter", "curtain", "awning")),
+    "curtain": ("cover", ("curtain", "blind", "shade")),
+    "window": ("cover", ("window",)),
+    "cover": ("cover", ()),
+    "garage door": ("cover", ("garage",)),
+    "thermostat": ("climate", ()),
+    "heating": ("climate", ()),
+    "speaker": ("media_player", ("speaker",)),
+    "media player": ("media_player", ()),
+    "tv": ("media_player", ("tv",)),
+    "sensor": ("sensor", ()),
+    "fan": ("fan", ()),
+    "plug": ("switch", ("outlet",)),
+    "switch": ("switch", ()),
+}
+_EVERY = re.compile(r"^(all|every|each)( of)?( the)? ?")
 
 
 class EntityNotFound(Exception):
@@ -114,6 +146,45 @@ class EntityDirectory:
             raise EntityNotFound(message + (f"; use {hint}" if hint else ""), allowed)
         raise EntityNotFound(f"there is no {noun} called {spoken!r}", allowed)
 
+    def resolve_targets(self, spoken: str, domains: Collection[str]) -> tuple[Entity, ...]:
+        """The entities ``spoken`` designates: one device by name, or a group: a room or
+        floor ("the kitchen": all its devices of these kinds), a kind ("all the blinds"),
+        or both ("the kitchen lights"). Raises :class:`EntityNotFound`."""
+        key = normalize_name(spoken)
+        every = _EVERY.match(key)
+        if every:
+            key = key[every.end() :].strip()
+        else:
+            try:
+                return (self.resolve(spoken, domains),)
+            except EntityNotFound as exc:
+                single_error = exc
+        usable = list(self.in_domains(domains))
+        place, kind = _split_kind(key)
+        if kind is not None:
+            domain, classes = KIND_WORDS[kind]
+            usable = [
+                e
+                for e in usable
+                if e.domain == domain
+                and (not classes or e.device_class is None or e.device_class in classes)
+            ]
+        if place:
+            usable = [e for e in usable if _in_place(e, place)]
+        elif kind is None:
+            usable = []
+        if usable:
+            return tuple(usable)
+        if not every:
+            raise single_error
+        raise EntityNotFound(
+            f"there is no room, floor or kind of {_noun(domains)} called {spoken!r}",
+            self.listing(domains),
+        )
+
+    def rooms(self) -> tuple[str, ...]:
+        return tuple(sorted({e.room for e in self._entities if e.room}))
+
     def listing(self, domains: Collection[str]) -> str:
         """``Kitchen light (kitchen), Living room light (living room)``."""
         labels = [entity.label() for entity in self.in_domains(domains)]
@@ -143,6 +214,22 @@ def _strip_noun(key: str, domains: Collection[str]) -> str:
     return key
 
 
+def _split_kind(key: str) -> tuple[str, str | None]:
+    """``"kitchen lights"`` -> ``("kitchen", "light")``; ``"blinds"`` -> ``("", "blind")``."""
+    words = key.split(" ")
+    for kind in sorted(KIND_WORDS, key=len, reverse=True):
+        size = len(kind.split(" "))
+        if len(words) >= size and singular(" ".join(words[-size:])) == kind:
+            return " ".join(words[:-size]), kind
+    return key, None
+
+
+def _in_place(entity: Entity, place: str) -> bool:
+    names = (entity.room, *entity.room_aliases, entity.floor)
+    wanted = {place, singular(place)}
+    return any(name and normalize_name(name) in wanted for name in names)
+
+
 def _noun(domains: Collection[str]) -> str:
     nouns = sorted({DOMAIN_NOUNS[domain] for domain in domains})
     return "device" if len(nouns) != 1 else nouns[0]
@@ -153,4 +240,4 @@ def _or(labels: Iterable[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]
 
 
-__all__ = ["DOMAIN_FUNCTIONS", "DOMAIN_NOUNS", "EntityDirectory", "EntityNotFound"]
+__all__ = ["DOMAIN_FUNCTIONS", "DOMAIN_NOUNS", "KIND_WORDS", "EntityDirectory", "EntityNotFound"]

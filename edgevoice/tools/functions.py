@@ -53,7 +53,15 @@ class Rejection:
         return response
 
 
-Plan = Command | StateQuery
+@dataclass(frozen=True)
+class GroupPlan:
+    """One call acting on several entities (a room, "all the blinds"): each is carried out
+    and reported on its own."""
+
+    plans: tuple[Command | StateQuery, ...]
+
+
+Plan = Command | StateQuery | GroupPlan
 
 
 # -- argument models -------------------------------------------------------------------------------
@@ -80,10 +88,15 @@ _CHOICE_FIELDS = frozenset({"color", "hvac_mode", "action", "mode"})
 _ENTITY = (
     "Which device: its name, an alias or its id, from the list in this function's description."
 )
+_TARGETS = (
+    "Which device: its name, an alias or its id from the list in this function's description; "
+    "or a room or floor for all of its devices of this kind ('kitchen'), or a kind for all of "
+    "them ('all the blinds')."
+)
 
 
 class SetLightArgs(_Arguments):
-    entity: str = Field(min_length=1, max_length=120, description=_ENTITY)
+    entity: str = Field(min_length=1, max_length=120, description=_TARGETS)
     on: bool | None = Field(None, description="true switches the light on, false switches it off.")
     brightness: int | None = Field(
         None, ge=0, le=100, description="Brightness in percent, 0 to 100."
@@ -92,7 +105,7 @@ class SetLightArgs(_Arguments):
 
 
 class SetCoverArgs(_Arguments):
-    entity: str = Field(min_length=1, max_length=120, description=_ENTITY)
+    entity: str = Field(min_length=1, max_length=120, description=_TARGETS)
     action: Literal[COVER_ACTIONS] | None = Field(None, description="open, close or stop.")  # type: ignore[valid-type]
     position: int | None = Field(
         None,
@@ -109,7 +122,7 @@ class ActivateSceneArgs(_Arguments):
 
 
 class ControlMediaArgs(_Arguments):
-    entity: str = Field(min_length=1, max_length=120, description=_ENTITY)
+    entity: str = Field(min_length=1, max_length=120, description=_TARGETS)
     action: Literal[MEDIA_ACTIONS] = Field(description="What to do; set_volume needs volume.")  # type: ignore[valid-type]
     volume: int | None = Field(
         None, ge=0, le=100, description="Volume in percent, only with set_volume."
@@ -117,7 +130,12 @@ class ControlMediaArgs(_Arguments):
 
 
 class GetStateArgs(_Arguments):
-    entity: str = Field(min_length=1, max_length=120, description=_ENTITY)
+    entity: str = Field(min_length=1, max_length=120, description=_TARGETS)
+
+
+class SetPowerArgs(_Arguments):
+    entity: str = Field(min_length=1, max_length=120, description=_TARGETS)
+    on: bool = Field(description="true switches it on, false switches it off.")
 
 
 class SetLockArgs(_Arguments):
@@ -137,8 +155,9 @@ class SetAlarmArgs(_Arguments):
     confirmation: str | None = Field(
         None,
         max_length=100,
-        description="The confirmation code exactly as the user said it. Needed to disarm; "
-        "ask the user for it, never guess it.",
+        description="The confirmation code (or the alarm panel's code) exactly as the user "
+        "said it. Needed to disarm, and to arm a panel that has a code; ask the user for it, "
+        "never guess it.",
     )
 
 
@@ -148,7 +167,7 @@ def climate_arguments(low: float, high: float, unit: str) -> type[BaseModel]:
     return create_model(
         "SetClimateArgs",
         __base__=_Arguments,
-        entity=(str, Field(min_length=1, max_length=120, description=_ENTITY)),
+        entity=(str, Field(min_length=1, max_length=120, description=_TARGETS)),
         target_temperature=(
             float,
             Field(ge=low, le=high, description=f"Target temperature in degrees {unit_name}."),
@@ -256,6 +275,10 @@ def _plan_media(args: Any, entity: Entity, _: PlanContext) -> Plan | Rejection:
     return Command(entity, _MEDIA_SERVICES[args.action])
 
 
+def _plan_power(args: Any, entity: Entity, _: PlanContext) -> Plan | Rejection:
+    return Command(entity, "turn_on" if args.on else "turn_off")
+
+
 def _plan_state(_args: Any, entity: Entity, _: PlanContext) -> Plan | Rejection:
     return StateQuery(entity)
 
@@ -300,6 +323,17 @@ _ALARM_SERVICES = {
 
 
 def _plan_alarm(args: Any, entity: Entity, ctx: PlanContext) -> Plan | Rejection:
+    if entity.needs_code:
+        # The panel checks its own code (Home Assistant's code_format): the code the user
+        # spoke goes to it, and its verdict is what the user hears.
+        if not args.confirmation:
+            return _refused(
+                f"{entity.name} needs its alarm code",
+                "ask the user for the alarm code, then call set_alarm again with confirmation",
+            )
+        return Command(
+            entity, _ALARM_SERVICES[args.mode], MappingProxyType({"code": args.confirmation})
+        )
     if args.mode == "disarmed":
         refusal = _confirm(ctx, args.confirmation, "disarming", "set_alarm")
         if refusal:
@@ -320,6 +354,8 @@ class ToolFunction:
     entity_argument: str = "entity"
     # The HomeSettings flag that must be on for this function to exist.
     permission: Literal["allow_locks", "allow_alarms"] | None = None
+    # May act on a room or a kind of device in one call.
+    groups: bool = False
 
 
 def _functions(home: HomeSettings, directory: EntityDirectory) -> tuple[ToolFunction, ...]:
@@ -340,6 +376,7 @@ def _functions(home: HomeSettings, directory: EntityDirectory) -> tuple[ToolFunc
             SetLightArgs,
             ("light",),
             _plan_light,
+            groups=True,
         ),
         ToolFunction(
             "set_climate",
@@ -347,6 +384,7 @@ def _functions(home: HomeSettings, directory: EntityDirectory) -> tuple[ToolFunc
             climate_arguments(low, high, home.temperature_unit),
             ("climate",),
             _plan_climate,
+            groups=True,
         ),
         ToolFunction(
             "set_cover",
@@ -354,6 +392,7 @@ def _functions(home: HomeSettings, directory: EntityDirectory) -> tuple[ToolFunc
             SetCoverArgs,
             ("cover",),
             _plan_cover,
+            groups=True,
         ),
         ToolFunction(
             "activate_scene",
@@ -369,6 +408,15 @@ def _functions(home: HomeSettings, directory: EntityDirectory) -> tuple[ToolFunc
             ControlMediaArgs,
             ("media_player",),
             _plan_media,
+            groups=True,
+        ),
+        ToolFunction(
+            "set_power",
+            "Switch a plug, a fan, a humidifier or another switched device on or off.",
+            SetPowerArgs,
+            ("switch", "fan", "humidifier"),
+            _plan_power,
+            groups=True,
         ),
         ToolFunction(
             "get_state",
@@ -376,6 +424,7 @@ def _functions(home: HomeSettings, directory: EntityDirectory) -> tuple[ToolFunc
             GetStateArgs,
             DOMAINS,
             _plan_state,
+            groups=True,
         ),
         ToolFunction(
             "set_lock",
@@ -399,10 +448,19 @@ def _functions(home: HomeSettings, directory: EntityDirectory) -> tuple[ToolFunc
 class FunctionRegistry:
     """The functions of one configuration: their declarations and the checks of a call."""
 
-    def __init__(self, home: HomeSettings, directory: EntityDirectory, guard: ConfirmationGuard):
+    def __init__(
+        self,
+        home: HomeSettings,
+        directory: EntityDirectory,
+        guard: ConfirmationGuard,
+        unavailable: str | None = None,
+    ):
         self._home = home
         self._directory = directory
         self._guard = guard
+        # Why the home cannot be known yet (Home Assistant unreachable at start-up): the
+        # model is then offered get_state only, described as unavailable, so it can say so.
+        self._unavailable = unavailable if not len(directory) else None
         self._functions = {function.name: function for function in _functions(home, directory)}
 
     @property
@@ -416,6 +474,8 @@ class FunctionRegistry:
         """Functions offered to the model: enabled, permitted, with at least one entity."""
         if not self._home.enabled:
             return ()
+        if self._unavailable is not None:
+            return ("get_state",)
         return tuple(
             function.name
             for function in self._functions.values()
@@ -436,6 +496,12 @@ class FunctionRegistry:
         }
 
     def _description(self, function: ToolFunction) -> str:
+        if self._unavailable is not None:
+            return (
+                "The smart home is unavailable right now: its devices cannot be listed or "
+                "controlled. If the user asks about a device, say that the home is "
+                "unavailable at the moment; do not call this function."
+            )
         lines = [function.purpose, "Devices you may use (name (room); aliases):"]
         for entity in self._directory.in_domains(function.domains):
             line = f"- {entity.label()}"
@@ -446,6 +512,18 @@ class FunctionRegistry:
             if entity.aliases:
                 line += "; also: " + ", ".join(entity.aliases)
             lines.append(line)
+        if function.groups:
+            rooms = sorted(
+                {
+                    f"{e.room}"
+                    + (f" (also: {', '.join(e.room_aliases)})" if e.room_aliases else "")
+                    + (f", {e.floor}" if e.floor else "")
+                    for e in self._directory.in_domains(function.domains)
+                    if e.room
+                }
+            )
+            if rooms:
+                lines.append("Rooms: " + "; ".join(rooms))
         lines.append("Any other device does not exist here: say so instead of calling.")
         return "\n".join(lines)
 
@@ -453,6 +531,8 @@ class FunctionRegistry:
         """Check one call from the model and plan it. Never raises for bad input."""
         if not self._home.enabled:
             return _invalid("smart-home control is turned off on this device")
+        if self._unavailable is not None:
+            return _refused(f"the smart home is unavailable right now: {self._unavailable}")
         function = self._functions.get(name)
         if function is None:
             return _invalid(
@@ -472,10 +552,20 @@ class FunctionRegistry:
             return _invalid(explain_validation(exc, function), signature(function))
         spoken = getattr(args, function.entity_argument)
         try:
-            entity = self._directory.resolve(spoken, function.domains)
+            if function.groups:
+                targets = self._directory.resolve_targets(spoken, function.domains)
+            else:
+                targets = (self._directory.resolve(spoken, function.domains),)
         except EntityNotFound as exc:
             return _invalid(exc.message, exc.allowed)
-        return function.planner(args, entity, PlanContext(self._home, self._guard, now))
+        context = PlanContext(self._home, self._guard, now)
+        plans = []
+        for entity in targets:
+            plan = function.planner(args, entity, context)
+            if isinstance(plan, Rejection):
+                return plan
+            plans.append(plan)
+        return plans[0] if len(plans) == 1 else GroupPlan(tuple(plans))
 
 
 # -- wire schema and error wording -----------------------------------------------------------------
@@ -620,6 +710,7 @@ __all__ = [
     "HVAC_MODES",
     "MEDIA_ACTIONS",
     "FunctionRegistry",
+    "GroupPlan",
     "Plan",
     "PlanContext",
     "Rejection",

@@ -22,6 +22,18 @@ class Entity:
     min_temperature: float | None = None
     max_temperature: float | None = None
     settings: EntitySettings | None = field(default=None, compare=False, repr=False)
+    # Other names of the room (Home Assistant area aliases) and the floor it is on.
+    room_aliases: tuple[str, ...] = ()
+    floor: str | None = None
+    # An alarm panel that checks its own code (Home Assistant's code_format): the code the
+    # user speaks is passed to it.
+    needs_code: bool = False
+    # Home Assistant's device class (a cover that is a "garage" is not a blind).
+    device_class: str | None = None
+    # What it can do, in words (for `edgevoice home`); empty when not known.
+    abilities: tuple[str, ...] = ()
+    # "configuration" (listed in the TOML) or "homeassistant" (discovered).
+    source: str = "configuration"
 
     @classmethod
     def from_settings(cls, entity: EntitySettings, temperature_unit: str = "C") -> Entity:

@@ -19,8 +19,8 @@ from typing import Any
 
 from edgevoice.core.tool_scheduling import OutcomeKind, SchedulingPolicy
 from edgevoice.tools.backends.base import HomeBackend
-from edgevoice.tools.functions import FunctionRegistry, Rejection, redact_arguments
-from edgevoice.tools.model import BackendError, StateQuery
+from edgevoice.tools.functions import FunctionRegistry, GroupPlan, Rejection, redact_arguments
+from edgevoice.tools.model import BackendError, Entity, StateQuery
 from edgevoice.tools.states import describe
 
 log = logging.getLogger(__name__)
@@ -89,6 +89,10 @@ class ToolRunner:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._anonymous = (f"\0anonymous-{n}" for n in itertools.count())
         self._closed = False
+
+    def use_registry(self, registry: FunctionRegistry) -> None:
+        """Check calls against these functions from now on (running calls keep theirs)."""
+        self._registry = registry
 
     @property
     def pending(self) -> frozenset[str]:
@@ -202,7 +206,28 @@ class ToolRunner:
         return await self._act(record, plan)
 
     async def _act(self, record: _Call, plan: Any) -> ToolOutcome:
-        entity = plan.entity
+        if isinstance(plan, GroupPlan):
+            return await self._act_on_group(record, plan)
+        kind, text, state = await self._carry_out(record, plan)
+        if state is None:
+            return self._failed(record, kind, text)
+        response = {"ok": True, "result": text, "state": state}
+        outcome = self._finish(record, kind, response)
+        log.info(
+            "tool call %s %s(%s) done in %.2f s: %s",
+            record.id,
+            record.name,
+            _args_text(record.args),
+            outcome.duration_s,
+            response["result"],
+        )
+        return outcome
+
+    async def _carry_out(
+        self, record: _Call, plan: Any
+    ) -> tuple[OutcomeKind, str, dict[str, Any] | None]:
+        """(kind, sentence, state): the state is None when it failed, the sentence says why."""
+        entity: Entity = plan.entity
         timeout = self.timeout_for(record.name)
         reading = isinstance(plan, StateQuery)
         try:
@@ -217,29 +242,52 @@ class ToolRunner:
                 else f"{entity.name} did not confirm within {timeout:g} seconds; "
                 "it may or may not have changed"
             )
-            return self._failed(record, OutcomeKind.TIMEOUT, error)
+            return OutcomeKind.TIMEOUT, error, None
         except BackendError as exc:
-            return self._failed(record, OutcomeKind.BACKEND_FAILURE, str(exc))
+            return OutcomeKind.BACKEND_FAILURE, str(exc), None
         except Exception:
             log.exception(
                 "tool call %s %s: the %s backend failed", record.id, record.name, self._backend.name
             )
-            return self._failed(
-                record,
+            return (
                 OutcomeKind.BACKEND_FAILURE,
                 f"something went wrong while talking to {entity.name}",
+                None,
             )
         state = dict(state)
         kind = OutcomeKind.STATE_READ if reading else OutcomeKind.COMPLETED
-        response = {"ok": True, "result": describe(entity, state), "state": state}
+        return kind, describe(entity, state), state
+
+    async def _act_on_group(self, record: _Call, group: GroupPlan) -> ToolOutcome:
+        """Every entity of the group at once; the result says per entity what happened."""
+        results = await asyncio.gather(*(self._carry_out(record, plan) for plan in group.plans))
+        per_entity = []
+        for plan, (_kind, text, state) in zip(group.plans, results, strict=True):
+            item: dict[str, Any] = {"entity": plan.entity.name, "ok": state is not None}
+            item["result" if state is not None else "error"] = text
+            per_entity.append(item)
+        failed = [item for item in per_entity if not item["ok"]]
+        done = len(per_entity) - len(failed)
+        summary = " ".join(item.get("result") or f"{item['entity']}: {item['error']}." for item in per_entity)
+        if not failed:
+            kind = results[0][0]
+            response: dict[str, Any] = {"ok": True, "result": summary, "results": per_entity}
+        else:
+            kind = OutcomeKind.BACKEND_FAILURE if not done else OutcomeKind.COMPLETED
+            response = {
+                "ok": False,
+                "error": f"{done} of {len(per_entity)} done. " + summary,
+                "results": per_entity,
+            }
         outcome = self._finish(record, kind, response)
         log.info(
-            "tool call %s %s(%s) done in %.2f s: %s",
+            "tool call %s %s(%s) on %d entities done in %.2f s: %s",
             record.id,
             record.name,
             _args_text(record.args),
+            len(per_entity),
             outcome.duration_s,
-            response["result"],
+            summary,
         )
         return outcome
 

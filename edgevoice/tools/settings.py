@@ -1,9 +1,11 @@
 """Configuration of the smart home the model may control (the ``[home]`` section).
 
-Only the devices listed in ``home.entities`` exist for the model. Without a list, the
-simulated backend runs a small demo home (:func:`default_simulated_home`) so ``edgevoice
-simulate`` can switch a light on with no configuration; the real backends refuse to start
-without an explicit list.
+With the Home Assistant backend and no ``home.entities``, the home is discovered from Home
+Assistant (the entities exposed to Assist, with their names, aliases and areas); listed
+entities then add to or override discovered ones when ``homeassistant.discover`` is on.
+Without a list, the simulated backend runs a small demo home (:func:`default_simulated_home`)
+so ``edgevoice simulate`` can switch a light on with no configuration; the MQTT backend
+refuses to start without an explicit list.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ Domain = Literal[
     "alarm_control_panel",
     "sensor",
     "binary_sensor",
+    "switch",
+    "fan",
+    "humidifier",
 ]
 DOMAINS: tuple[str, ...] = get_args(Domain)
 
@@ -39,6 +44,7 @@ FunctionName = Literal[
     "get_state",
     "set_lock",
     "set_alarm",
+    "set_power",
 ]
 FUNCTION_NAMES: tuple[str, ...] = get_args(FunctionName)
 
@@ -142,14 +148,26 @@ class SimulatedHomeSettings(Section):
 
 
 class HomeAssistantSettings(Section):
-    """Home Assistant's REST API (``backend = "homeassistant"``). The long-lived access
-    token comes from ``$CREDENTIALS_DIRECTORY/homeassistant-token`` or
-    ``HOMEASSISTANT_TOKEN``, never from this file."""
+    """Home Assistant's websocket API (``backend = "homeassistant"``). The long-lived access
+    token (of an administrator: reading what is exposed to Assist needs one) comes from
+    ``$CREDENTIALS_DIRECTORY/homeassistant-token`` or ``HOMEASSISTANT_TOKEN``, never from
+    this file."""
 
     url: str = "http://homeassistant.local:8123"
     verify_tls: bool = True
     ca_file: Path | None = None
     request_timeout_s: float = Field(8.0, gt=0, le=120)
+    # Unset: discover the home when home.entities is not given. True: discover, and listed
+    # entities add to or override the discovered ones. False: only the listed entities.
+    discover: bool | None = None
+    # How long a command waits for a slow device (a cover moving, an alarm arming) to reach
+    # the state asked for before it is reported as still on its way. Keep it below
+    # home.call_timeout_s.
+    settle_timeout_s: float = Field(8.0, ge=0, le=300)
+    # A burst of registry changes (a rename) is re-read once, this long after the first.
+    refresh_delay_s: float = Field(0.3, ge=0, le=30)
+    reconnect_initial_s: float = Field(1.0, gt=0, le=60)
+    reconnect_max_s: float = Field(60.0, gt=0, le=3600)
 
     @field_validator("url")
     @classmethod
@@ -225,10 +243,20 @@ class HomeSettings(Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> HomeSettings:
-        if self.entities is None and self.backend != "simulated":
+        if self.entities is None and self.backend == "mqtt":
             raise ValueError(
                 f"the {self.backend} backend needs home.entities: list the devices the "
                 "assistant may control (the demo home is only for the simulated backend)"
+            )
+        if self.backend == "homeassistant" and self.homeassistant.discover is False and not self.entities:
+            raise ValueError(
+                "home.homeassistant.discover = false needs home.entities: list the devices "
+                "the assistant may control, or let it discover them"
+            )
+        if self.backend == "homeassistant" and self.homeassistant.settle_timeout_s >= self.call_timeout_s:
+            raise ValueError(
+                "home.homeassistant.settle_timeout_s must be below home.call_timeout_s, so a slow "
+                "device is reported as still on its way rather than as a timeout"
             )
         entities = self.effective_entities
         ids = [entity.id for entity in entities]
@@ -259,7 +287,18 @@ class HomeSettings(Section):
 
     @property
     def effective_entities(self) -> tuple[EntitySettings, ...]:
-        return tuple(self.entities) if self.entities is not None else default_simulated_home()
+        """The listed entities (the simulated demo home when none are listed)."""
+        if self.entities is not None:
+            return tuple(self.entities)
+        return default_simulated_home() if self.backend == "simulated" else ()
+
+    @property
+    def discovers(self) -> bool:
+        """Whether the home is read from Home Assistant."""
+        if self.backend != "homeassistant":
+            return False
+        discover = self.homeassistant.discover
+        return self.entities is None if discover is None else discover
 
 
 def default_simulated_home() -> tuple[EntitySettings, ...]:

@@ -85,7 +85,15 @@ def default_state(entity: Entity) -> dict[str, Any]:
 
 
 def describe(entity: Entity, state: Mapping[str, Any]) -> str:
-    """One sentence for the model and for ``describe_state``: ``Kitchen light is on at 80%``."""
+    """One sentence for the model and for ``describe_state``: ``Kitchen light is on at 80%``.
+    A device still on its way to the state asked for (``pending``) says so."""
+    sentence = _describe(entity, state)
+    if state.get("pending"):
+        sentence = sentence.rstrip(".") + f", {state['pending']}."
+    return sentence
+
+
+def _describe(entity: Entity, state: Mapping[str, Any]) -> str:
     name = entity.name
     status = state.get("state")
     if status == "unavailable":

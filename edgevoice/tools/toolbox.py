@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -46,12 +46,25 @@ class ToolBox:
         registry: FunctionRegistry,
         backend: HomeBackend,
         runner: ToolRunner,
+        guard: ConfirmationGuard | None = None,
     ):
         self._home = home
         self._registry = registry
         self._backend = backend
         self._runner = runner
+        self._guard = guard or ConfirmationGuard(None)
         self._open = False
+        # Called (on the loop) when the functions to declare have changed: the home learned
+        # from Home Assistant changed (a new entity, name or alias, one no longer exposed).
+        self.on_declarations_changed: Callable[[], None] | None = None
+        # Called with a sentence when the home needs a person (Home Assistant refused the
+        # token), and with None once that is over; retrying solves the rest on its own.
+        self.on_problem: Callable[[str | None], None] | None = None
+        self.problem: str | None = None
+        if getattr(backend, "discovers", False):
+            backend.on_home_changed = self._home_changed  # type: ignore[attr-defined]
+        if hasattr(backend, "on_problem"):
+            backend.on_problem = self._problem  # type: ignore[attr-defined]
 
     def __repr__(self) -> str:
         entities = len(self._registry.directory)
@@ -70,7 +83,7 @@ class ToolBox:
         or unsafe; does no network I/O (that happens in ``async with``)."""
         environ = os.environ if environ is None else environ
         directory = EntityDirectory.from_settings(home)
-        code = _secret(environ, CONFIRMATION_CREDENTIAL, None)
+        code, _ = _secret(environ, CONFIRMATION_CREDENTIAL, None)
         if code is None and home.confirmation_code is not None:
             code = home.confirmation_code.get_secret_value()
         guard = ConfirmationGuard(
@@ -80,7 +93,12 @@ class ToolBox:
             log.warning(
                 "no confirmation code is set: unlocking and disarming by voice will be refused"
             )
-        registry = FunctionRegistry(home, directory, guard)
+        registry = FunctionRegistry(
+            home,
+            directory,
+            guard,
+            unavailable="Home Assistant has not been reached yet" if home.discovers else None,
+        )
         backend = _backend(home, directory, Path(state_dir), environ)
         policy = SchedulingPolicy(
             on_success={name: Scheduling(value) for name, value in home.scheduling.items()},
@@ -94,7 +112,7 @@ class ToolBox:
             function_timeout_s=home.function_timeout_s,
             max_pending_calls=home.max_pending_calls,
         )
-        return cls(home, registry, backend, runner)
+        return cls(home, registry, backend, runner, guard)
 
     @property
     def backend(self) -> HomeBackend:
@@ -112,7 +130,10 @@ class ToolBox:
     async def __aenter__(self) -> ToolBox:
         await self._backend.open()
         self._open = True
-        if self._home.entities is None and self._home.enabled:
+        discovered = getattr(self._backend, "home", None) if self._home.discovers else None
+        if discovered is not None:
+            self.use_entities(discovered.entities)
+        if self._home.entities is None and self._home.backend == "simulated" and self._home.enabled:
             log.warning(
                 "no home.entities configured: the model controls the simulated demo home; "
                 "nothing real will be switched"
@@ -136,6 +157,29 @@ class ToolBox:
             await self._runner.aclose()
         finally:
             await self._backend.close()
+
+    def _home_changed(self, home: Any) -> None:
+        self.use_entities(home.entities)
+
+    def use_entities(self, entities: Iterable[Any]) -> None:
+        """Offer the model these entities from now on (calls already running keep theirs);
+        ``on_declarations_changed`` hears about it when the declarations differ."""
+        before = self.declarations()
+        self._registry = FunctionRegistry(self._home, EntityDirectory(entities), self._guard)
+        self._runner.use_registry(self._registry)
+        if self.declarations() != before:
+            log.info(
+                "the home changed: %d entities, functions: %s",
+                len(self._registry.directory),
+                ", ".join(self._registry.declared_names()) or "none",
+            )
+            if self.on_declarations_changed is not None:
+                self.on_declarations_changed()
+
+    def _problem(self, problem: str | None) -> None:
+        self.problem = problem
+        if self.on_problem is not None:
+            self.on_problem(problem)
 
     def start(self, call: Any, on_done: OnDone) -> None:
         """Run a function call (id, name, args) in the background; ``on_done`` gets its outcome on the
@@ -167,16 +211,19 @@ class ToolBox:
         return "\n".join(lines)
 
 
-def _secret(environ: Mapping[str, str], credential: str, variable: str | None) -> str | None:
-    """A secret from the environment variable, else from the systemd credential."""
+def _secret(
+    environ: Mapping[str, str], credential: str, variable: str | None
+) -> tuple[str | None, str]:
+    """A secret from the environment variable, else from the systemd credential; and where
+    it came from, in words (for messages that must name it without showing it)."""
     if variable and environ.get(variable, "").strip():
-        return environ[variable].strip()
+        return environ[variable].strip(), f"the environment variable {variable}"
     directory = environ.get("CREDENTIALS_DIRECTORY")
     if directory:
         path = Path(directory) / credential
         if path.exists():
-            return read_credential_file(path) or None
-    return None
+            return read_credential_file(path) or None, f"the credential {credential}"
+    return None, f"the credential {credential}"
 
 
 def _backend(
@@ -190,7 +237,7 @@ def _backend(
         case "homeassistant":
             from edgevoice.tools.backends.homeassistant import HomeAssistantBackend
 
-            token = _secret(environ, HOMEASSISTANT_TOKEN_CREDENTIAL, HOMEASSISTANT_TOKEN_ENV)
+            token, source = _secret(environ, HOMEASSISTANT_TOKEN_CREDENTIAL, HOMEASSISTANT_TOKEN_ENV)
             if not token:
                 raise ConfigError(
                     [
@@ -199,11 +246,18 @@ def _backend(
                         f"the environment variable {HOMEASSISTANT_TOKEN_ENV}"
                     ]
                 )
-            return HomeAssistantBackend(directory, home.homeassistant, token)
+            return HomeAssistantBackend(
+                home.entities or (),
+                home.homeassistant,
+                token,
+                discover=home.discovers,
+                temperature_unit=home.temperature_unit,
+                token_source=source,
+            )
         case "mqtt":
             from edgevoice.tools.backends.mqtt import MqttBackend
 
-            password = _secret(environ, MQTT_PASSWORD_CREDENTIAL, MQTT_PASSWORD_ENV)
+            password, _ = _secret(environ, MQTT_PASSWORD_CREDENTIAL, MQTT_PASSWORD_ENV)
             return MqttBackend(directory, home.mqtt, password=password)
     raise AssertionError(home.backend)  # pragma: no cover - Literal exhausts the cases
 

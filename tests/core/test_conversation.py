@@ -47,6 +47,7 @@ from edgevoice.core.events import (
     ToolCall,
     ToolCallsCancelled,
     ToolCallsReceived,
+    ToolDeclarationsChanged,
     ToolResult,
     Transcript,
     TurnComplete,
@@ -414,6 +415,35 @@ def test_goaway_waits_for_the_answer_and_its_handle_then_switches() -> None:
     assert h.of(CloseLink) == [CloseLink(link, "switching connection before the server's GoAway deadline")]
     assert h.of(Connect)[-1] == Connect(link + 1, "after-turn")
     assert not h.of(StopPlayback)  # the answer was not cut
+
+
+def test_new_declarations_wait_for_a_quiet_moment_then_a_fresh_session_hears_the_talk() -> None:
+    h = Harness()
+    h.up()
+    h.utter(1000, 5000)
+    h.reply(handle="first")
+    h.utter(6000, 9000)
+    link = h.core.link
+    h.send(ServerAudio(link, b"\x01\x00" * 100, h.t))
+    h.send(ToolDeclarationsChanged(h.t))
+    h.send(ToolCallsReceived(link, (ToolCall("c1", "set_light", {}),), h.t))
+    h.reply(handle="second", played=False)
+    # Mid-answer, with its audio playing and a tool call running: no switch.
+    assert not h.of(CloseLink) and not h.of(StopPlayback)
+    h.send(PlaybackIdle(h.t))
+    assert not h.of(CloseLink)
+    h.send(ToolResult("c1", "set_light", {"ok": True}, "SILENT", h.t))
+    h.tick(30.0)  # past any follow-up window
+    assert h.of(CloseLink) == [CloseLink(link, "the functions offered to the model changed")]
+    # A fresh session (declarations cannot change in a resumed one), told the exchanges.
+    assert h.of(Connect)[-1] == Connect(link + 1, None)
+    h.up()
+    [context] = [a for a in h.of(SendContext) if a.link == link + 1]
+    assert "question" in context.text and "answer" in context.text
+    assert not h.of(StopPlayback)
+    # Once switched, nothing more to do.
+    h.tick(5.0)
+    assert len(h.of(CloseLink)) == 1
 
 
 def test_goaway_deadline_forces_the_switch_while_the_user_talks() -> None:

@@ -13,7 +13,7 @@ from google.genai import types
 from edgevoice_testbed.emulator import Scenario
 
 TEST_KEY = "test-api-key-not-secret"
-MODEL = "gemini-live-emulated"
+MODEL = "gemini-2.5-flash-native-audio-preview-12-2025"  # a model Google serves (2.5)
 FRAME = bytes(range(256)) * 2 + bytes(128)  # 640 bytes = 20 ms of 16 kHz S16_LE
 IN_MIME = "audio/pcm;rate=16000"
 STEP_TIMEOUT = 10.0

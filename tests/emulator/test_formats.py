@@ -194,7 +194,15 @@ def test_packaged_default_scenario():
     assert turn.reply == "Okay, turning on the kitchen light."
     assert turn.follow_up == "The kitchen light is on."
     assert scenario.turn_for(2) is scenario.default_turn and scenario.default_turn.reply
-    assert scenario.spoken_texts() == {turn.reply, turn.follow_up, scenario.default_turn.reply}
+    assert {turn.reply, turn.follow_up, scenario.default_turn.reply} <= scenario.spoken_texts()
+    # The call follows the client's declarations: Google's examples declare turn_on_the_lights.
+    assert [alt.tool_calls[0].name for alt in turn.alternatives if alt.tool_calls] == [
+        "turn_on_the_lights"]
+    typed = scenario.text_turn_for("Turn on the lights please")
+    assert [call.name for call in typed.tool_calls] == ["turn_on_the_lights"]
+    assert scenario.text_turn_for("Hello, how are you?") is scenario.default_turn
+    every_reply = {t.reply for t in [*scenario.turns, *scenario.text_turns, scenario.default_turn]}
+    assert every_reply <= scenario.spoken_texts()
 
 
 def test_scenario_object_faults_and_defaults():

@@ -27,6 +27,8 @@ from edgevoice_testbed.emulator.voice import ToneVoice
 PATH = "/ws/google.ai.generativelanguage.v1.GenerativeService.BidiGenerateContent"
 KEY = {"x-goog-api-key": "k-123"}
 FRAME = base64.b64encode(bytes(640)).decode()
+# A 2.5 model: NON_BLOCKING only where declared, INTERRUPT at once, usageMetadata sent.
+MODEL = "models/gemini-2.5-flash-native-audio-preview-12-2025"
 SERVER_KEYS = {
     "setupComplete",
     "serverContent",
@@ -52,7 +54,7 @@ def setup_message(
     modality: str = "AUDIO",
 ) -> dict[str, Any]:
     setup: dict[str, Any] = {
-        "model": "models/test",
+        "model": MODEL,
         "generationConfig": {"responseModalities": [modality]},
         "realtimeInputConfig": {"automatic_activity_detection": {"disabled": explicit}},
         "tools": [{"functionDeclarations": [{"name": "set_light", "behavior": "NON_BLOCKING"}]}],
@@ -724,6 +726,42 @@ def test_resume_from_an_older_handle_loses_later_turns():
     resumed.utterance()
     resumed.run()
     assert harness.core.replies[-1].text == "one"
+
+
+def test_handles_share_history_and_only_the_newest_are_kept():
+    harness = Harness(make_scenario(handles_kept_per_session=3))
+    client = harness.connect()
+    client.setup()
+    for _ in range(6):
+        client.utterance()
+        client.run()
+    issued = handles(client.actions)
+    assert len(issued) == 7 and harness.core.handles_kept == 3
+    snapshots = [harness.core._handles[h].snapshot for h in issued[-3:]]
+    # Each snapshot holds the newest node of one shared history, not a copy of it.
+    assert snapshots[1]._history_tail.previous.previous is snapshots[0]._history_tail
+    client.conn.connection_lost(harness.t, 1000, "", "client")
+    forgotten = harness.connect()
+    forgotten.setup(handle=issued[0])
+    assert forgotten.conn.record.close_code == 1007
+    resumed = harness.connect()
+    assert kinds(resumed.setup(handle=issued[-2]))[0] == "setupComplete"
+    assert [e.kind for e in harness.core.history].count("user") == 5
+
+
+def test_expired_handles_are_dropped_from_memory():
+    harness = Harness(make_scenario(handle_ttl_s=10))
+    old = harness.connect()
+    old.setup()
+    old.conn.connection_lost(harness.t, 1000, "", "client")
+    harness.t += 11
+    client = harness.connect()
+    client.setup()
+    for _ in range(300):  # enough stores to trigger a sweep
+        client.utterance()
+        client.run()
+    assert all(entry.connection_id != old.conn.record.id
+               for entry in harness.core._handles.values())
 
 
 @pytest.mark.parametrize("handle", ["nonsense", ""])

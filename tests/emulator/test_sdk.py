@@ -165,10 +165,12 @@ async def test_a_camel_case_client_is_understood_and_answered_in_camel_case():
                 json.dumps(
                     {
                         "setup": {
-                            "model": "models/m",
+                            "model": f"models/{MODEL}",
                             "generationConfig": {"responseModalities": ["AUDIO"]},
                             "realtimeInputConfig": {"automaticActivityDetection": {"disabled": True}},
                             "sessionResumption": {},
+                            "tools": [{"functionDeclarations": [
+                                {"name": "set_light", "behavior": "NON_BLOCKING"}]}],
                         }
                     }
                 )

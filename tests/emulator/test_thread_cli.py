@@ -120,3 +120,41 @@ async def test_cli_serves_until_sigterm(tmp_path):
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+@pytest.mark.asyncio
+async def test_cli_goaway_without_a_trigger_reaches_a_text_only_session(tmp_path):
+    ca_path = tmp_path / "ca.pem"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "edgevoice", "emulator", "--fault", "goaway:1",
+        "--ca-out", str(ca_path), cwd=ROOT, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(30):
+            url = (await process.stdout.readline()).decode().strip().removeprefix("url=")
+            await process.stdout.readline()
+            client = genai.Client(api_key=TEST_KEY, http_options=types.HttpOptions(
+                base_url=url, async_client_args={
+                    "ssl": ssl.create_default_context(cafile=str(ca_path))}))
+            config = types.LiveConnectConfig(response_modalities=[types.Modality.TEXT])
+            messages = []
+            with pytest.raises(errors.APIError) as closed:
+                async with client.aio.live.connect(model=MODEL, config=config) as session:
+                    await session.send_client_content(
+                        turns=types.Content(role="user", parts=[types.Part(text="hi")]))
+                    while True:
+                        async for message in session.receive():
+                            messages.append(message)
+            go_away = [m.go_away.time_left for m in messages if m.go_away]
+            assert go_away == ["1s"]
+            assert any(m.usage_metadata and m.usage_metadata.prompt_token_count for m in messages)
+            assert closed.value.code == 1011
+            assert "Deadline expired before operation could complete." in str(closed.value)
+            process.send_signal(signal.SIGTERM)
+            assert await process.wait() == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()

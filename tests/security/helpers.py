@@ -52,7 +52,7 @@ def write_broker_files(
         'tls_key_file = "broker.key"',
         "",
         "[live]",
-        'model = "gemini-live-emulated"',
+        'model = "gemini-2.5-flash-native-audio-preview-12-2025"',
         "",
         "[gemini]",
     ]

@@ -192,7 +192,7 @@ def test_a_session_is_closed_when_its_token_expires():
     connection = core.open_connection(V1ALPHA, token_headers(token), 1.0)
     setup = {
         "setup": {
-            "model": "models/x",
+            "model": "models/gemini-3.8-live",
             "realtimeInputConfig": {"automaticActivityDetection": {"disabled": True}},
         }
     }
@@ -281,7 +281,7 @@ async def test_an_expired_token_is_refused_by_the_sdk_connection():
 
 async def test_the_tokens_locked_settings_win_over_the_clients():
     constraints = types.LiveConnectConstraints(
-        model="models/locked-model",
+        model="models/gemini-3.8-live",
         config=types.LiveConnectConfig(response_modalities=[types.Modality.AUDIO]),
     )
     async with asyncio.timeout(TIMEOUT), Emulator(scenario(), authenticator=TokenAuthenticator()) as emu:
@@ -289,7 +289,7 @@ async def test_the_tokens_locked_settings_win_over_the_clients():
         await connect_and_talk(emu, token.name)
         [record] = emu.connections
         assert record.setup["model"] == f"models/{MODEL}"
-        assert record.effective_setup["model"] == "models/locked-model"
+        assert record.effective_setup["model"] == "models/gemini-3.8-live"
         assert "model" in record.locked_fields
         # Only the set fields are locked: the client's tools and transcription survive.
         assert record.effective_setup["tools"] == record.setup["tools"]

@@ -66,7 +66,8 @@ TURNS = [
 
 async def test_refusals_reach_the_model_and_the_session_goes_on(tmp_path, caplog):
     caplog.set_level(logging.INFO)
-    emulator = Emulator(scenario(turns=TURNS))
+    # A model that calls a function the device never declared (the real service does not).
+    emulator = Emulator(scenario(turns=TURNS, call_undeclared_functions=True))
     await emulator.start()
     home = {
         "entities": ENTITIES,

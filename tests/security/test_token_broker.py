@@ -104,7 +104,7 @@ async def test_a_device_gets_a_locked_single_use_token(setup, caplog):
     assert (minted.fingerprint, minted.uses) == (fingerprint(token)[:8], 1)
     assert minted.new_session_expire_t - minted.issued_t == pytest.approx(60, abs=2)
     assert minted.expire_t - minted.issued_t == pytest.approx(900, abs=2)
-    assert minted.constraints["model"] == "models/gemini-live-emulated"
+    assert minted.constraints["model"] == "models/gemini-2.5-flash-native-audio-preview-12-2025"
     assert minted.constraints["realtimeInputConfig"] == {"automaticActivityDetection": {"disabled": True}}
     assert minted.field_mask is not None and "model" in minted.field_mask
     # The token works once, on the v1alpha constrained method, with the model locked in.
@@ -113,7 +113,7 @@ async def test_a_device_gets_a_locked_single_use_token(setup, caplog):
         await speak(session, frames=3)
         await receive_turn(session)
     record = setup.emulator.connections[0]
-    assert record.effective_setup["model"] == "models/gemini-live-emulated"
+    assert record.effective_setup["model"] == "models/gemini-2.5-flash-native-audio-preview-12-2025"
     assert record.effective_setup["tools"] == record.setup["tools"]
     with pytest.raises(errors.APIError) as reused:
         async with client.aio.live.connect(model=MODEL, config=live_config()):

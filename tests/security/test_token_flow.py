@@ -111,7 +111,8 @@ async def test_the_device_talks_on_broker_tokens_one_per_connection(flow, tmp_pa
     assert all(t.refusals == [] for t in flow.emulator.issued_tokens)
     assert [t.device_id for t in flow.broker.issued] == ["kitchen", "kitchen"]
     # The locked model is what the sessions ran with.
-    assert {c.effective_setup["model"] for c in connections} == {"models/gemini-live-emulated"}
+    assert {c.effective_setup["model"] for c in connections} == {
+        "models/gemini-2.5-flash-native-audio-preview-12-2025"}
 
 
 async def test_an_expired_token_ends_the_session_and_the_device_fetches_a_new_one(flow, tmp_path):
@@ -164,7 +165,8 @@ async def test_a_reused_token_is_refused_and_the_next_attempt_brings_a_fresh_one
         events.append(event)
         arrived.set()
 
-    live = LiveSettings(model="gemini-live-emulated", base_url=flow.emulator.base_url)
+    live = LiveSettings(model="gemini-2.5-flash-native-audio-preview-12-2025",
+                        base_url=flow.emulator.base_url)
     link = LiveLink(live, credentials=replaying, post=post, ssl_context=flow.emulator.client_ssl_context())
     runner = asyncio.create_task(link.run())
     # The spent token opens one real session first, so the replay is a true reuse.

@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 
 from edgevoice.tools import ToolOutcome
 
@@ -120,68 +120,40 @@ class Mosquitto:
         self.process = None
 
 
-# -- Home Assistant ------------------------------------------------------------------------------
-
-# Services Home Assistant offers per domain, with the service data keys each accepts.
-HA_SERVICES: dict[str, dict[str, set[str]]] = {
-    "light": {"turn_on": {"brightness_pct", "color_name", "color_temp_kelvin"}, "turn_off": set()},
-    "climate": {"set_temperature": {"temperature", "hvac_mode"}, "set_hvac_mode": {"hvac_mode"}},
-    "cover": {
-        "open_cover": set(),
-        "close_cover": set(),
-        "stop_cover": set(),
-        "set_cover_position": {"position"},
-    },
-    "scene": {"turn_on": set()},
-    "media_player": {
-        "media_play": set(),
-        "media_pause": set(),
-        "media_stop": set(),
-        "media_next_track": set(),
-        "media_previous_track": set(),
-        "volume_set": {"volume_level"},
-    },
-    "lock": {"lock": set(), "unlock": {"code"}},
-}
+# -- Home Assistant: only what a real one cannot be made to do ------------------------------------
 
 
 class FakeHomeAssistant:
-    """The part of Home Assistant's REST API EdgeVoice uses, strict like the real thing:
-    bearer token, JSON content type, known services and service data keys; unknown entity
-    ids in a service call are ignored (200 and no changed states) and 404 on a state read."""
+    """Home Assistant's websocket protocol for the cases a real Home Assistant cannot be
+    made to produce: a server that accepts the connection and never answers the login
+    (``hang_login``), a service call that never gets its result (``hang_services``), an
+    entity removed while a call to it runs (``remove_during_call``). Everything it does
+    answer, it answers as HA 2024.3 does: ``auth_required``/``auth_ok``/``auth_invalid``,
+    ``result`` messages with ``success``, registry lists, ``state_changed`` events.
+    (Everything else is tested against a real Home Assistant: tests/homeassistant.)"""
 
     def __init__(self, token: str = HA_TOKEN):
         self.token = token
-        self.services = {domain: dict(services) for domain, services in HA_SERVICES.items()}
-        self.requests: list[dict[str, Any]] = []
-        self.broken: set[str] = set()  # entity ids answered with HTTP 500
-        self.hanging: set[str] = set()  # entity ids that never get an answer
-        self.release = asyncio.Event()
+        self.hang_login = False
+        self.hang_services: set[str] = set()
+        self.remove_during_call: set[str] = set()
+        self.commands: list[dict[str, Any]] = []
+        self.logins: list[str] = []  # the access tokens presented
         self.states: dict[str, dict[str, Any]] = {
             "light.kitchen": {"entity_id": "light.kitchen", "state": "off", "attributes": {}},
-            "climate.hall": {
-                "entity_id": "climate.hall",
-                "state": "heat",
-                "attributes": {"temperature": 19.0, "current_temperature": 18.5},
-            },
             "cover.garage_door": {
                 "entity_id": "cover.garage_door",
                 "state": "closed",
                 "attributes": {"current_position": 0},
             },
-            "sensor.outdoor": {
-                "entity_id": "sensor.outdoor",
-                "state": "11.5",
-                "attributes": {"unit_of_measurement": "°C"},
-            },
         }
         self.url = ""
         self._runner: web.AppRunner | None = None
+        self._release = asyncio.Event()
 
     async def start(self, ssl_context: Any = None) -> None:
         app = web.Application()
-        app.router.add_post("/api/services/{domain}/{service}", self._service)
-        app.router.add_get("/api/states/{entity_id}", self._state)
+        app.router.add_get("/api/websocket", self._websocket)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=ssl_context)
@@ -190,76 +162,100 @@ class FakeHomeAssistant:
         self.url = f"{'https' if ssl_context else 'http'}://127.0.0.1:{port}"
 
     async def stop(self) -> None:
-        self.release.set()
+        self._release.set()
         if self._runner is not None:
             await self._runner.cleanup()
 
-    def _authorised(self, request: web.Request) -> bool:
-        return request.headers.get("Authorization") == f"Bearer {self.token}"
+    async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        socket = web.WebSocketResponse()
+        await socket.prepare(request)
+        if self.hang_login:
+            await self._release.wait()
+            return socket
+        await socket.send_json({"type": "auth_required", "ha_version": "2024.3.3"})
+        login = await socket.receive_json()
+        self.logins.append(str(login.get("access_token")))
+        if login.get("access_token") != self.token:
+            await socket.send_json({"type": "auth_invalid", "message": "Invalid access token or password"})
+            await socket.close()
+            return socket
+        await socket.send_json({"type": "auth_ok", "ha_version": "2024.3.3"})
+        state_subscriptions: list[int] = []
+        async for message in socket:
+            if message.type != WSMsgType.TEXT:
+                break
+            command = json.loads(message.data)
+            self.commands.append(command)
+            asyncio.get_running_loop().create_task(self._answer(socket, command, state_subscriptions))
+        return socket
 
-    async def _service(self, request: web.Request) -> web.StreamResponse:
-        domain, service = request.match_info["domain"], request.match_info["service"]
-        record: dict[str, Any] = {
-            "method": "POST",
-            "path": request.path,
-            "headers": dict(request.headers),
-        }
-        self.requests.append(record)
-        if not self._authorised(request):
-            return web.Response(status=401, text="401: Unauthorized")
-        if request.content_type != "application/json":
-            return web.json_response({"message": "Data should be valid JSON."}, status=400)
-        try:
-            data = await request.json()
-        except ValueError:
-            return web.json_response({"message": "Data should be valid JSON."}, status=400)
-        record["json"] = dict(data) if isinstance(data, dict) else data
-        if not isinstance(data, dict):
-            return web.json_response({"message": "Service data should be an object."}, status=400)
-        if service not in self.services.get(domain, {}):
-            return web.json_response({"message": f"Service {domain}.{service} not found."}, status=400)
-        entity_id = data.pop("entity_id", None)
-        extra = set(data) - self.services[domain][service]
-        if not isinstance(entity_id, str) or extra:
-            return web.json_response({"message": f"extra keys not allowed: {sorted(extra)}"}, status=400)
-        if entity_id in self.hanging:
-            await self.release.wait()
-        if entity_id in self.broken:
-            return web.json_response({"message": "Internal Server Error"}, status=500)
-        state = self.states.get(entity_id)
-        if state is None or not entity_id.startswith(domain + "."):
-            return web.json_response([])  # Home Assistant ignores unknown entities
-        self._apply(state, domain, service, data)
-        return web.json_response([state])
-
-    async def _state(self, request: web.Request) -> web.StreamResponse:
-        entity_id = request.match_info["entity_id"]
-        self.requests.append({"method": "GET", "path": request.path, "headers": dict(request.headers)})
-        if not self._authorised(request):
-            return web.Response(status=401, text="401: Unauthorized")
-        if entity_id in self.broken:
-            return web.json_response({"message": "Internal Server Error"}, status=500)
-        if entity_id not in self.states:
-            return web.json_response({"message": "Entity not found."}, status=404)
-        return web.json_response(self.states[entity_id])
+    async def _answer(self, socket: web.WebSocketResponse, command: dict[str, Any], subs: list[int]) -> None:
+        kind, message_id = command.get("type"), command.get("id")
+        result: Any = None
+        if kind == "subscribe_events":
+            if command.get("event_type") == "state_changed":
+                subs.append(message_id)  # type: ignore[arg-type]
+        elif kind == "get_states":
+            result = list(self.states.values())
+        elif kind in (
+            "config/entity_registry/list",
+            "config/device_registry/list",
+            "config/area_registry/list",
+            "config/floor_registry/list",
+        ):
+            result = []
+        elif kind == "config/entity_registry/get_entries":
+            result = {}
+        elif kind == "homeassistant/expose_entity/list":
+            result = {"exposed_entities": {}}
+        elif kind == "homeassistant/expose_new_entities/get":
+            result = {"expose_new": True}
+        elif kind == "call_service":
+            entity_id = command.get("target", {}).get("entity_id")
+            if entity_id in self.hang_services:
+                await self._release.wait()
+                return
+            if entity_id in self.remove_during_call:
+                # Accepted; the entity goes away before it reaches the state asked for.
+                await socket.send_json({"id": message_id, "type": "result", "success": True, "result": {}})
+                old = self.states.pop(entity_id, None)
+                await self._event(socket, subs, entity_id, old, None)
+                return
+            state = self.states.get(entity_id)
+            service = command.get("service")
+            if state is not None and service in ("turn_on", "turn_off"):
+                # Like HA: the state_changed event goes out before the call's result.
+                old = dict(state)
+                state["state"] = "on" if service == "turn_on" else "off"
+                await self._event(socket, subs, entity_id, old, dict(state))
+            result = {"context": {"id": "01HFAKE"}, "response": None}
+        else:
+            await socket.send_json(
+                {
+                    "id": message_id,
+                    "type": "result",
+                    "success": False,
+                    "error": {"code": "unknown_command", "message": "Unknown command."},
+                }
+            )
+            return
+        await socket.send_json({"id": message_id, "type": "result", "success": True, "result": result})
 
     @staticmethod
-    def _apply(state: dict[str, Any], domain: str, service: str, data: dict[str, Any]) -> None:
-        attributes = state["attributes"]
-        if domain == "light":
-            state["state"] = "on" if service == "turn_on" else "off"
-            if "brightness_pct" in data:
-                attributes["brightness"] = round(data["brightness_pct"] * 255 / 100)
-            if "color_name" in data:
-                attributes["color_mode"] = "rgb"
-                attributes["rgb_color"] = {"red": [255, 0, 0], "blue": [0, 0, 255]}.get(
-                    data["color_name"], [255, 255, 255]
-                )
-        elif domain == "climate":
-            attributes["temperature"] = data.get("temperature", attributes.get("temperature"))
-            state["state"] = data.get("hvac_mode", state["state"])
-        elif domain == "cover":
-            state["state"] = {"open_cover": "open", "close_cover": "closed"}.get(service, state["state"])
+    async def _event(
+        socket: web.WebSocketResponse, subs: list[int], entity_id: str, old: Any, new: Any
+    ) -> None:
+        for sub in subs:
+            await socket.send_json(
+                {
+                    "id": sub,
+                    "type": "event",
+                    "event": {
+                        "event_type": "state_changed",
+                        "data": {"entity_id": entity_id, "old_state": old, "new_state": new},
+                    },
+                }
+            )
 
 
 # -- MQTT devices ----------------------------------------------------------------------------------

@@ -268,3 +268,21 @@ async def test_declarations_and_responses_on_the_wire(tmp_path, live_server):
             ]
         }
     }
+
+
+async def test_switched_devices_and_rooms_in_the_simulated_home(tmp_path):
+    entities = [
+        {"id": "switch.kettle", "name": "Kettle", "room": "kitchen"},
+        {"id": "fan.ceiling", "name": "Ceiling fan", "room": "kitchen"},
+        {"id": "light.kitchen", "name": "Kitchen light", "room": "kitchen"},
+    ]
+    box = toolbox(tmp_path, entities=entities, simulated={"latency_s": 0, "persist": False})
+    assert "set_power" in by_name(box.declarations())
+    done: asyncio.Queue[ToolOutcome] = asyncio.Queue()
+    async with box:
+        power = types.FunctionCall(id="1", name="set_power", args={"entity": "kitchen", "on": True})
+        box.start(power, done.put_nowait)
+        outcome = await asyncio.wait_for(done.get(), 5)
+    assert outcome.ok, outcome.response
+    assert {item["entity"] for item in outcome.response["results"]} == {"Kettle", "Ceiling fan"}
+    assert "Kettle is on." in outcome.response["result"]

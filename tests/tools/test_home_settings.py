@@ -70,9 +70,19 @@ def test_bad_entity_id_names_its_key(tmp_path):
     assert "must look like light.kitchen" in caught.value.problems[0]
 
 
-def test_real_backends_need_an_explicit_entity_list(tmp_path):
-    with pytest.raises(ConfigError, match=r"the homeassistant backend needs home\.entities"):
-        load(tmp_path, '[home]\nbackend = "homeassistant"\n')
+def test_mqtt_needs_an_entity_list_and_home_assistant_discovers_without_one(tmp_path):
+    with pytest.raises(ConfigError, match=r"the mqtt backend needs home\.entities"):
+        load(tmp_path, '[home]\nbackend = "mqtt"\n')
+    home = load(tmp_path, '[home]\nbackend = "homeassistant"\n').settings.home
+    assert home.discovers and home.effective_entities == ()
+    listed = '[home]\nbackend = "homeassistant"\n[[home.entities]]\nid = "light.a"\nname = "A"\n'
+    assert not load(tmp_path, listed).settings.home.discovers
+    both = listed.replace("[[home", "[home.homeassistant]\ndiscover = true\n[[home", 1)
+    assert load(tmp_path, both).settings.home.discovers
+    with pytest.raises(ConfigError, match=r"discover = false needs home\.entities"):
+        load(tmp_path, '[home]\nbackend = "homeassistant"\n[home.homeassistant]\ndiscover = false\n')
+    with pytest.raises(ConfigError, match=r"settle_timeout_s must be below home\.call_timeout_s"):
+        load(tmp_path, '[home]\nbackend = "homeassistant"\ncall_timeout_s = 5\n')
 
 
 def test_environment_overrides_reach_the_home_section(tmp_path):

@@ -290,8 +290,10 @@ def mqtt_command(
     """The JSON payload of a command and the test a reported state must pass to confirm it."""
     data = command.data
     match command.domain, command.service:
-        case "light", "turn_off":
+        case "light" | "switch" | "fan" | "humidifier", "turn_off":
             return {"state": "OFF"}, lambda s: s.get("state") == "off"
+        case "switch" | "fan" | "humidifier", "turn_on":
+            return {"state": "ON"}, lambda s: s.get("state") == "on"
         case "light", "turn_on":
             payload: dict[str, Any] = {"state": "ON"}
             checks: list[Expectation] = [lambda s: s.get("state") == "on"]

@@ -212,6 +212,8 @@ def apply_command(command: Command, state: Mapping[str, Any]) -> dict[str, Any]:
                 )
         case "light", "turn_off":
             new["state"] = "off"
+        case "switch" | "fan" | "humidifier", "turn_on" | "turn_off":
+            new["state"] = "on" if command.service == "turn_on" else "off"
         case "climate", "set_temperature":
             new["target_temperature"] = float(data["temperature"])
             if "hvac_mode" in data:

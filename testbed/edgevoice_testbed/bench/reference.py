@@ -13,7 +13,8 @@ Written from Google's "Get started with the Live API" audio example
 
 What the quickstart lacks and the benchmark's script needs, added as little as possible:
 activityStart/activityEnd sent through the same send queue at press/release (with
-automatic VAD disabled in the config); the playback queue emptied on ``interrupted``
+automatic VAD disabled in the config, so only audio inside a press is sent: the service
+refuses audio outside one); the playback queue emptied on ``interrupted``
 (instead of at every turn's end, which with a server that sends ``turnComplete`` ahead
 of playback would cut every answer short); a one-line answer to tool calls; a new session
 (no resumption) whenever the connection ends. Devices stay open across sessions (the
@@ -121,14 +122,22 @@ class ReferenceClient:
 
     async def send_realtime(self) -> None:
         assert self.out_queue is not None
+        # With automatic detection disabled the service refuses audio outside
+        # activityStart..activityEnd (close 1007): the microphone still streams all the
+        # time into the queue, but only what falls inside a press is sent.
+        in_activity = False
         while True:
             kind, msg, t = await self.out_queue.get()
             if kind == "audio":
+                if not in_activity:
+                    continue
                 await self.session.send_realtime_input(audio=msg)
                 self.probe.add("capture_to_wire_ms", (time.monotonic() - t) * 1000)
             elif kind == "start":
                 await self.session.send_realtime_input(activity_start=types.ActivityStart())
+                in_activity = True
             else:
+                in_activity = False
                 await self.session.send_realtime_input(activity_end=types.ActivityEnd())
                 self.probe.add("release_to_activity_end_ms", (time.monotonic() - t) * 1000)
 

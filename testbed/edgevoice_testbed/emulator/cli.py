@@ -15,12 +15,46 @@ from edgevoice.errors import UserError
 from edgevoice_testbed.emulator.faults import parse_fault
 from edgevoice_testbed.emulator.scenario import Scenario
 
+EPILOG = """\
+pointing a client at it:
+  google-genai: GOOGLE_GEMINI_BASE_URL=<url> SSL_CERT_FILE=<ca> python your_app.py
+  (ephemeral tokens: auth_tokens.create against <rest_url>, api_version v1alpha)
+  other clients: wss://HOST:PORT/ws/google.ai.generativelanguage.v1beta.GenerativeService.
+  BidiGenerateContent, trusting <ca>; every server message is a binary frame.
+
+what it checks, as the real service does:
+  models Google serves only (else 1008 "models/X is not found ..."); unknown setup
+  fields (1007 naming the field); fields the model's family refuses (1007); audio
+  outside activityStart..activityEnd under manual detection (1007); realtime input
+  while a synchronous call is unanswered (2.5: 1008; 3.8 cancels the call; 3.1 cancels
+  it 12 s later); client_content after the first model turn on 3.1 (1007).
+
+what it does:
+  automatic activity detection unless the setup disables it (energy-based, honouring
+  the sensitivity, prefixPaddingMs and silenceDurationMs settings); input and output
+  transcription; function calls from spoken and typed prompts, only of functions the
+  client declared; each family's calling mode, INTERRUPT timing, usageMetadata and
+  resumption; session resumption with handles valid for 2 hours.
+
+faults (KIND[@WHEN]; WHEN is utterance:N:frame:K or reply:N:chunk:K):
+  drop  close:CODE  goaway:S[:CODE]  refuse:S  stall  delay:MS
+  habits of the real service: quota:S (HTTP 429 at the upgrade)  slow_pong:S
+  not_resumable:S (updates every S s)  duplicate_calls  no_turn_complete  silent_turn
+  Without WHEN a fault fires when the first session starts; goaway:S S seconds into it.
+
+The scenario format, every field and fault: docs/scenarios.md.
+"""
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "emulator", help="run a local Gemini Live API emulator (TLS websocket) for testing",
-        description="Serve the Gemini Live API over TLS on loopback, answering from a "
-                    "scenario file. Prints the URL and the CA file a client must trust.",
+        description="Serve the Gemini Live API over TLS on loopback for any Live API client "
+                    "(this daemon, Google's examples, Pipecat, LiveKit, your own), answering "
+                    "from a scenario file as the real service would. Prints the websocket "
+                    "URL, the CA file a client must trust and the REST URL (ephemeral "
+                    "tokens).",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default: %(default)s)")
@@ -30,7 +64,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--ca-out", metavar="FILE",
                         help="where to write the CA certificate (default: a new temporary file)")
     parser.add_argument("--fault", metavar="SPEC", action="append", default=[],
-                        help="add a fault, e.g. drop@utterance:2:frame:10 (repeatable)")
+                        help="add a fault or a habit of the real service, e.g. "
+                             "drop@utterance:2:frame:10 or goaway:30 (repeatable; see below)")
     parser.add_argument("--verbose", action="store_true", help="log every connection event")
     parser.set_defaults(handler=run_emulator)
 

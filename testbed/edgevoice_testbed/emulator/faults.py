@@ -4,11 +4,22 @@ A fault is written ``KIND[@WHEN]``::
 
     drop@utterance:2:frame:10     abort the TCP connection after frame 10 of utterance 2
     close:1011@reply:1:chunk:3    close with code 1011 after chunk 3 of the reply to utterance 1
-    goaway:5                      send goAway {timeLeft: "5s"} now, close 5 s later
+    goaway:5                      send goAway {timeLeft: "5s"}, close 5 s later (untriggered in
+                                  a scenario or --fault: 5 s after the first session starts)
+    goaway:50:1008                the same, closing with 1008 instead of goaway_close_code
     refuse:3@utterance:1:frame:1  drop, then refuse every new connection for 3 s
     stall@reply:2:chunk:1         stop sending anything on that connection
     delay:1500                    delay the next reply by 1.5 s
     restart@utterance:3:frame:5   (for ``edgevoice simulate``; the emulator ignores it)
+
+The real service's habits, from their trigger on (or at once without one):
+
+    quota:60                      answer websocket upgrades with HTTP 429 for 60 s
+    slow_pong:25                  answer pings 25 s late
+    not_resumable:2               sessionResumptionUpdate every 2 s (resumable: false while busy)
+    duplicate_calls               the next turn's calls also as modelTurn functionCall parts
+    no_turn_complete              the next turn ends with generationComplete only
+    silent_turn                   the next turn is turnComplete with no content
 
 The same parser serves the emulator and the ``simulate`` command.
 """
@@ -19,13 +30,22 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-FaultKind = Literal["drop", "close", "goaway", "refuse", "stall", "delay", "restart"]
+FaultKind = Literal["drop", "close", "goaway", "refuse", "stall", "delay", "restart", "quota",
+                    "slow_pong", "not_resumable", "duplicate_calls", "no_turn_complete",
+                    "silent_turn"]
 TriggerKind = Literal["utterance", "reply"]
 
-FAULT_KINDS: tuple[str, ...] = ("drop", "close", "goaway", "refuse", "stall", "delay", "restart")
-_KIND_SYNTAX = "drop, close:CODE, goaway:SECONDS, refuse:SECONDS, stall, delay:MS or restart"
+FAULT_KINDS: tuple[str, ...] = ("drop", "close", "goaway", "refuse", "stall", "delay", "restart",
+                                 "quota", "slow_pong", "not_resumable", "duplicate_calls",
+                                 "no_turn_complete", "silent_turn")
+# Habits that change what the next model turn looks like.
+TURN_HABITS = frozenset({"duplicate_calls", "no_turn_complete", "silent_turn"})
+_KIND_SYNTAX = ("drop, close:CODE, goaway:SECONDS[:CODE], refuse:SECONDS, stall, delay:MS, "
+                "restart, quota:SECONDS, slow_pong:SECONDS, not_resumable:SECONDS, "
+                "duplicate_calls, no_turn_complete or silent_turn")
 _WHEN_SYNTAX = "utterance:N:frame:K or reply:N:chunk:K (N, K counted from 1)"
-_NEEDS_VALUE = {"close": "CODE", "goaway": "SECONDS", "refuse": "SECONDS", "delay": "MS"}
+_NEEDS_VALUE = {"close": "CODE", "goaway": "SECONDS", "refuse": "SECONDS", "delay": "MS",
+                "quota": "SECONDS", "slow_pong": "SECONDS", "not_resumable": "SECONDS"}
 
 # Codes a server may put in a close frame (RFC 6455 7.4; 1005, 1006 and 1015 are
 # reserved for reporting and never sent).
@@ -56,6 +76,8 @@ class Fault:
     value: float | None = None
     when: Trigger | None = None
     reason: str | None = None
+    close_code: int | None = None
+    """A ``goaway``'s close code (``goaway:S:CODE``); None: the scenario's."""
 
     @property
     def code(self) -> int:
@@ -72,6 +94,8 @@ class Fault:
         text = self.kind
         if self.value is not None:
             text += f":{_format_number(self.value)}"
+        if self.close_code is not None:
+            text += f":{self.close_code}"
         if self.when is not None:
             text += f"@{self.when}"
         return text
@@ -111,6 +135,15 @@ def parse_fault(spec: str) -> Fault:
     if kind not in FAULT_KINDS:
         raise ValueError(f"bad fault {spec!r}: unknown kind {kind!r} (expected {_KIND_SYNTAX})")
     value: float | None = None
+    close_code = None
+    if kind == "goaway" and value_text.count(":") == 1:
+        value_text, _, code_text = value_text.partition(":")
+        try:
+            close_code = int(code_text)
+        except ValueError:
+            raise ValueError(f"bad fault {spec!r}: the close code of goaway:SECONDS:CODE must "
+                             f"be a whole number, got {code_text!r}") from None
+        _check_value(spec, "close", float(close_code))
     if kind in _NEEDS_VALUE:
         if not colon or not value_text.strip():
             raise ValueError(
@@ -131,12 +164,12 @@ def parse_fault(spec: str) -> Fault:
             when = parse_trigger(when_text)
         except ValueError as exc:
             raise ValueError(f"bad fault {spec!r}: {exc}") from None
-    return Fault(kind, value, when)  # type: ignore[arg-type]
+    return Fault(kind, value, when, close_code=close_code)  # type: ignore[arg-type]
 
 
 def make_fault(
     kind: str, value: float | None = None, when: str | Trigger | None = None,
-    reason: str | None = None,
+    reason: str | None = None, close_code: int | None = None,
 ) -> Fault:
     """Build a fault from parts (the object form of a scenario's ``faults`` entries)."""
     spec = kind if value is None else f"{kind}:{_format_number(value)}"
@@ -144,7 +177,12 @@ def make_fault(
     trigger = parse_trigger(when) if isinstance(when, str) else when
     if reason is not None and fault.kind != "close" and fault.kind != "goaway":
         raise ValueError(f"bad fault {spec!r}: only close and goaway take a reason")
-    return Fault(fault.kind, fault.value, trigger, reason)
+    if close_code is not None:
+        if fault.kind != "goaway":
+            raise ValueError(f"bad fault {spec!r}: only goaway takes a code")
+        _check_value(spec, "close", float(close_code))
+    return Fault(fault.kind, fault.value, trigger, reason,
+                 close_code if close_code is not None else fault.close_code)
 
 
 def _check_value(spec: str, kind: str, value: float) -> None:
@@ -156,5 +194,9 @@ def _check_value(spec: str, kind: str, value: float) -> None:
                 f"bad fault {spec!r}: {_format_number(value)} is not a close code a server can "
                 "send (1000-1003, 1007-1014 or 3000-4999)"
             )
+    elif kind == "slow_pong" and not 0 <= value <= 60:
+        raise ValueError(f"bad fault {spec!r}: slow_pong takes 0 to 60 seconds")
+    elif kind == "not_resumable" and not value > 0:
+        raise ValueError(f"bad fault {spec!r}: not_resumable needs an interval > 0 seconds")
     elif value < 0 or value != value or value == float("inf"):
         raise ValueError(f"bad fault {spec!r}: {kind} value must be a finite number >= 0")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import copy
 import heapq
 import itertools
 import json
@@ -27,6 +26,7 @@ from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
+from edgevoice.core.families import GEMINI_3_8, InterruptTiming, ModelFamily
 from edgevoice_testbed.emulator.auth import (
     TOKEN_EXPIRED,
     AuthDecision,
@@ -35,7 +35,7 @@ from edgevoice_testbed.emulator.auth import (
     TokenResult,
     apply_constraints,
 )
-from edgevoice_testbed.emulator.faults import Fault
+from edgevoice_testbed.emulator.faults import TURN_HABITS, Fault
 from edgevoice_testbed.emulator.records import (
     ConnectionRecord,
     FaultRecord,
@@ -43,11 +43,27 @@ from edgevoice_testbed.emulator.records import (
     ReceivedFrame,
     ReplyRecord,
     SentFrame,
+    SkippedCall,
     ToolCallRecord,
     ToolResponseRecord,
     UtteranceRecord,
 )
-from edgevoice_testbed.emulator.scenario import InjectSpec, Scenario, ToolCallSpec, Turn, placement_chunk
+from edgevoice_testbed.emulator.scenario import (
+    InjectSpec,
+    Scenario,
+    ToolCallSpec,
+    Turn,
+    placement_chunk,
+)
+from edgevoice_testbed.emulator.setup_rules import (
+    REASON_INVALID_ARGUMENT,
+    family_refusal,
+    model_family,
+    model_not_found,
+    sends_transparent_index,
+    unknown_field,
+)
+from edgevoice_testbed.emulator.vad import EnergyVad, VadSettings
 from edgevoice_testbed.emulator.voice import OUTPUT_RATE, SAMPLE_WIDTH
 from edgevoice_testbed.emulator.wire import duration_string, encode_frame, normalise, rate_from_mime
 
@@ -69,6 +85,9 @@ REASON_INVALID_HANDLE = "invalid session resumption handle"
 REASON_SESSION_ACTIVE = (
     "Session resumption failed: the session is still open on another connection."
 )
+REASON_NOT_SUPPORTED = "Operation is not implemented, or supported, or enabled."
+# 3.1 takes input during a synchronous call as a new turn and cancels the call this much later.
+SYNC_CALL_CANCEL_AFTER_S = 12.0
 REASON_EXPLICIT_VAD = (
     "Explicit activity control is not supported when automatic activity detection is enabled."
 )
@@ -80,7 +99,18 @@ DEFAULT_CLOSE_REASONS = {
     1011: "Internal error encountered.",
     1013: "The service is currently unavailable.",
 }
-GOAWAY_CLOSE_REASON = "The connection was aborted after GoAway."
+HANDLE_SWEEP_EVERY = 256  # handle stores between sweeps for expired handles
+# What the service said when it closed after a GoAway (live-models.md: sokuji 179 for 1011).
+GOAWAY_CLOSE_REASONS = {
+    1011: "Deadline expired before operation could complete.",
+    1008: "The operation was aborted.",
+}
+GOAWAY_CLOSE_REASON = GOAWAY_CLOSE_REASONS[1011]
+QUOTA_BODY = json.dumps({"error": {
+    "code": 429, "status": "RESOURCE_EXHAUSTED",
+    "message": "Resource has been exhausted (e.g. check quota)."}})
+# Faults that switch a habit of the service on rather than break one connection.
+HABIT_KINDS = frozenset({"quota", "slow_pong", "not_resumable"}) | TURN_HABITS
 
 
 # ---------------------------------------------------------------------------------------
@@ -89,10 +119,12 @@ GOAWAY_CLOSE_REASON = "The connection was aborted after GoAway."
 
 @dataclass(frozen=True)
 class SendFrame:
-    """Send ``text`` (the JSON of ``message``) as a text frame."""
+    """Send ``text`` (the JSON of ``message``): as a binary frame (UTF-8) when ``binary``,
+    as the real service does, else as a text frame."""
 
     message: dict[str, Any]
     text: str
+    binary: bool = False
 
 
 @dataclass(frozen=True)
@@ -126,7 +158,7 @@ class HandshakeReject:
 # Session state: what a resumption handle names.
 
 
-@dataclass
+@dataclass(frozen=True)
 class PendingCall:
     id: str
     name: str
@@ -134,6 +166,7 @@ class PendingCall:
     follow_up: str | None
     group: int | None
     cancel_on_barge_in: bool
+    blocking: bool = False
 
 
 @dataclass
@@ -146,21 +179,54 @@ class FollowUpGroup:
     scheduling: str = DEFAULT_SCHEDULING
 
 
+@dataclass(frozen=True)
+class _HistoryNode:
+    """One entry of a session's memory and the entries before it (never changed once
+    made): a snapshot shares the whole history by holding its newest node."""
+
+    entry: HistoryEntry
+    previous: _HistoryNode | None
+    length: int
+
+
 @dataclass
 class SessionState:
     id: int
-    history: list[HistoryEntry] = field(default_factory=list)
+    _history_tail: _HistoryNode | None = None
     turns: int = 0
     """Utterances the conversation has opened (utterance N is the N-th)."""
     pending_calls: dict[str, PendingCall] = field(default_factory=dict)
     groups: dict[int, FollowUpGroup] = field(default_factory=dict)
 
+    @property
+    def history(self) -> list[HistoryEntry]:
+        entries = []
+        node = self._history_tail
+        while node is not None:
+            entries.append(node.entry)
+            node = node.previous
+        entries.reverse()
+        return entries
+
+    def remember(self, entry: HistoryEntry) -> None:
+        tail = self._history_tail
+        self._history_tail = _HistoryNode(entry, tail, (tail.length if tail else 0) + 1)
+
     def copy(self) -> SessionState:
-        return copy.deepcopy(self)
+        """A snapshot: the history is shared (immutable), the small mutable parts copied.
+        A deep copy per handle made memory grow with turns times handles."""
+        return SessionState(
+            id=self.id, _history_tail=self._history_tail, turns=self.turns,
+            pending_calls=dict(self.pending_calls),
+            groups={key: FollowUpGroup(group.text, set(group.remaining), group.responded,
+                                       group.scheduling)
+                    for key, group in self.groups.items()},
+        )
 
     @property
     def signature(self) -> tuple[int, int, int]:
-        return len(self.history), self.turns, len(self.pending_calls)
+        length = self._history_tail.length if self._history_tail else 0
+        return length, self.turns, len(self.pending_calls)
 
 
 @dataclass
@@ -184,6 +250,9 @@ class _SpeechRequest:
     utterance: int | None = None
     turn: Turn | None = None
     delay: float = 0.0
+    prompt_tokens: int = 0
+    urgent: bool = False
+    """An INTERRUPT result held until the user finished speaking (3.8): spoken first."""
 
 
 @dataclass
@@ -191,7 +260,7 @@ class _Speech:
     request: _SpeechRequest
     record: ReplyRecord
     steps: deque[tuple[float, Callable[[float], None]]]
-    chunks: list[bytes | str]
+    chunks: list[memoryview | str]
     transcript_pieces: list[str]
     call_ids: dict[int, str]
     """Index in the turn's tool_calls -> the id assigned at start."""
@@ -199,6 +268,10 @@ class _Speech:
     group: int | None = None
     injections: list[InjectSpec] = field(default_factory=list)
     """One-shot frames armed with :meth:`EmulatorCore.arm_injections`."""
+    habits: set[str] = field(default_factory=set)
+    """Service habits this turn plays (``silent_turn``, ``no_turn_complete``, ...)."""
+    waiting_for: set[str] = field(default_factory=set)
+    """Synchronous calls this reply waits on: it goes on once they are answered."""
 
 
 # ---------------------------------------------------------------------------------------
@@ -229,6 +302,7 @@ class EmulatorCore:
         self.replies: list[ReplyRecord] = []
         self.tool_calls: list[ToolCallRecord] = []
         self.tool_responses: list[ToolResponseRecord] = []
+        self.skipped_calls: list[SkippedCall] = []
         self.fired_faults: list[FaultRecord] = []
         self.rejected_handshakes: list[tuple[float, str, int]] = []
         self.rest_requests: list[tuple[float, str, int]] = []
@@ -236,10 +310,20 @@ class EmulatorCore:
         self._armed_injections: list[InjectSpec] = []
         self.refuse_until = float("-inf")
         self.current_session: SessionState | None = None
-        self._armed = [_ArmedFault(fault) for fault in scenario.faults]
+        # Scenario faults with a trigger wait for it; the others fire at the first session
+        # (habits switch on at the first handshake).
+        self._armed = [_ArmedFault(fault) for fault in scenario.faults if fault.when is not None]
+        self._startup_faults = [fault for fault in scenario.faults if fault.when is None]
+        self._started = False
+        self.quota_until = float("-inf")
+        self.pong_delay_s = scenario.pong_delay_s
+        self.resumption_updates_every_s = scenario.resumption_updates_every_s
+        self._turn_habits: set[str] = set()
         self._next_setup_faults: list[Fault] = []
         self._pending_delay = 0.0
         self._handles: dict[str, _Handle] = {}
+        self._session_handles: dict[int, deque[str]] = {}
+        self._stores_since_sweep = 0
         self._open_sessions: dict[int, int] = {}
         self._live: dict[int, Connection] = {}
         self._session_ids = itertools.count(1)
@@ -250,7 +334,10 @@ class EmulatorCore:
     def check_handshake(self, path: str, now: float) -> HandshakeReject | None:
         """None to accept the websocket upgrade, or the HTTP answer that refuses it."""
         status = None
-        if now < self.refuse_until:
+        self._start_habits(now)
+        if now < self.quota_until:
+            status, body = 429, QUOTA_BODY
+        elif now < self.refuse_until:
             status, body = 503, "The service is currently unavailable."
         elif not PATH_RE.match(urlsplit(path).path):
             status, body = 404, "Not Found"
@@ -328,6 +415,9 @@ class EmulatorCore:
             self.note_fault(fault, None, now)
             self.add_delay(fault.seconds)
             return
+        if fault.kind in HABIT_KINDS:
+            self.apply_habit(fault, None, now)
+            return
         target = self._latest_accepted()
         if fault.kind == "refuse":
             self.note_fault(fault, target.record.id if target else None, now)
@@ -339,6 +429,37 @@ class EmulatorCore:
             self._next_setup_faults.append(fault)
             return
         target.fire_fault(fault, now)
+
+    def apply_habit(self, fault: Fault, connection_id: int | None, now: float) -> None:
+        """Switch on one of the service's habits (see :data:`HABIT_KINDS`)."""
+        self.note_fault(fault, connection_id, now)
+        if fault.kind == "quota":
+            self.quota_until = max(self.quota_until, now + fault.seconds)
+        elif fault.kind == "slow_pong":
+            self.pong_delay_s = fault.seconds
+        elif fault.kind == "not_resumable":
+            self.resumption_updates_every_s = fault.seconds
+            for connection in self._live.values():
+                connection.start_periodic_updates(now)
+        else:
+            self._turn_habits.add(fault.kind)
+
+    def take_turn_habits(self) -> set[str]:
+        habits, self._turn_habits = self._turn_habits, set()
+        return habits
+
+    def _start_habits(self, now: float) -> None:
+        if self._started:
+            return
+        self._started = True
+        for fault in [f for f in self._startup_faults if f.kind in HABIT_KINDS]:
+            self._startup_faults.remove(fault)
+            self.apply_habit(fault, None, now)
+
+    def take_startup_faults(self) -> list[Fault]:
+        """Untriggered scenario faults, for the first session that starts."""
+        faults, self._startup_faults = self._startup_faults, []
+        return faults
 
     def take_faults(self, kind: str, utterance: int, index: int) -> list[Fault]:
         """Faults due at this trigger; each fires once."""
@@ -381,17 +502,47 @@ class EmulatorCore:
         return f"function-call-{next(self._call_ids)}"
 
     def store_handle(self, session: SessionState, connection_id: int, now: float) -> str:
+        """Remember a snapshot of ``session`` under a new handle. Only handles that can
+        still be resumed are kept: the newest ``handles_kept_per_session`` of a session,
+        and none whose connection ended more than ``handle_ttl_s`` ago."""
         handle = "emu-" + secrets.token_urlsafe(16)
         self._handles[handle] = _Handle(session.copy(), connection_id, now)
+        kept = self._session_handles.setdefault(session.id, deque())
+        kept.append(handle)
+        while len(kept) > self.scenario.handles_kept_per_session:
+            self._handles.pop(kept.popleft(), None)
+        self._stores_since_sweep += 1
+        if self._stores_since_sweep >= HANDLE_SWEEP_EVERY:
+            self._stores_since_sweep = 0
+            self._drop_expired_handles(now)
         return handle
+
+    def _handle_expired(self, entry: _Handle, now: float) -> bool:
+        source = self.connections[entry.connection_id - 1]
+        return source.closed_t is not None and now - source.closed_t > self.scenario.handle_ttl_s
+
+    def _drop_expired_handles(self, now: float) -> None:
+        for session_id, kept in list(self._session_handles.items()):
+            alive = deque(handle for handle in kept if handle in self._handles
+                          and not self._handle_expired(self._handles[handle], now))
+            for handle in set(kept) - set(alive):
+                self._handles.pop(handle, None)
+            if alive:
+                self._session_handles[session_id] = alive
+            else:
+                del self._session_handles[session_id]
+
+    @property
+    def handles_kept(self) -> int:
+        """Resumption handles the emulator still holds (bounded; see :meth:`store_handle`)."""
+        return len(self._handles)
 
     def resolve_handle(self, handle: str, now: float) -> SessionState | None:
         """The snapshot a handle names, or None if unknown or expired."""
         entry = self._handles.get(handle)
         if entry is None:
             return None
-        source = self.connections[entry.connection_id - 1]
-        if source.closed_t is not None and now - source.closed_t > self.scenario.handle_ttl_s:
+        if self._handle_expired(entry, now):
             return None
         return entry.snapshot.copy()
 
@@ -412,7 +563,7 @@ class EmulatorCore:
     @property
     def history(self) -> list[HistoryEntry]:
         session = self.current_session
-        return list(session.history) if session is not None else []
+        return session.history if session is not None else []
 
 
 # ---------------------------------------------------------------------------------------
@@ -453,7 +604,15 @@ class Connection:
         self._output_transcription = False
         self._audio_out = True
         self._explicit_activity = False
-        self._declared: set[str] = set()
+        self._declared: dict[str, str] = {}
+        """Declared function name -> its ``behavior`` as sent (upper case, may be empty)."""
+        self._family: ModelFamily = GEMINI_3_8
+        self._vad: EnergyVad | None = None
+        self._transparent = False
+        self._updates_scheduled = False
+        self._cancels_scheduled: set[str] = set()
+        self._client_messages = 0
+        self._model_turns = 0
 
     # Adapter interface -------------------------------------------------------------------
 
@@ -485,7 +644,8 @@ class Connection:
         """Actions due by ``now``, in order. Call after every receive and at each deadline."""
         self._now = now
         while not self.closing and not self.finished and not self.stalled:
-            step_due = self._speech.steps[0][0] if self._speech and self._speech.steps else None
+            step_due = (self._speech.steps[0][0] if self._speech and self._speech.steps
+                        and not self._speech.waiting_for else None)
             timer_due = self._timers[0][0] if self._timers else None
             candidates = [due for due in (step_due, timer_due) if due is not None]
             if not candidates or min(candidates) > now:
@@ -507,7 +667,7 @@ class Connection:
         if self.closing or self.finished or self.stalled:
             return None
         dues = [self._timers[0][0]] if self._timers else []
-        if self._speech is not None and self._speech.steps:
+        if self._speech is not None and self._speech.steps and not self._speech.waiting_for:
             dues.append(self._speech.steps[0][0])
         return min(dues) if dues else None
 
@@ -534,6 +694,9 @@ class Connection:
         if fault.kind == "restart":
             log.info("fault %s is for the simulate command; the emulator ignores it", fault)
             return
+        if fault.kind in HABIT_KINDS:
+            self.core.apply_habit(fault, self.record.id, now)
+            return
         self.core.note_fault(fault, self.record.id, now)
         if fault.kind == "drop":
             self.terminate(Abort())
@@ -543,9 +706,10 @@ class Connection:
             self.terminate(Close(fault.code, reason))
         elif fault.kind == "goaway":
             self._send({"goAway": {"timeLeft": duration_string(fault.seconds)}})
-            reason = fault.reason if fault.reason is not None else GOAWAY_CLOSE_REASON
-            self._at(now + fault.seconds,
-                     lambda _now: self.terminate(Close(self.scenario.goaway_close_code, reason)))
+            code = fault.close_code or self.scenario.goaway_close_code
+            reason = fault.reason if fault.reason is not None else GOAWAY_CLOSE_REASONS.get(
+                code, DEFAULT_CLOSE_REASONS.get(code, ""))
+            self._at(now + fault.seconds, lambda _now: self.terminate(Close(code, reason)))
         elif fault.kind == "refuse":
             self.core.refuse_until = max(self.core.refuse_until, now + fault.seconds)
             self.terminate(Abort())
@@ -561,6 +725,8 @@ class Connection:
         """Close or abort; nothing is sent after it."""
         if self.closing or self.finished:
             return
+        if isinstance(action, Close):
+            action = Close(action.code, fit_close_reason(action.reason))
         self._out.append(action)
         self.closing = True
         if isinstance(action, Close):
@@ -573,7 +739,7 @@ class Connection:
         if self.closing or self.finished or self.stalled:
             return
         text = encode_frame(message)
-        self._out.append(SendFrame(message, text))
+        self._out.append(SendFrame(message, text, binary=self.scenario.frames == "binary"))
         if self.core.record_audio_frames or "modelTurn" not in message.get("serverContent", {}):
             self.core.sent.append(SentFrame(self._now, self.record.id, message, text))
 
@@ -606,6 +772,7 @@ class Connection:
         body = message[key]
         if not isinstance(body, dict):
             raise ProtocolViolation(1007, f"{REASON_INVALID_JSON} {key} must be an object.")
+        self._client_messages += 1
         if self.session is None:
             if key != "setup":
                 raise ProtocolViolation(1007, "The first message must be setup.")
@@ -630,9 +797,21 @@ class Connection:
             setup, self.record.locked_fields = apply_constraints(
                 setup, self.auth.constraints, self.auth.field_mask)
         self.record.effective_setup = setup
+        refusal = unknown_field(setup)
+        if refusal is not None:
+            raise ProtocolViolation(refusal.code, refusal.reason)
         model = setup.get("model")
         if not isinstance(model, str) or not model:
             raise ProtocolViolation(1007, "setup.model is required.")
+        family = model_family(model, self.scenario.models)
+        if family is None:
+            refusal = model_not_found(model, self.record.api_version)
+            raise ProtocolViolation(refusal.code, refusal.reason)
+        refusal = family_refusal(setup, family, model)
+        if refusal is not None:
+            raise ProtocolViolation(refusal.code, refusal.reason)
+        self._family = family
+        self.record.family = family.name
         generation = setup.get("generationConfig") or {}
         modalities = [str(m).upper() for m in generation.get("responseModalities") or ["AUDIO"]]
         if len(modalities) != 1 or modalities[0] not in ("AUDIO", "TEXT"):
@@ -642,14 +821,20 @@ class Connection:
         realtime_config = setup.get("realtimeInputConfig") or {}
         detection = realtime_config.get("automaticActivityDetection") or {}
         self._explicit_activity = bool(detection.get("disabled"))
+        if not self._explicit_activity:
+            self._vad = EnergyVad(VadSettings.from_setup(detection))
         self._input_transcription = "inputAudioTranscription" in setup
         self._output_transcription = "outputAudioTranscription" in setup
         resumption = setup.get("sessionResumption")
         self._resumption = resumption is not None
-        for tool in setup.get("tools") or []:
-            for declaration in (tool or {}).get("functionDeclarations") or []:
-                if isinstance(declaration, dict) and declaration.get("name"):
-                    self._declared.add(declaration["name"])
+        self._transparent = isinstance(resumption, dict) and bool(resumption.get("transparent"))
+        tools = setup.get("tools") or []
+        for tool in tools if isinstance(tools, list) else []:
+            declarations = tool.get("functionDeclarations") if isinstance(tool, dict) else None
+            for declaration in declarations if isinstance(declarations, list) else []:
+                if isinstance(declaration, dict) and isinstance(declaration.get("name"), str):
+                    behavior = str(declaration.get("behavior") or "").upper()
+                    self._declared[declaration["name"]] = behavior
         handle = (resumption or {}).get("handle") if isinstance(resumption, dict) else None
         if handle:
             self.record.resumed_handle = handle
@@ -671,6 +856,36 @@ class Connection:
             self._issue_handle(now)
         for fault in self.core.take_next_setup_faults():
             self.fire_fault(fault, now)
+        for fault in self.core.take_startup_faults():
+            if fault.kind == "goaway":
+                # "goaway:S" with no trigger: S seconds into the first session.
+                self._at(now + fault.seconds, partial(self._fire_later, fault))
+            else:
+                self.fire_fault(fault, now)
+        self.start_periodic_updates(now)
+
+    def _fire_later(self, fault: Fault, now: float) -> None:
+        self.fire_fault(fault, now)
+
+    def start_periodic_updates(self, now: float) -> None:
+        """Unasked ``sessionResumptionUpdate`` every ``resumption_updates_every_s``."""
+        interval = self.core.resumption_updates_every_s
+        if interval is None or not self._resumption or self._updates_scheduled:
+            return
+        self._updates_scheduled = True
+        self._at(now + interval, self._periodic_update)
+
+    def _periodic_update(self, now: float) -> None:
+        assert self.session is not None
+        interval = self.core.resumption_updates_every_s
+        if interval is None:
+            self._updates_scheduled = False
+            return
+        if self._idle() and not self.session.pending_calls:
+            self._issue_handle(now)
+        else:
+            self._send_not_resumable()
+        self._at(now + interval, self._periodic_update)
 
     def _token_expired(self, now: float) -> None:
         log.info("connection %d: its ephemeral token expired; closing", self.record.id)
@@ -679,6 +894,7 @@ class Connection:
     # Realtime input ------------------------------------------------------------------------
 
     def _on_realtime_input(self, body: dict[str, Any], now: float) -> None:
+        self._check_synchronous_calls(now)
         if "activityStart" in body:
             self._on_activity_start(now)
         for chunk in body.get("mediaChunks") or []:
@@ -687,8 +903,47 @@ class Connection:
             self._on_audio(body["audio"], now)
         if "activityEnd" in body:
             self._on_activity_end(now)
+        # audioStreamEnd: the client paused the stream, so speech in progress ends now.
+        if (body.get("audioStreamEnd") and self._vad is not None
+                and self._vad.flush() is not None and self._utterance is not None):
+            self._close_utterance(now)
         if "text" in body and isinstance(body["text"], str):
             self._remember(HistoryEntry("text_input", text=body["text"]))
+            self._answer_text(body["text"], now)
+
+    def _is_synchronous(self, name: str) -> bool:
+        behavior = self._declared.get(name, "")
+        if self._family.synchronous_functions_only:
+            return True
+        if self._family is GEMINI_3_8:
+            return behavior == "BLOCKING"  # NON_BLOCKING is 3.8's default
+        return behavior != "NON_BLOCKING"
+
+    def _check_synchronous_calls(self, now: float) -> None:
+        """Realtime input while a synchronous call is unanswered, as each family takes it."""
+        assert self.session is not None
+        ids = [call.id for call in self.session.pending_calls.values() if call.blocking]
+        if not ids:
+            return
+        policy = self.scenario.synchronous_call_input
+        if policy == "family":
+            if self._family.synchronous_functions_only:
+                policy = "cancel_later"
+            elif self._family is GEMINI_3_8:
+                policy = "cancel"
+            else:
+                policy = "close"
+        if policy == "close":
+            raise ProtocolViolation(1008, REASON_NOT_SUPPORTED)
+        if policy == "cancel":
+            self._cancel_calls(ids, now)
+            self._maybe_issue_handle(now)
+        else:
+            # Once per call, not once per audio frame.
+            due = [call_id for call_id in ids if call_id not in self._cancels_scheduled]
+            if due:
+                self._cancels_scheduled.update(due)
+                self._at(now + SYNC_CALL_CANCEL_AFTER_S, partial(self._cancel_later, due))
 
     def _on_activity_start(self, now: float) -> None:
         if not self._explicit_activity:
@@ -697,12 +952,15 @@ class Connection:
             log.warning("connection %d: activityStart inside an utterance ignored",
                         self.record.id)
             return
+        self._open_utterance(now, None)
+
+    def _open_utterance(self, now: float, rate: int | None) -> None:
         if self._speech is not None:
             self._interrupt(now, barge_in=True)
             self._maybe_issue_handle(now)
         assert self.session is not None
         self.session.turns += 1
-        self._utterance = UtteranceRecord(self.session.turns, self.record.id, None, now)
+        self._utterance = UtteranceRecord(self.session.turns, self.record.id, rate, now)
         self.core.utterances.append(self._utterance)
 
     def _on_audio(self, blob: Any, now: float) -> None:
@@ -713,51 +971,116 @@ class Connection:
         except (binascii.Error, ValueError):
             raise ProtocolViolation(1007, f"{REASON_INVALID_JSON} Audio data is not base64.") \
                 from None
-        utterance = self._utterance
-        if utterance is None:
-            # The real server discards audio outside activityStart..activityEnd.
-            self.record.stray_audio_frames += 1
-            return
         rate = rate_from_mime(blob.get("mimeType"))
+        if self._vad is not None:
+            self._on_audio_detected(pcm, rate or 16000, now)
+            return
+        if self._utterance is None:
+            # Under manual activity detection audio belongs between activityStart and
+            # activityEnd; the service refuses it anywhere else.
+            self.record.stray_audio_frames += 1
+            raise ProtocolViolation(1007, REASON_INVALID_ARGUMENT)
+        self._add_audio(pcm, rate, now)
+
+    def _add_audio(self, pcm: bytes, rate: int | None, now: float) -> None:
+        utterance = self._utterance
+        assert utterance is not None
         if utterance.rate is None:
             utterance.rate = rate
         utterance._buffer.extend(pcm)
         utterance.frames += 1
         self._fire_due("utterance", utterance.turn, utterance.frames, now)
 
+    def _on_audio_detected(self, pcm: bytes, rate: int, now: float) -> None:
+        """Automatic activity detection: speech opens an utterance, silence closes it."""
+        vad = self._vad
+        assert vad is not None
+        before_s = vad.position_s
+        cursor = 0
+        for event in vad.feed(pcm, rate):
+            offset = min(len(pcm), max(cursor, round((event.at_s - before_s) * rate) * 2))
+            if event.kind == "start":
+                if self._utterance is None:
+                    self._open_utterance(now, rate)
+                # The utterance starts where the speech that committed it began.
+                padding = int(vad.settings.prefix_padding_ms / 1000.0 * rate) * 2
+                cursor = max(cursor, offset - padding)
+            elif self._utterance is not None:
+                self._add_audio(pcm[cursor:offset], rate, now)
+                cursor = offset
+                if self.closing or self.finished:
+                    return
+                self._close_utterance(now)
+        if self._utterance is not None and cursor < len(pcm):
+            self._add_audio(pcm[cursor:], rate, now)
+
     def _on_activity_end(self, now: float) -> None:
-        utterance = self._utterance
-        if utterance is None:
+        if self._utterance is None:
             log.warning("connection %d: activityEnd without activityStart ignored",
                         self.record.id)
             return
+        self._close_utterance(now)
+
+    def _close_utterance(self, now: float) -> None:
+        utterance = self._utterance
+        assert utterance is not None
         utterance.end_t = now
         utterance.complete = True
         self._utterance = None
-        turn = self.scenario.turn_for(utterance.turn)
+        turn = self._with_declared_calls(self.scenario.turn_for(utterance.turn), utterance.turn)
         if self._input_transcription and turn.input_transcript:
             self._send({"serverContent": {"inputTranscription": {"text": turn.input_transcript}}})
         self._remember(HistoryEntry("user", text=turn.input_transcript, turn=utterance.turn))
-        self._queue.appendleft(_SpeechRequest(
-            "reply", turn.reply, turn.spoken_transcript, utterance.turn, turn,
-            turn.reply_delay_ms / 1000.0))
+        request = _SpeechRequest("reply", turn.reply, turn.spoken_transcript, utterance.turn,
+                                 turn, turn.reply_delay_ms / 1000.0)
+        # INTERRUPT results held while the user spoke go first, then the answer.
+        urgent = 0
+        while urgent < len(self._queue) and self._queue[urgent].urgent:
+            urgent += 1
+        self._queue.insert(urgent, request)
         self._start_next(now)
+
+    # Declared functions ----------------------------------------------------------------------
+
+    def _with_declared_calls(self, turn: Turn, utterance: int | None) -> Turn:
+        """``turn`` if the client declared every function it calls, else its first
+        alternative that qualifies, else its plain answer without calls (logged)."""
+        if self.scenario.call_undeclared_functions:
+            return turn
+        for candidate in (turn, *turn.alternatives):
+            if all(call.name in self._declared for call in candidate.tool_calls):
+                return candidate
+        missing = sorted({call.name for call in turn.tool_calls if call.name not in self._declared})
+        log.warning("connection %d: the scenario calls %s, which the client did not declare "
+                    "(declared: %s); answering without the call", self.record.id,
+                    ", ".join(missing), ", ".join(sorted(self._declared)) or "none")
+        for name in missing:
+            self.core.skipped_calls.append(SkippedCall(
+                self._now, self.record.id, utterance, name, tuple(sorted(self._declared))))
+        return turn.model_copy(update={"tool_calls": [], "cancel": None, "follow_up": None})
 
     # Client content and tool responses ------------------------------------------------------
 
     def _on_client_content(self, body: dict[str, Any], now: float) -> None:
+        if not self._family.client_content_mid_session and self._model_turns > 0:
+            # 3.1 takes client_content only before the model's first turn.
+            raise ProtocolViolation(1007, REASON_INVALID_ARGUMENT)
         turns = body.get("turns")
         self._remember(HistoryEntry("client_content", data=turns))
         if body.get("turnComplete"):
-            if self._speech is not None:
-                self._interrupt(now, barge_in=False)
-            turn = self.scenario.default_turn
-            self._queue.appendleft(_SpeechRequest(
-                "client", turn.reply, turn.spoken_transcript, None, turn,
-                turn.reply_delay_ms / 1000.0))
-            self._start_next(now)
+            self._answer_text(_prompt_text(turns), now)
         else:
             self._maybe_issue_handle(now)
+
+    def _answer_text(self, prompt: str, now: float) -> None:
+        """A typed turn: the first ``text_turns`` entry that matches, else ``default``."""
+        if self._speech is not None:
+            self._interrupt(now, barge_in=False)
+        turn = self._with_declared_calls(self.scenario.text_turn_for(prompt), None)
+        self._queue.appendleft(_SpeechRequest(
+            "client", turn.reply, turn.spoken_transcript, None, turn,
+            turn.reply_delay_ms / 1000.0, prompt_tokens=_text_tokens(prompt)))
+        self._start_next(now)
 
     def _on_tool_response(self, body: dict[str, Any], now: float) -> None:
         responses = body.get("functionResponses") or []
@@ -788,6 +1111,7 @@ class Connection:
                 if call.id == call_id:
                     call.response_t = now
                     break
+            self._release(call_id, now)
             self._remember(HistoryEntry("tool_response", text=pending.name, turn=pending.turn,
                                         data={"id": call_id, "response": response}))
             effective = scheduling if scheduling in SCHEDULINGS else DEFAULT_SCHEDULING
@@ -798,6 +1122,19 @@ class Connection:
                 self._follow_up(pending.follow_up, effective, now)
             self._settle_group(pending, responded=True, scheduling=effective, now=now)
         self._maybe_issue_handle(now)
+
+    def _release(self, call_id: str, now: float) -> None:
+        """A synchronous call was answered or cancelled: its reply may go on."""
+        speech = self._speech
+        if speech is None or call_id not in speech.waiting_for:
+            return
+        speech.waiting_for.discard(call_id)
+        if speech.waiting_for or not speech.steps:
+            return
+        # The reply resumes now, keeping its pace, rather than bursting out late steps.
+        lag = now - speech.steps[0][0]
+        if lag > 0:
+            speech.steps = deque((due + lag, step) for due, step in speech.steps)
 
     def _settle_group(self, call: PendingCall, responded: bool, scheduling: str,
                       now: float) -> None:
@@ -819,6 +1156,12 @@ class Connection:
             return
         request = _SpeechRequest("follow_up", text, text)
         if scheduling == "INTERRUPT":
+            if (self._utterance is not None
+                    and self._family.interrupt_timing is InterruptTiming.AFTER_USER):
+                # 3.8 waits until the user has finished, then speaks it first.
+                request.urgent = True
+                self._queue.appendleft(request)
+                return
             if self._speech is not None:
                 self._interrupt(now, barge_in=False)
             self._queue.appendleft(request)
@@ -835,6 +1178,7 @@ class Connection:
         self._send({"toolCallCancellation": {"ids": cancelled}})
         for call_id in cancelled:
             call = self.session.pending_calls.pop(call_id)
+            self._release(call_id, now)
             for record in reversed(self.core.tool_calls):
                 if record.id == call_id:
                     record.cancelled_t = now
@@ -857,12 +1201,25 @@ class Connection:
     def _start_speech(self, request: _SpeechRequest, now: float) -> None:
         scenario = self.scenario
         t0 = now + request.delay + self.core.take_delay()
+        habits = self.core.take_turn_habits()
+        turn = request.turn
+        if turn is not None:
+            habits |= {name for name, on in (("silent_turn", turn.silent),
+                                             ("no_turn_complete", not turn.turn_complete),
+                                             ("duplicate_calls", turn.duplicate_calls)) if on}
+        if scenario.duplicate_calls:
+            habits.add("duplicate_calls")
+        if "silent_turn" in habits:
+            # The silent stall: turnComplete and nothing else, calls included.
+            request.text = request.transcript = ""
+            request.turn = None
         record = ReplyRecord(request.utterance, self.record.id, request.kind, request.text, now)
         self.core.replies.append(record)
         if self._audio_out:
             pcm = self.core.render(request.text) if request.text else b""
             size = max(2, int(OUTPUT_RATE * SAMPLE_WIDTH * scenario.chunk_ms / 1000) // 2 * 2)
-            chunks: list[bytes | str] = [pcm[i:i + size] for i in range(0, len(pcm), size)]
+            view = memoryview(pcm)
+            chunks: list[memoryview | str] = [view[i:i + size] for i in range(0, len(pcm), size)]
         elif request.text:
             chunks = list(_split_text(request.text, max(1, len(request.text.split()) // 4)))
         else:
@@ -871,14 +1228,15 @@ class Connection:
         turn = request.turn
         call_ids: dict[int, str] = {}
         group = None
-        if turn is not None and request.kind != "client":
+        if turn is not None:
             for index, spec in enumerate(turn.tool_calls):
                 call_ids[index] = spec.id or self.core.new_call_id()
             if turn.follow_up and call_ids:
                 assert self.session is not None
                 group = max(self.session.groups, default=0) + 1
                 self.session.groups[group] = FollowUpGroup(turn.follow_up, set(call_ids.values()))
-        speech = _Speech(request, record, deque(), chunks, pieces, call_ids, group=group)
+        speech = _Speech(request, record, deque(), chunks, pieces, call_ids, group=group,
+                         habits=habits)
         if request.kind == "reply":
             speech.injections = self.core.take_armed_injections()
         interval = scenario.chunk_interval
@@ -887,7 +1245,8 @@ class Connection:
         for index in range(len(chunks)):
             steps.append((t0 + index * interval, partial(self._emit_chunk, speech, index)))
         last = t0 + max(0, len(chunks) - 1) * interval
-        steps.append((last, partial(self._end_generation, speech)))
+        if "silent_turn" not in habits:
+            steps.append((last, partial(self._end_generation, speech)))
         steps.append((last + interval, partial(self._complete_turn, speech)))
         self._speech = speech
 
@@ -896,7 +1255,7 @@ class Connection:
             speech.injections.remove(inject)
             self._send_raw(inject.payload)
         turn = speech.request.turn
-        if turn is None or speech.request.kind == "client":
+        if turn is None:
             return
         for inject in turn.inject:
             if inject.when == placement:
@@ -918,19 +1277,23 @@ class Connection:
             speech.issued.add(call_id)
             on_barge_in = bool(turn.cancel and turn.cancel.on_barge_in
                                and _cancel_covers(turn, spec, call_id))
+            blocking = self._is_synchronous(spec.name)
             self.session.pending_calls[call_id] = PendingCall(
                 call_id, spec.name, speech.request.utterance, spec.follow_up, speech.group,
-                on_barge_in)
+                on_barge_in, blocking)
+            if blocking:
+                speech.waiting_for.add(call_id)
             declared = spec.name in self._declared
-            if not declared:
-                log.warning("connection %d: scenario calls %r, which the setup did not declare",
-                            self.record.id, spec.name)
             self.core.tool_calls.append(ToolCallRecord(
                 now, self.record.id, speech.request.utterance, call_id, spec.name,
                 dict(spec.args), declared))
             self._remember(HistoryEntry("tool_call", text=spec.name, turn=speech.request.utterance,
                                         data={"id": call_id, "args": spec.args}))
         self._send({"toolCall": {"functionCalls": calls}})
+        if "duplicate_calls" in speech.habits:
+            # Some models send the same calls again inside the model turn.
+            self._send({"serverContent": {"modelTurn": {"parts": [
+                {"functionCall": call} for call in calls]}}})
         if turn.cancel is not None and turn.cancel.after_ms is not None:
             ids = [call["id"] for call, (_, spec) in zip(calls, specs, strict=True)
                    if _cancel_covers(turn, spec, call["id"])]
@@ -950,10 +1313,10 @@ class Connection:
         chunk = speech.chunks[index]
         piece = speech.transcript_pieces[index] if index < len(speech.transcript_pieces) else ""
         mode = self.scenario.output_transcript_mode
-        if isinstance(chunk, bytes):
+        if isinstance(chunk, memoryview):
             part = {"inlineData": {"mimeType": OUTPUT_MIME,
                                    "data": base64.b64encode(chunk).decode("ascii")}}
-            speech.record._buffer.extend(chunk)
+            speech.record.add_audio(chunk)
         else:
             part = {"text": chunk}
         content: dict[str, Any] = {"modelTurn": {"parts": [part]}}
@@ -981,7 +1344,7 @@ class Connection:
         # still go out with it, in chunk order.
         turn = speech.request.turn
         placements = {item.when for item in speech.injections}
-        if turn is not None and speech.request.kind != "client":
+        if turn is not None:
             placements |= {item.when for item in [*turn.tool_calls, *turn.inject]}
         if placements:
             unreached = sorted((chunk, when) for when in placements
@@ -994,9 +1357,13 @@ class Connection:
 
     def _complete_turn(self, speech: _Speech, now: float) -> None:
         frame: dict[str, Any] = {"serverContent": {"turnComplete": True}}
-        if self.scenario.usage_metadata:
+        if self.scenario.usage_metadata and self._family.sends_usage_metadata:
             frame["usageMetadata"] = self._usage(speech)
-        self._send(frame)
+        self._model_turns += 1
+        if "no_turn_complete" in speech.habits:
+            frame = {key: value for key, value in frame.items() if key != "serverContent"}
+        if frame:
+            self._send(frame)
         speech.record.finished = True
         speech.record.end_t = now
         self._speech = None
@@ -1035,10 +1402,10 @@ class Connection:
             self._cancel_calls(ids, now)
 
     def _usage(self, speech: _Speech) -> dict[str, Any]:
-        seconds = len(speech.record._buffer) / (OUTPUT_RATE * SAMPLE_WIDTH)
+        seconds = speech.record.audio_bytes / (OUTPUT_RATE * SAMPLE_WIDTH)
         response_tokens = max(1, round(seconds * AUDIO_TOKENS_PER_SECOND)) if self._audio_out \
             else max(1, len(speech.request.text.split()))
-        prompt_tokens = 0
+        prompt_tokens = speech.request.prompt_tokens
         for utterance in self.core.utterances:
             if (utterance.connection_id == self.record.id
                     and utterance.turn == speech.request.utterance):
@@ -1057,7 +1424,7 @@ class Connection:
 
     def _remember(self, entry: HistoryEntry) -> None:
         assert self.session is not None
-        self.session.history.append(entry)
+        self.session.remember(entry)
 
     def _send_not_resumable(self) -> None:
         if self.scenario.resumption_update_style == "proto3":
@@ -1080,7 +1447,10 @@ class Connection:
             return
         handle = self.core.store_handle(self.session, self.record.id, now)
         self._handle_signature = self.session.signature
-        self._send({"sessionResumptionUpdate": {"newHandle": handle, "resumable": True}})
+        update: dict[str, Any] = {"newHandle": handle, "resumable": True}
+        if self._transparent and sends_transparent_index(self._family):
+            update["lastConsumedClientMessageIndex"] = str(self._client_messages - 1)
+        self._send({"sessionResumptionUpdate": update})
 
 
 def _is_audio_input(message: dict[str, Any] | None) -> bool:
@@ -1115,3 +1485,31 @@ def _split_text(text: str, parts: int) -> list[str]:
         end = (index + 1) * len(tokens) // parts
         pieces.append("".join(tokens[start:end]))
     return pieces
+
+
+def _prompt_text(turns: Any) -> str:
+    """The text of a client_content's last user turn (what a scenario's ``match`` sees)."""
+    items = turns if isinstance(turns, list) else [turns]
+    texts = []
+    for item in items:
+        if not isinstance(item, dict) or item.get("role", "user") != "user":
+            continue
+        texts = [part["text"] for part in item.get("parts") or []
+                 if isinstance(part, dict) and isinstance(part.get("text"), str)]
+    return " ".join(texts)
+
+
+def _text_tokens(text: str) -> int:
+    """About four characters a token, the Gemini API's documented rule of thumb."""
+    return max(1, -(-len(text) // 4)) if text else 0
+
+
+MAX_CLOSE_REASON_BYTES = 123  # RFC 6455: a close frame's payload is at most 125 bytes
+
+
+def fit_close_reason(reason: str) -> str:
+    """``reason`` cut (at a character boundary) to what a close frame can carry."""
+    data = reason.encode("utf-8")
+    if len(data) <= MAX_CLOSE_REASON_BYTES:
+        return reason
+    return data[:MAX_CLOSE_REASON_BYTES].decode("utf-8", errors="ignore")

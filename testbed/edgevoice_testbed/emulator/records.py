@@ -49,6 +49,8 @@ class ConnectionRecord:
     locked_fields: list[str] | None = None
     """Fields the ephemeral token locked (``["*"]``: all); None without constraints."""
     resumed_handle: str | None = None
+    family: str | None = None
+    """The model family the setup's model id names (``edgevoice.core.families``)."""
     session_id: int | None = None
     accepted: bool = False
     """True once setupComplete was sent."""
@@ -104,11 +106,18 @@ class ReplyRecord:
     finished: bool = False
     """True once turnComplete was sent (also after an interruption)."""
     end_t: float | None = None
-    _buffer: bytearray = field(default_factory=bytearray, repr=False)
+    # Views into the voice's cached render, not copies: a long run repeats the same few
+    # texts, and copying their audio into every record grew memory with every reply.
+    _chunks: list[memoryview] = field(default_factory=list, repr=False)
+    audio_bytes: int = 0
+
+    def add_audio(self, chunk: memoryview) -> None:
+        self._chunks.append(chunk)
+        self.audio_bytes += len(chunk)
 
     @property
     def audio(self) -> bytes:
-        return bytes(self._buffer)
+        return b"".join(self._chunks)
 
 
 @dataclass
@@ -135,6 +144,17 @@ class ToolResponseRecord:
     scheduling: str | None
     known: bool
     """False when this session never issued (or already settled) that call id: ignored."""
+
+
+@dataclass
+class SkippedCall:
+    """A scripted call the emulator did not make because the client never declared it."""
+
+    t: float
+    connection_id: int
+    turn: int | None
+    name: str
+    declared: tuple[str, ...]
 
 
 @dataclass

@@ -40,14 +40,14 @@ def _coerce_fault(value: Any) -> Fault:
     if isinstance(value, str):
         return parse_fault(value)
     if isinstance(value, dict):
-        allowed = {"kind", "value", "when", "reason"}
+        allowed = {"kind", "value", "when", "reason", "code"}
         unknown = sorted(set(value) - allowed)
         if unknown:
             raise ValueError(f"unknown fault field(s) {unknown} (expected {sorted(allowed)})")
         if "kind" not in value:
             raise ValueError("a fault object needs 'kind'")
         return make_fault(value["kind"], value.get("value"), value.get("when"),
-                          value.get("reason"))
+                          value.get("reason"), value.get("code"))
     raise ValueError("a fault is a string like 'drop@utterance:2:frame:10' or an object")
 
 
@@ -148,6 +148,27 @@ class Turn(_Model):
     cancel: CancelSpec | None = None
     follow_up: str | None = None
     inject: list[InjectSpec] = Field(default_factory=list)
+    match: str | None = None
+    """For ``text_turns``: a regular expression searched (case-insensitively) in the typed
+    prompt; none matches every prompt."""
+    alternatives: list[Turn] = Field(default_factory=list)
+    """Used in order when the client did not declare every function this turn calls."""
+    silent: bool = False
+    """The service's silent stall: ``turnComplete`` with no content at all."""
+    turn_complete: bool = True
+    """False: the turn ends with ``generationComplete`` and no ``turnComplete``."""
+    duplicate_calls: bool = False
+    """Send each call twice: as ``toolCall`` and as ``modelTurn.parts[].functionCall``."""
+
+    @field_validator("match")
+    @classmethod
+    def _match_compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"match {value!r} is not a regular expression: {exc}") from None
+        return value
 
     @property
     def spoken_transcript(self) -> str:
@@ -181,11 +202,45 @@ class Scenario(_Model):
     pace: float | Literal["fast"] = 4.0
     """Real-time factor of the reply audio (4.0: four times faster than playback)."""
     handle_ttl_s: float = Field(default=7200.0, gt=0)
+    handles_kept_per_session: int = Field(default=100, ge=1)
+    """Older handles of a session than this many newest are forgotten (refused 1007)."""
     usage_metadata: bool = True
     output_transcript_mode: Literal["spread", "first", "separate"] = "spread"
     resumption_update_style: Literal["explicit", "proto3"] = "explicit"
     """``explicit`` sends ``{resumable: false}``; ``proto3`` omits false/empty fields."""
     goaway_close_code: int = Field(default=1011, ge=1000, le=4999)
+    text_turns: list[Turn] = Field(default_factory=list)
+    """Answer typed prompts (``clientContent`` with ``turnComplete``, realtime text): the
+    first whose ``match`` matches, else ``default``."""
+    models: dict[str, str] = Field(default_factory=dict)
+    """Model ids to accept besides the ones Google serves, each mapped to a family name."""
+    synchronous_call_input: Literal["family", "close", "cancel", "cancel_later"] = "family"
+    """Realtime input while a synchronous call is unanswered: ``family`` does what the
+    model's family does (2.5 closes 1008, 3.8 cancels the call, 3.1 cancels it 12 s later)."""
+    frames: Literal["binary", "text"] = "binary"
+    """Websocket frame type of server messages (the real service sends binary frames)."""
+    duplicate_calls: bool = False
+    """Every function call also as ``modelTurn.parts[].functionCall`` (as some models do)."""
+    resumption_updates_every_s: float | None = Field(default=None, gt=0)
+    """Send ``sessionResumptionUpdate`` unasked this often: ``resumable: false`` while the
+    model speaks or a call is pending, a new handle otherwise."""
+    call_undeclared_functions: bool = False
+    """A hostile model for robustness tests: call functions the client never declared
+    (the real service does not; by default such a turn falls back, see ``alternatives``)."""
+    pong_delay_s: float = Field(default=0.0, ge=0, le=60)
+    """Answer websocket pings this late (the service's pongs were measured at 8-30 s)."""
+
+    @field_validator("models")
+    @classmethod
+    def _families_known(cls, value: dict[str, str]) -> dict[str, str]:
+        from edgevoice_testbed.emulator.setup_rules import family_names
+
+        names = family_names()
+        for model, family in value.items():
+            if family not in names:
+                raise ValueError(f"model {model!r}: unknown family {family!r} "
+                                 f"(expected one of {', '.join(names)})")
+        return value
 
     @field_validator("pace", mode="before")
     @classmethod
@@ -203,10 +258,19 @@ class Scenario(_Model):
             return self.turns[utterance - 1]
         return self.default_turn
 
+    def text_turn_for(self, prompt: str) -> Turn:
+        """The turn answering a typed prompt."""
+        for turn in self.text_turns:
+            if turn.match is None or re.search(turn.match, prompt, re.IGNORECASE):
+                return turn
+        return self.default_turn
+
     def spoken_texts(self) -> set[str]:
         """Every text the emulator may speak (to render audio ahead of time)."""
         texts: set[str] = set()
-        for turn in [*self.turns, self.default_turn]:
+        turns = [*self.turns, *self.text_turns, self.default_turn]
+        for turn in turns:
+            turns.extend(alt for alt in turn.alternatives if alt not in turns)
             texts.add(turn.reply)
             if turn.follow_up:
                 texts.add(turn.follow_up)

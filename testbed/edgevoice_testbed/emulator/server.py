@@ -24,7 +24,9 @@ import trustme
 from aiohttp import web
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from edgevoice_testbed.emulator.auth import Authenticator
 from edgevoice_testbed.emulator.faults import Fault, parse_fault
@@ -348,6 +350,7 @@ class Emulator(_RecordViews):
         self._wakes[connection_id] = wake
         self._connections[connection_id] = websocket
         aborted = [False]
+        self._delay_pongs(websocket, core)
         self._notify()
         try:
             async with asyncio.TaskGroup() as tasks:
@@ -398,7 +401,8 @@ class Emulator(_RecordViews):
             try:
                 for action in actions:
                     if isinstance(action, SendFrame):
-                        await websocket.send(action.text)
+                        await websocket.send(
+                            action.text.encode("utf-8") if action.binary else action.text)
                     elif isinstance(action, SendRaw):
                         await websocket.send(action.data)
                     elif isinstance(action, Close):
@@ -414,6 +418,30 @@ class Emulator(_RecordViews):
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), timeout)
+
+    @staticmethod
+    def _delay_pongs(websocket: ServerConnection, core: EmulatorCore) -> None:
+        """Answer pings ``core.pong_delay_s`` late, as the real service does (8-30 s).
+
+        websockets answers a ping inside its sans-IO protocol; the pong frame is held back
+        there and written later, so the client sees exactly a slow server."""
+        protocol = websocket.protocol
+        send_frame = protocol.send_frame
+
+        def send_frame_late(frame: Frame) -> None:
+            delay = core.pong_delay_s
+            if frame.opcode is not Opcode.PONG or delay <= 0:
+                send_frame(frame)
+                return
+
+            def send_now() -> None:
+                if protocol.state is State.OPEN:
+                    send_frame(frame)
+                    websocket.send_data()
+
+            asyncio.get_running_loop().call_later(delay, send_now)
+
+        protocol.send_frame = send_frame_late  # type: ignore[method-assign]
 
     def _record_error(self, connection: Connection, error: BaseException) -> None:
         text = "".join(traceback.format_exception(error))

@@ -1,0 +1,277 @@
+"""One authenticated websocket to Home Assistant (``/api/websocket``), over aiohttp.
+
+Home Assistant's protocol: the server says ``auth_required``, the client sends its token,
+the server answers ``auth_ok`` or ``auth_invalid``; then every command carries an ``id``
+and is answered by a ``result`` with that id (``success`` and ``result`` or ``error``);
+a subscription's events arrive as ``event`` messages with the subscribing command's id.
+
+This module only speaks the protocol: it does not retry (the backend owns reconnecting)
+and keeps no state of the home. The token is held as a ``SecretStr``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import ssl
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import aiohttp
+from pydantic import SecretStr
+
+log = logging.getLogger(__name__)
+
+EventCallback = Callable[[Mapping[str, Any]], None]
+
+
+class ConnectionLost(Exception):
+    """The websocket is closed or could not be opened; ``str()`` says why, in words."""
+
+
+class TokenRejected(ConnectionLost):
+    """Home Assistant refused the access token (``auth_invalid`` or HTTP 401)."""
+
+
+class CommandFailed(Exception):
+    """Home Assistant answered a command with ``success: false``."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class HomeAssistantConnection:
+    """Open with :meth:`open`; then :meth:`command` and :meth:`subscribe`; :meth:`closed`
+    completes when the socket ends for any reason."""
+
+    def __init__(
+        self,
+        url: str,
+        token: SecretStr,
+        *,
+        ssl_context: ssl.SSLContext | bool = True,
+        timeout_s: float = 8.0,
+    ):
+        self._url = url.rstrip("/") + "/api/websocket"
+        self._where = f"Home Assistant at {url}"
+        self._token = token
+        self._ssl = ssl_context
+        self._timeout_s = timeout_s
+        self._session: aiohttp.ClientSession | None = None
+        self._socket: aiohttp.ClientWebSocketResponse | None = None
+        self._ids = itertools.count(1)
+        self._waiting: dict[int, asyncio.Future[Any]] = {}
+        self._subscriptions: dict[int, EventCallback] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self._closed: asyncio.Future[str] | None = None
+        self.ha_version: str | None = None
+
+    def __repr__(self) -> str:
+        return f"HomeAssistantConnection(url={self._url!r}, token=SecretStr('**********'))"
+
+    @property
+    def is_open(self) -> bool:
+        return self._closed is not None and not self._closed.done()
+
+    async def open(self) -> None:
+        """Connect and authenticate. Raises :class:`TokenRejected` or :class:`ConnectionLost`."""
+        self._closed = asyncio.get_running_loop().create_future()
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=self._ssl),
+            timeout=aiohttp.ClientTimeout(total=None, connect=self._timeout_s),
+        )
+        try:
+            self._socket = await asyncio.wait_for(
+                self._session.ws_connect(self._url, heartbeat=30, max_msg_size=0),
+                self._timeout_s,
+            )
+            async with asyncio.timeout(self._timeout_s):
+                hello = await self._receive_json()
+                if hello.get("type") != "auth_required":
+                    raise ConnectionLost(f"{self._where} did not ask for authentication")
+                await self._socket.send_json(
+                    {"type": "auth", "access_token": self._token.get_secret_value()}
+                )
+                answer = await self._receive_json()
+        except aiohttp.WSServerHandshakeError as exc:
+            await self._abandon()
+            if exc.status == 401:
+                raise TokenRejected(f"{self._where} refused the access token (HTTP 401)") from None
+            raise ConnectionLost(f"{self._where} refused the websocket (HTTP {exc.status})") from None
+        except aiohttp.ClientConnectorCertificateError:
+            await self._abandon()
+            raise ConnectionLost(
+                f"cannot verify the TLS certificate of {self._where}; "
+                "set home.homeassistant.ca_file"
+            ) from None
+        except aiohttp.ClientConnectorError as exc:
+            await self._abandon()
+            reason = exc.os_error.strerror if exc.os_error and exc.os_error.strerror else str(exc)
+            raise ConnectionLost(f"cannot connect to {self._where}: {reason}") from None
+        except TimeoutError:
+            await self._abandon()
+            raise ConnectionLost(
+                f"{self._where} did not answer within {self._timeout_s:g} seconds"
+            ) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            await self._abandon()
+            raise ConnectionLost(f"lost the connection to {self._where} ({type(exc).__name__})") from None
+        except ConnectionLost:
+            await self._abandon()
+            raise
+        if answer.get("type") == "auth_invalid":
+            await self._abandon()
+            reason = answer.get("message", "auth_invalid")
+            raise TokenRejected(f"{self._where} refused the access token ({reason})")
+        if answer.get("type") != "auth_ok":
+            await self._abandon()
+            raise ConnectionLost(f"{self._where} answered the login with {answer.get('type')!r}")
+        self.ha_version = str(answer.get("ha_version", "")) or None
+        self._reader = asyncio.get_running_loop().create_task(self._read(), name="home-assistant reader")
+
+    async def close(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+        await self._abandon()
+        self._end("closed by EdgeVoice")
+
+    async def closed(self) -> str:
+        """Wait until the connection has ended; returns why."""
+        assert self._closed is not None
+        return await asyncio.shield(self._closed)
+
+    async def command(self, message_type: str, timeout_s: float | None = None, **payload: Any) -> Any:
+        """Send one command and return its ``result``. Raises :class:`CommandFailed` when HA
+        says no, :class:`ConnectionLost` when the socket ends first, TimeoutError."""
+        message_id, future = self._send_prepare()
+        try:
+            await self._send({"id": message_id, "type": message_type, **payload})
+            async with asyncio.timeout(timeout_s or self._timeout_s):
+                return await future
+        finally:
+            self._waiting.pop(message_id, None)
+
+    async def subscribe(self, message_type: str, callback: EventCallback, **payload: Any) -> int:
+        """Send a subscribe command; ``callback`` gets each event (on the loop, in order)."""
+        message_id, future = self._send_prepare()
+        self._subscriptions[message_id] = callback
+        try:
+            await self._send({"id": message_id, "type": message_type, **payload})
+            async with asyncio.timeout(self._timeout_s):
+                await future
+        except BaseException:
+            self._subscriptions.pop(message_id, None)
+            raise
+        finally:
+            self._waiting.pop(message_id, None)
+        return message_id
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _send_prepare(self) -> tuple[int, asyncio.Future[Any]]:
+        if not self.is_open or self._socket is None:
+            raise ConnectionLost(f"not connected to {self._where}")
+        message_id = next(self._ids)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting[message_id] = future
+        return message_id, future
+
+    async def _send(self, message: Mapping[str, Any]) -> None:
+        assert self._socket is not None
+        try:
+            await self._socket.send_json(dict(message))
+        except (aiohttp.ClientError, ConnectionError, RuntimeError) as exc:
+            raise ConnectionLost(f"lost the connection to {self._where} ({type(exc).__name__})") from None
+
+    async def _receive_json(self) -> dict[str, Any]:
+        assert self._socket is not None
+        message = await self._socket.receive()
+        if message.type != aiohttp.WSMsgType.TEXT:
+            raise ConnectionLost(f"{self._where} closed the websocket during the login")
+        try:
+            data = message.json()
+        except ValueError:
+            raise ConnectionLost(f"{self._where} sent an unreadable login message") from None
+        return data if isinstance(data, dict) else {}
+
+    async def _read(self) -> None:
+        assert self._socket is not None
+        why = f"{self._where} closed the connection"
+        try:
+            async for message in self._socket:
+                if message.type != aiohttp.WSMsgType.TEXT:
+                    if message.type == aiohttp.WSMsgType.ERROR:
+                        why = f"lost the connection to {self._where}"
+                    break
+                try:
+                    data = message.json()
+                except ValueError:
+                    log.warning("Home Assistant sent an unreadable message; ignored")
+                    continue
+                # HA may coalesce several messages into one JSON array.
+                for item in data if isinstance(data, list) else [data]:
+                    if isinstance(item, dict):
+                        self._dispatch(item)
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            why = f"lost the connection to {self._where} ({type(exc).__name__})"
+        finally:
+            self._end(why)
+
+    def _dispatch(self, message: Mapping[str, Any]) -> None:
+        message_id = message.get("id")
+        kind = message.get("type")
+        if kind == "event" and isinstance(message.get("event"), Mapping):
+            callback = self._subscriptions.get(message_id)  # type: ignore[arg-type]
+            if callback is not None:
+                try:
+                    callback(message["event"])
+                except Exception:
+                    log.exception("handling a Home Assistant event failed")
+            return
+        if kind != "result":
+            return
+        future = self._waiting.get(message_id)  # type: ignore[arg-type]
+        if future is None or future.done():
+            return
+        if message.get("success"):
+            future.set_result(message.get("result"))
+        else:
+            error = message.get("error") if isinstance(message.get("error"), Mapping) else {}
+            future.set_exception(
+                CommandFailed(str(error.get("code", "unknown_error")), str(error.get("message", "")))
+            )
+
+    def _end(self, why: str) -> None:
+        if self._closed is not None and not self._closed.done():
+            self._closed.set_result(why)
+        for future in self._waiting.values():
+            if not future.done():
+                future.set_exception(ConnectionLost(why))
+        self._waiting.clear()
+        self._subscriptions.clear()
+
+    async def _abandon(self) -> None:
+        socket, self._socket = self._socket, None
+        session, self._session = self._session, None
+        if socket is not None:
+            with contextlib.suppress(Exception):
+                await socket.close()
+        if session is not None:
+            with contextlib.suppress(Exception):
+                await session.close()
+
+
+__all__ = [
+    "CommandFailed",
+    "ConnectionLost",
+    "EventCallback",
+    "HomeAssistantConnection",
+    "TokenRejected",
+]

@@ -1,0 +1,331 @@
+"""A real Home Assistant core for the tests: its own virtual environment, its own process.
+
+``ensure_installed()`` builds (once, then cached) a virtual environment holding
+``homeassistant==HA_VERSION`` installed with HA's own constraints file, never the project's
+venv. ``HomeAssistantProcess`` writes a configuration (loopback only, the ``demo``
+integration, no network scanning), seeds an owner with a long-lived token so no person has
+to onboard it, starts ``hass`` and waits until its API answers.
+
+Run as a script (``python -m tests.support.home_assistant``) it only installs, which is what
+CI does ahead of the tests to report the install time on its own.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+import zipfile
+from pathlib import Path
+
+HA_VERSION = "2024.3.3"
+# Without these HA starts in recovery mode with --skip-pip: the frontend needs its package,
+# Pillow and janus; it depends on onboarding, which depends on analytics, which imports the
+# recorder (SQLAlchemy, fnv-hash-fast, psutil-home-assistant); the demo needs conversation
+# (hassil, intents).
+EXTRA_PACKAGES = (
+    "home-assistant-frontend",
+    "Pillow",
+    "janus",
+    "hassil",
+    "home-assistant-intents",
+    "psutil-home-assistant",
+    "SQLAlchemy",
+    "fnv-hash-fast",
+)
+# hass-nabucasa pulls josepy 2.x, which lacks ComparableX509: every request answers 500.
+EXTRA_CONSTRAINTS = ("josepy<2",)
+
+
+def _default_cache() -> Path:
+    """$EDGEVOICE_HA_CACHE, else /var/cache/edgevoice-ci where writable (CI), else ~/.cache."""
+    if os.environ.get("EDGEVOICE_HA_CACHE"):
+        return Path(os.environ["EDGEVOICE_HA_CACHE"])
+    system = Path("/var/cache/edgevoice-ci")
+    if os.access(system if system.exists() else system.parent, os.W_OK):
+        return system
+    return Path.home() / ".cache" / "edgevoice-ci"
+
+
+DEFAULT_CACHE = _default_cache()
+
+
+def venv_path(cache: Path = DEFAULT_CACHE) -> Path:
+    return cache / f"ha-venv-{HA_VERSION}-py{sys.version_info.major}{sys.version_info.minor}"
+
+
+def hass_executable(cache: Path = DEFAULT_CACHE) -> Path:
+    return venv_path(cache) / "bin" / "hass"
+
+
+def ensure_installed(cache: Path = DEFAULT_CACHE, log=print) -> tuple[Path, float]:  # type: ignore[no-untyped-def]
+    """The ``hass`` executable, installing it first when missing. Returns it and the seconds
+    the install took (0 when cached). A venv counts as installed only once its marker is
+    written, so an interrupted install is redone, not half-used; a lock keeps two test
+    runs from building it at once."""
+    import fcntl
+
+    venv = venv_path(cache)
+    marker = venv / ".complete"
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / ".install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if marker.exists():
+            return venv / "bin" / "hass", 0.0
+        started = time.monotonic()
+        shutil.rmtree(venv, ignore_errors=True)
+        try:
+            _install(venv, log)
+        except BaseException:
+            shutil.rmtree(venv, ignore_errors=True)
+            raise
+        marker.write_text(HA_VERSION + "\n")
+        return venv / "bin" / "hass", time.monotonic() - started
+
+
+def _install(venv: Path, log) -> None:  # type: ignore[no-untyped-def]
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "-q"]
+    with tempfile.TemporaryDirectory() as scratch:
+        subprocess.run(
+            [*pip, "download", "--no-deps", "-d", scratch, f"homeassistant=={HA_VERSION}"],
+            check=True,
+        )
+        wheel = next(Path(scratch).glob("homeassistant-*.whl"))
+        # HA pins its dependencies only in this file inside its wheel; without it pip
+        # backtracks for minutes and picks versions HA does not work with.
+        with zipfile.ZipFile(wheel) as archive:
+            constraints = archive.read("homeassistant/package_constraints.txt").decode()
+        constraints_file = Path(scratch) / "constraints.txt"
+        constraints_file.write_text(constraints + "\n" + "\n".join(EXTRA_CONSTRAINTS) + "\n")
+        log(f"installing homeassistant=={HA_VERSION} into {venv} (about a minute)")
+        subprocess.run(
+            [*pip, "install", "-c", str(constraints_file), str(wheel), *EXTRA_PACKAGES],
+            check=True,
+        )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+CONFIGURATION = """\
+homeassistant:
+  name: Test home
+  latitude: 52.37
+  longitude: 4.89
+  elevation: 0
+  unit_system: metric
+  time_zone: UTC
+http:
+  server_host: 127.0.0.1
+  server_port: {port}
+api:
+websocket_api:
+config:
+demo:
+"""
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _jwt(issuer: str, key: str, lifetime_s: int = 10 * 365 * 86400) -> str:
+    """HS256 JWT exactly as HA makes a long-lived access token."""
+    now = int(time.time())
+    header = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
+    payload = _b64(
+        json.dumps({"iss": issuer, "iat": now, "exp": now + lifetime_s}, separators=(",", ":")).encode()
+    )
+    signature = hmac.new(key.encode(), f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    return f"{header}.{payload}.{_b64(signature)}"
+
+
+def _seed_storage(config_dir: Path) -> tuple[str, str]:
+    """An owner (admin) with one long-lived refresh token; onboarding marked done.
+    Returns (access token, refresh token id)."""
+    storage = config_dir / ".storage"
+    storage.mkdir(parents=True, exist_ok=True)
+    user_id = uuid.uuid4().hex
+    token_id = uuid.uuid4().hex
+    jwt_key = secrets.token_hex(64)
+    created = "2024-01-01T00:00:00.000000+00:00"
+    auth = {
+        "version": 1,
+        "minor_version": 1,
+        "key": "auth",
+        "data": {
+            "users": [
+                {
+                    "id": user_id,
+                    "group_ids": ["system-admin"],
+                    "is_owner": True,
+                    "is_active": True,
+                    "name": "EdgeVoice tests",
+                    "system_generated": False,
+                    "local_only": False,
+                }
+            ],
+            "groups": [{"id": "system-admin", "name": "Administrators"}],
+            "credentials": [],
+            "refresh_tokens": [
+                {
+                    "id": token_id,
+                    "user_id": user_id,
+                    "client_id": None,
+                    "client_name": "edgevoice-tests",
+                    "client_icon": None,
+                    "token_type": "long_lived_access_token",
+                    "created_at": created,
+                    "access_token_expiration": 315360000.0,
+                    "token": secrets.token_hex(64),
+                    "jwt_key": jwt_key,
+                    "last_used_at": None,
+                    "last_used_ip": None,
+                    "credential_id": None,
+                    "version": HA_VERSION,
+                }
+            ],
+        },
+    }
+    onboarding = {
+        "version": 4,
+        "minor_version": 1,
+        "key": "onboarding",
+        "data": {"done": ["user", "core_config", "analytics", "integration"]},
+    }
+    (storage / "auth").write_text(json.dumps(auth))
+    (storage / "onboarding").write_text(json.dumps(onboarding))
+    return _jwt(token_id, jwt_key), token_id
+
+
+class HomeAssistantProcess:
+    """``hass`` on a free loopback port with the demo integration and a seeded token."""
+
+    def __init__(self, hass: Path, config_dir: Path, port: int | None = None):
+        self.hass = hass
+        self.config_dir = config_dir
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_file = config_dir / "home-assistant.log"
+        config_dir.mkdir(parents=True, exist_ok=True)
+        (config_dir / "configuration.yaml").write_text(CONFIGURATION.format(port=self.port))
+        self.token, self.refresh_token_id = _seed_storage(config_dir)
+        self.start_s: float | None = None
+
+    def start(self, within: float = 60.0) -> float:
+        """Start and wait until HA is RUNNING; returns the seconds it took."""
+        started = time.monotonic()
+        self.process = subprocess.Popen(
+            [str(self.hass), "-c", str(self.config_dir), "--skip-pip", "--log-file", str(self.log_file)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = started + within
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"hass exited with {self.process.returncode}; see {self.log_file}")
+            if self._api_answers():
+                break
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TimeoutError(f"Home Assistant did not answer within {within:g} s; see {self.log_file}")
+            time.sleep(0.05)  # polling a child process's port: there is no event to wait on
+        self.start_s = time.monotonic() - started
+        return self.start_s
+
+    def _api_answers(self) -> bool:
+        """True once HA says RUNNING: the API answers before the demo's entities exist."""
+        request = urllib.request.Request(
+            self.url + "/api/config", headers={"Authorization": f"Bearer {self.token}"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=2) as response:
+                return response.status == 200 and json.loads(response.read()).get("state") == "RUNNING"
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError, ValueError):
+            return False
+
+    def stop(self, within: float = 20.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(within)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def restart(self) -> float:
+        self.stop()
+        return self.start()
+
+
+if __name__ == "__main__":
+    hass, seconds = ensure_installed()
+    print(f"{hass} ready; install took {seconds:.1f} s")
+
+
+class AdminSocket:
+    """The test's own websocket to HA (plain aiohttp, not EdgeVoice's client), to set up the
+    home through HA's API: areas, aliases, exposure, renames."""
+
+    def __init__(self, url: str, token: str):
+        self.url = url
+        self.token = token
+        self._ids = iter(range(1, 1 << 30))
+
+    async def __aenter__(self) -> AdminSocket:
+        import aiohttp
+
+        self._session = aiohttp.ClientSession()
+        self._socket = await self._session.ws_connect(self.url + "/api/websocket")
+        assert (await self._socket.receive_json())["type"] == "auth_required"
+        await self._socket.send_json({"type": "auth", "access_token": self.token})
+        answer = await self._socket.receive_json()
+        if answer["type"] != "auth_ok":
+            await self.__aexit__()
+            raise PermissionError(answer)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._socket.close()
+        await self._session.close()
+
+    async def command(self, message_type: str, **payload: object) -> object:
+        message_id = next(self._ids)
+        await self._socket.send_json({"id": message_id, "type": message_type, **payload})
+        while True:
+            message = await self._socket.receive_json(timeout=30)
+            if message.get("id") == message_id and message.get("type") == "result":
+                if not message["success"]:
+                    raise RuntimeError(f"{message_type}: {message['error']}")
+                return message.get("result")
+
+
+def run_in_thread(function, *args):  # type: ignore[no-untyped-def]
+    """Run ``asyncio.run(function(*args))`` on a thread of its own (a sync session fixture
+    must not touch the test's event loop)."""
+    import asyncio
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, function(*args)).result()
