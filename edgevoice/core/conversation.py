@@ -320,6 +320,14 @@ class Conversation:
     def _on_pressed(self, event: Pressed, actions: list[Action]) -> None:
         if self._ledger.held is not None or self._conn.state is LinkState.STOPPED:
             return
+        if self._turn.state is TurnState.GENERATED:
+            # Its generation is complete: nothing more of it can come but a turnComplete,
+            # which some models never send. It ends here, so that the next question's
+            # answer is not taken for the rest of it.
+            self._turn.fire(TurnTrigger.TIMEOUT)
+            self._turn.owed_turn_complete = True
+            if not self._turn.speaker_busy:
+                self._turn.fire(TurnTrigger.PLAYBACK_IDLE)
         if self._turn.generating or self._turn.speaker_busy:
             self._barge_in(event.t, actions)
         elif self._turn.state is TurnState.EMPTY:
@@ -520,6 +528,9 @@ class Conversation:
         if not self._current(event):
             return
         turn = self._turn
+        if turn.owed_turn_complete and turn.state in (TurnState.IDLE, TurnState.PLAYING_OUT):
+            turn.owed_turn_complete = False  # the late end of the turn closed at a press
+            return
         if turn.state is TurnState.STALE:
             turn.fire(TurnTrigger.TURN_COMPLETE)
             self._said.drop_model_words()
