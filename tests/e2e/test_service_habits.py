@@ -159,8 +159,10 @@ async def test_an_answer_ends_and_the_link_holds_whatever_the_habit(
     noise_wav(tmp_path / "mic.wav", 6.0)
     emulator = await emulator_factory(pace=1.0, turns=TURN * 2, faults=[habit])
     result = await run(tmp_path, emulator, [(0.5, 1.2), (3.0, 3.6)])
-    assert len(complete_utterances(emulator)) == 2
-    assert result.transcript.count("assistant: It is half past seven, a fine time.") == 2
+    assert len(complete_utterances(emulator)) == 2  # each question asked once
+    # Both answers heard (the simulator prints a turn's words at its turnComplete, so
+    # with no turnComplete the two may share a line).
+    assert "\n".join(result.transcript).count("It is half past seven, a fine time.") == 2
     assert len(emulator.connections) == 1  # a healthy connection is never killed
     assert "connection lost" not in caplog.text
 
