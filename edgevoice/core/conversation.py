@@ -15,7 +15,11 @@ moves in one table:
   one is answered.
 
 It also decides about tool calls (which may still be answered by id, which must reach the
-model as text, which arrived twice) and the device status shown to the user.
+model as text, which arrived twice, which a question asked again already ran: those get
+the stored result, so a side effect happens once per question) and the device status shown
+to the user. Why a link went down picks how long to wait before the next attempt (a refused
+quota, key or model waits minutes or hours, says so, and a press meanwhile is kept with an
+error earcon; :meth:`Conversation.retry_now` ends that wait when the user changed something).
 
 An event that does not fit the state it arrives in is a decision, not a crash: the machine
 refuses it before changing anything (:class:`NotInState`), and the core logs what it
