@@ -341,7 +341,9 @@ class Conversation:
         # Spoken while connected behind only live questions: it streams at once (the user
         # chose to speak now). Behind a backlog (offline, restored, re-sent after a drop) it
         # waits its turn, so that no answer of the backlog is cut off by it.
-        live = self._conn.up and all(u.live for u in self._ledger)
+        # Held back by a synchronous call, it is no longer "now": it waits for the answer
+        # the call is part of, rather than cut it off the moment the response is out.
+        live = self._conn.up and self._realtime_input_allowed() and all(u.live for u in self._ledger)
         utterance = self._ledger.press(event.position, live=live)
         if self._conn.long_backoff:
             # No answer can come for a while (quota, key, model): say so at once, and keep

@@ -217,6 +217,11 @@ def test_on_a_synchronous_family_nothing_realtime_goes_out_while_a_call_is_unans
     realtime = [a for a in h.actions if isinstance(a, SendActivityStart | SendAudio | SendActivityEnd)]
     assert len(realtime) == sent_before == 0
     h.send(ToolResult("c1", "get_state", {"state": "on"}, "SILENT", h.t))
+    # The response goes at once; the question waits for the end of the model's turn the
+    # call was part of (it would cut that answer off), then goes whole.
+    assert not h.wire
+    h.send(ServerAudio(link, CHUNK, h.t))
+    h.send(TurnComplete(link, h.t))
     kinds = [
         type(a) for a in h.actions if isinstance(a, SendToolResponses | SendActivityStart | SendActivityEnd)
     ]
