@@ -5,18 +5,77 @@ again inside the model's turn) runs once. A call issued on a connection that is 
 no longer be answered by id: its result waits in ``undelivered`` to reach the model as
 text. After a result the model should speak about, the conversation is not idle until the
 model's next turn ends or :data:`FOLLOW_UP_WAIT_S` has passed.
+
+Side effects happen once per question: a question cut off (by a drop or a restart) is
+asked again, and the model then calls the same functions again. The calls an unanswered
+utterance's reply already ran are remembered with it (:class:`RanCall`, persisted with the
+ledger); an identical call (same name, same arguments) for that utterance is answered at
+once with the stored result (:func:`already_done`) instead of running twice.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
-from edgevoice.core.events import ToolCall, ToolResult
+from edgevoice.core.events import SavedCall, ToolCall, ToolResult
 
 # Call ids remembered to run a call that arrives twice once.
 REMEMBERED_CALLS = 256
 FOLLOW_UP_WAIT_S = 10.0
+
+
+# The scheduling of an answer to a repeated call whose first result is unknown (it was
+# still running at a restart): the ordinary one for an action that worked.
+UNKNOWN_RESULT_SCHEDULING = "WHEN_IDLE"
+
+
+def _canonical(value: Any) -> Any:
+    # 2 and 2.0 are the same argument to a function; the model may send either.
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value]
+    return value
+
+
+def call_key(name: str, args: dict[str, Any]) -> tuple[str, str]:
+    """What makes two calls the same side effect: the function and its arguments, as
+    canonical JSON (keys sorted, integral floats as integers)."""
+    return name, json.dumps(_canonical(args), sort_keys=True, separators=(",", ":"), default=str)
+
+
+@dataclass
+class RanCall:
+    """A function already run for an utterance; its result once known."""
+
+    response: dict[str, Any] | None = None
+    scheduling: str | None = None
+
+    def saved(self, key: tuple[str, str]) -> SavedCall:
+        return SavedCall(key[0], key[1], self.response, self.scheduling)
+
+    @classmethod
+    def restore(cls, saved: SavedCall) -> tuple[tuple[str, str], RanCall]:
+        return (saved.name, saved.args), cls(saved.response, saved.scheduling)
+
+
+def already_done(call: ToolCall, ran: RanCall, t: float) -> ToolResult:
+    """The answer to ``call``, which repeats one already run for the same question."""
+    if ran.response is None:
+        response: dict[str, Any] = {
+            "ok": True,
+            "already_done": True,
+            "note": "this was already requested for this question; it is not done again",
+        }
+        return ToolResult(call.id, call.name, response, UNKNOWN_RESULT_SCHEDULING, t)
+    response = {**ran.response, "already_done": True}
+    return ToolResult(call.id, call.name, response, ran.scheduling or UNKNOWN_RESULT_SCHEDULING, t)
 
 
 @dataclass
@@ -24,6 +83,8 @@ class PendingCall:
     call: ToolCall
     link: int
     deadline: float
+    # The utterance the call serves (its reply called it), to remember its result there.
+    for_utterance: Any = None
 
 
 class Calls:
@@ -45,12 +106,12 @@ class Calls:
             [self.follow_up_until] if self.follow_up_until is not None else []
         )
 
-    def receive(self, call: ToolCall, link: int, t: float) -> bool:
+    def receive(self, call: ToolCall, link: int, t: float, for_utterance: Any = None) -> bool:
         """A call arrived; False if it already did (it must not run again)."""
         if call.id in self._pending or call.id in self._seen:
             return False
         self._seen.append(call.id)
-        self._pending[call.id] = PendingCall(call, link, t + self._deadline_s)
+        self._pending[call.id] = PendingCall(call, link, t + self._deadline_s, for_utterance)
         return True
 
     def cancel(self, ids: tuple[str, ...]) -> tuple[str, ...]:

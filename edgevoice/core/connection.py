@@ -16,6 +16,11 @@ switch, a fresh session, a bug while handling an event) goes through ``left`` an
 through BACKING_OFF: a connection that dies young counts against the next attempt, whatever
 the server did, so no server behaviour can make the device reconnect in a loop. The first
 retry after a connection that lived a while is immediate (a delay of zero).
+
+Why the link went down (:class:`DownCause`) picks the schedule: a lost connection the
+ordinary backoff; a refused quota, key or model its own slow plan
+(:data:`edgevoice.core.backoff.RETRY_PLANS`), counted apart, until a connection comes up
+or the user changes something (:meth:`Connection.retry_now`).
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from edgevoice.core.backoff import Backoff
+from edgevoice.core.backoff import Backoff, RetryPlan, retry_plan
+from edgevoice.core.events import DownCause
 from edgevoice.core.machine import Machine
 
 # A connection that dies sooner than this after coming up counts as a failed attempt, so
@@ -94,6 +100,32 @@ class Connection(Machine[LinkState, LinkTrigger]):
         self.young_deaths = 0  # consecutive connections that died soon after coming up
         self.ever_up = False
         self.offline_announced = False
+        # The cause of the last failure when it has a slow plan of its own (LOST otherwise),
+        # how many failures in a row it caused, and the delay it asked for.
+        self.cause = DownCause.LOST
+        self.cause_failures = 0
+        self.retry_in = 0.0
+
+    @property
+    def plan(self) -> RetryPlan:
+        return retry_plan(self.cause)
+
+    @property
+    def long_backoff(self) -> bool:
+        """Down for a cause that no quick retry cures (quota, key, model)."""
+        return self.cause is not DownCause.LOST and not self.up
+
+    def _planned_delay(self, cause: DownCause) -> float | None:
+        """The delay ``cause``'s own plan asks for (None: the ordinary backoff applies)."""
+        plan = retry_plan(cause)
+        if plan.backoff is None:
+            self.cause, self.cause_failures = DownCause.LOST, 0
+            return None
+        if cause is not self.cause:
+            self.cause_failures = 0
+        self.cause = cause
+        self.cause_failures += 1
+        return plan.delay(self.cause_failures, self._backoff)
 
     @property
     def up(self) -> bool:
@@ -117,24 +149,37 @@ class Connection(Machine[LinkState, LinkTrigger]):
         self.up_t = t
         self.failures = 0
         self.switch_at = None
+        self.cause, self.cause_failures = DownCause.LOST, 0
 
-    def attempt_failed(self, t: float, retry_now: bool = False) -> float:
+    def attempt_failed(self, t: float, retry_now: bool = False, cause: DownCause = DownCause.LOST) -> float:
         """CONNECTING -> BACKING_OFF after an attempt that never came up; the delay."""
         self.fire(LinkTrigger.ATTEMPT_FAILED)
         if retry_now:
             delay = 0.0
         else:
             self.failures += 1
-            delay = self._backoff.delay(self.failures)
+            planned = self._planned_delay(cause)
+            delay = self._backoff.delay(self.failures) if planned is None else planned
         self.retry_at = t + delay
+        self.retry_in = delay
         return delay
+
+    def retry_now(self, t: float) -> bool:
+        """The user changed something (the key, the model): a slow plan's wait is over and
+        its count starts again. True if an attempt is due now."""
+        if self.state is not LinkState.BACKING_OFF:
+            return False
+        self.cause, self.cause_failures = DownCause.LOST, 0
+        self.failures = 0
+        self.retry_at = t
+        return True
 
     def go_away(self, t: float, time_left_s: float, margin_s: float) -> None:
         self.fire(LinkTrigger.GO_AWAY)
         margin = min(margin_s, time_left_s / 2)
         self.switch_at = t + max(0.0, time_left_s - margin)
 
-    def leave(self, t: float, *, counts: bool = True) -> Leaving:
+    def leave(self, t: float, *, counts: bool = True, cause: DownCause = DownCause.LOST) -> Leaving:
         """The one way out of a connection (closed by either side, or never set up).
 
         ``counts``: whether a young death counts against the next attempt (a fresh session
@@ -148,6 +193,7 @@ class Connection(Machine[LinkState, LinkTrigger]):
             return Leaving(self.link, was_open, was_up, 0.0)
         if not was_up:
             self.retry_at = t
+            self.retry_in = 0.0
             return Leaving(self.link, was_open, was_up, 0.0)
         if counts and t - self.up_t < STABLE_LINK_S:
             self.young_deaths += 1
@@ -155,7 +201,11 @@ class Connection(Machine[LinkState, LinkTrigger]):
             self.young_deaths = 0
         # First retry at once; a connection that keeps dying young is retried ever later.
         delay = self._backoff.delay(self.young_deaths - 1) if counts else 0.0
+        planned = self._planned_delay(cause) if counts else None
+        if planned is not None:
+            delay = max(delay, planned)
         self.retry_at = t + delay
+        self.retry_in = delay
         return Leaving(self.link, was_open, was_up, delay)
 
     def retry_due(self, t: float) -> bool:

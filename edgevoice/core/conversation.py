@@ -15,7 +15,11 @@ moves in one table:
   one is answered.
 
 It also decides about tool calls (which may still be answered by id, which must reach the
-model as text, which arrived twice) and the device status shown to the user.
+model as text, which arrived twice, which a question asked again already ran: those get
+the stored result, so a side effect happens once per question) and the device status shown
+to the user. Why a link went down picks how long to wait before the next attempt (a refused
+quota, key or model waits minutes or hours, says so, and a press meanwhile is kept with an
+error earcon; :meth:`Conversation.retry_now` ends that wait when the user changed something).
 
 An event that does not fit the state it arrives in is a decision, not a crash: the machine
 refuses it before changing anything (:class:`NotInState`), and the core logs what it
@@ -35,7 +39,7 @@ import traceback
 from dataclasses import dataclass
 
 from edgevoice.core.backoff import Backoff
-from edgevoice.core.calls import Calls, PendingCall
+from edgevoice.core.calls import Calls, PendingCall, RanCall, already_done, call_key
 from edgevoice.core.connection import Connection, LinkState
 from edgevoice.core.events import (
     Action,
@@ -45,6 +49,7 @@ from edgevoice.core.events import (
     Connect,
     DeviceProblem,
     DeviceState,
+    DownCause,
     Earcon,
     EndOfReply,
     Event,
@@ -226,6 +231,17 @@ class Conversation:
         self._persist(actions)
         return actions
 
+    def retry_now(self, t: float, why: str) -> list[Action]:
+        """The user changed something that may cure a refusal (the key, the model, the
+        configuration): a long back-off ends and the next attempt goes now."""
+        self._now = t
+        actions: list[Action] = []
+        if self._conn.long_backoff and self._conn.retry_now(t):
+            actions.append(Log(logging.INFO, f"{why}: reconnecting now"))
+            self._connect(actions, t)
+        self._finish(actions)
+        return actions
+
     def new_session(self, t: float, why: str) -> list[Action]:
         """Leave this session for a fresh one (the session's settings changed); the recent
         exchanges are told to the new session so the conversation carries on."""
@@ -233,6 +249,7 @@ class Conversation:
         actions: list[Action] = []
         self._forget_handle(actions, why)
         if self._conn.state is LinkState.BACKING_OFF:
+            self._conn.retry_now(t)
             self._connect(actions, t)
         else:
             self._leave(actions, t, why, close=True, counts=False)
@@ -249,7 +266,7 @@ class Conversation:
         ]
         if self._conn.up and self._reply_owed():
             deadlines.append(self._last_server_t + self.config.reply_timeout_s)
-        if not self._conn.up:
+        if not self._conn.up and not self._conn.long_backoff:
             deadlines += [
                 u.released_t + self.config.offline_max_age_s for u in self._ledger if u.released_t is not None
             ]
@@ -307,6 +324,14 @@ class Conversation:
     def _on_pressed(self, event: Pressed, actions: list[Action]) -> None:
         if self._ledger.held is not None or self._conn.state is LinkState.STOPPED:
             return
+        if self._turn.state is TurnState.GENERATED:
+            # Its generation is complete: nothing more of it can come but a turnComplete,
+            # which some models never send. It ends here, so that the next question's
+            # answer is not taken for the rest of it.
+            self._turn.fire(TurnTrigger.TIMEOUT)
+            self._turn.owed_turn_complete = True
+            if not self._turn.speaker_busy:
+                self._turn.fire(TurnTrigger.PLAYBACK_IDLE)
         if self._turn.generating or self._turn.speaker_busy:
             self._barge_in(event.t, actions)
         elif self._turn.state is TurnState.EMPTY:
@@ -316,9 +341,22 @@ class Conversation:
         # Spoken while connected behind only live questions: it streams at once (the user
         # chose to speak now). Behind a backlog (offline, restored, re-sent after a drop) it
         # waits its turn, so that no answer of the backlog is cut off by it.
-        live = self._conn.up and all(u.live for u in self._ledger)
-        self._ledger.press(event.position, live=live)
-        actions.append(PlayEarcon(Earcon.LISTENING))
+        # Held back by a synchronous call, it is no longer "now": it waits for the answer
+        # the call is part of, rather than cut it off the moment the response is out.
+        live = self._conn.up and self._realtime_input_allowed() and all(u.live for u in self._ledger)
+        utterance = self._ledger.press(event.position, live=live)
+        if self._conn.long_backoff:
+            # No answer can come for a while (quota, key, model): say so at once, and keep
+            # what is said for when the service takes us again.
+            actions.append(PlayEarcon(Earcon.ERROR))
+            actions.append(
+                Log(
+                    logging.WARNING,
+                    f"utterance {utterance.number} kept for later: {self._conn.plan.status}",
+                )
+            )
+        else:
+            actions.append(PlayEarcon(Earcon.LISTENING))
         self._pump(actions)
 
     def _on_released(self, event: Released, actions: list[Action]) -> None:
@@ -344,7 +382,11 @@ class Conversation:
             self._turn.fire(TurnTrigger.PLAYBACK_IDLE)
 
     def _on_network_changed(self, event: NetworkChanged, actions: list[Action]) -> None:
-        if self._conn.state is LinkState.BACKING_OFF and self._conn.retry_at is not None:
+        if (
+            self._conn.state is LinkState.BACKING_OFF
+            and self._conn.retry_at is not None
+            and not self._conn.long_backoff
+        ):
             # Waiting out a backoff while the network may just have come back: try now.
             actions.append(Log(logging.INFO, "the network changed: reconnecting now"))
             self._connect(actions, event.t)
@@ -412,7 +454,8 @@ class Conversation:
             return
         if self._conn.connecting:
             # Closed before setupComplete: an attempt that failed.
-            self._on_link_failed(LinkFailed(event.link, event.code, event.reason, event.t), actions)
+            failed = LinkFailed(event.link, event.code, event.reason, event.t, event.cause)
+            self._on_link_failed(failed, actions)
             return
         if event.code in CLIENT_FAULT_CODES:
             for utterance in self._ledger:
@@ -425,21 +468,26 @@ class Conversation:
             and event.t - self._conn.up_t < RESUME_FAILURE_WINDOW_S
         ):
             self._forget_handle(actions, f"the resumed session ended at once ({event.code})")
-        self._leave(actions, event.t, event.reason, close=False, code=event.code)
+        self._leave(actions, event.t, event.reason, close=False, code=event.code, cause=event.cause)
 
     def _on_link_failed(self, event: LinkFailed, actions: list[Action]) -> None:
         if event.link != self._conn.link or not self._conn.connecting:
             return
-        if self._conn.connect_handle is not None and event.code == CLOSE_INVALID_RESUME:
+        if (
+            self._conn.connect_handle is not None
+            and event.code == CLOSE_INVALID_RESUME
+            and event.cause is not DownCause.KEY_REJECTED
+        ):
             self._conn.attempt_failed(event.t, retry_now=True)
             self._forget_handle(actions, f"the server refused to resume ({event.code}: {event.reason})")
             self._connect(actions, event.t)
             return
-        self._conn.attempt_failed(event.t)
+        delay = self._conn.attempt_failed(event.t, cause=event.cause)
         actions.append(
             Log(
                 logging.WARNING,
-                f"connection attempt {self._conn.failures} failed: {event.reason}",
+                f"connection attempt {self._conn.failures} failed: {event.reason}"
+                + (f" (next try in {_duration(delay)})" if self._conn.long_backoff else ""),
                 {"code": event.code},
             )
         )
@@ -486,6 +534,9 @@ class Conversation:
         if not self._current(event):
             return
         turn = self._turn
+        if turn.owed_turn_complete and turn.state in (TurnState.IDLE, TurnState.PLAYING_OUT):
+            turn.owed_turn_complete = False  # the late end of the turn closed at a press
+            return
         if turn.state is TurnState.STALE:
             turn.fire(TurnTrigger.TURN_COMPLETE)
             self._said.drop_model_words()
@@ -555,12 +606,40 @@ class Conversation:
         if not self._current(event):
             return
         self._turn.fire(TurnTrigger.CONTENT)
+        # The question this reply answers: a question asked again (after a drop or a
+        # restart) gets the results of what its first reply already ran.
+        utterance = self._ledger.awaiting(event.link)
+        runs: list[Action] = []
         for call in event.calls:
-            if self._calls.receive(call, event.link, event.t):
-                actions.append(RunTool(call))
-            else:
+            if not self._calls.receive(call, event.link, event.t, utterance):
                 # The same call again (as toolCall and inside the turn): it runs once.
                 actions.append(Log(logging.INFO, f"function call {call.id} arrived twice: ran once"))
+                continue
+            if utterance is None:
+                runs.append(RunTool(call))
+                continue
+            key = call_key(call.name, call.args)
+            ran = utterance.calls.get(key)
+            if ran is None:
+                utterance.calls[key] = RanCall()
+                self._ledger_changed = True
+                runs.append(RunTool(call))
+                continue
+            pending = self._calls.take(call.id)
+            assert pending is not None
+            actions.append(
+                Log(
+                    logging.INFO,
+                    f"function {call.name} already ran for utterance {utterance.number}: "
+                    "answered with its result, not run again",
+                )
+            )
+            self._respond(already_done(call, ran, event.t), pending, actions)
+        if self._ledger_changed:
+            # Remembered on disk before it runs, so a restart cannot run it twice.
+            self._ledger_changed = False
+            self._persist(actions)
+        actions.extend(runs)
 
     def _on_tool_calls_cancelled(self, event: ToolCallsCancelled, actions: list[Action]) -> None:
         if not self._current(event):
@@ -574,7 +653,18 @@ class Conversation:
         pending = self._calls.take(event.id)
         if pending is None:
             return  # cancelled or overdue meanwhile: no response is owed
+        self._remember_result(pending, event)
         self._respond(event, pending, actions)
+
+    def _remember_result(self, pending: PendingCall, result: ToolResult) -> None:
+        utterance = pending.for_utterance
+        if utterance is None or utterance not in self._ledger:
+            return  # no question, or answered already: nothing will ask it again
+        ran = utterance.calls.get(call_key(pending.call.name, pending.call.args))
+        if ran is not None and ran.response is None:
+            ran.response = dict(result.response)
+            ran.scheduling = result.scheduling
+            self._ledger_changed = True
 
     def _respond(self, event: ToolResult, pending: PendingCall, actions: list[Action]) -> None:
         if self._conn.up and pending.link == self._conn.link:
@@ -638,6 +728,7 @@ class Conversation:
         code: int | None = None,
         counts: bool = True,
         switching: bool = False,
+        cause: DownCause = DownCause.LOST,
     ) -> None:
         """The one way out of a connection, whoever ended it and why.
 
@@ -647,7 +738,7 @@ class Conversation:
         The ledger keeps every unanswered utterance for the next connection."""
         if self._conn.state is LinkState.BACKING_OFF:
             return  # no connection to leave
-        leaving = self._conn.leave(t, counts=counts)
+        leaving = self._conn.leave(t, counts=counts, cause=cause)
         if close and leaving.was_open:
             actions.append(CloseLink(leaving.link, reason))
         if switching:
@@ -860,6 +951,8 @@ class Conversation:
         return self._ledger.awaiting(self._conn.link) is not None
 
     def _expire_offline_utterances(self, actions: list[Action], t: float) -> None:
+        if self._conn.long_backoff:
+            return  # kept until the service takes us again: the user was told with an earcon
         expired = [
             u
             for u in self._ledger
@@ -942,7 +1035,12 @@ class Conversation:
             return Status(DeviceState.ERROR, "; ".join(self._device_problems.values()))
         offline_detail = retrying = ""
         if not conn.up:
-            if conn.failures:
+            if conn.long_backoff:
+                waiting = conn.state is LinkState.BACKING_OFF and conn.retry_at is not None
+                offline_detail = retrying = conn.plan.status + (
+                    f", retrying in {_duration(conn.retry_in)}" if waiting else ", trying again"
+                )
+            elif conn.failures:
                 retrying = f"retrying (attempt {conn.failures + 1})"
                 # Listening or thinking while offline say so; the offline state says it once.
                 offline_detail = f"offline, {retrying}"
@@ -991,3 +1089,12 @@ class Conversation:
 
 def _describe_result(result: ToolResult) -> str:
     return f"Result of {result.name} (call {result.id}): {json.dumps(result.response, sort_keys=True)}"
+
+
+def _duration(seconds: float) -> str:
+    """A wait as the user reads it: "40 s", "2 min", "1 h"."""
+    if seconds < 90:
+        return f"{max(0, round(seconds))} s"
+    if seconds < 90 * 60:
+        return f"{round(seconds / 60)} min"
+    return f"{round(seconds / 3600)} h"

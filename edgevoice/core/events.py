@@ -346,11 +346,24 @@ class PersistHandle:
 
 
 @dataclass(frozen=True, slots=True)
+class SavedCall:
+    """A function an unanswered utterance's reply already ran: ``args`` as canonical JSON,
+    ``response`` and ``scheduling`` None while (or if) its result is not known."""
+
+    name: str
+    args: str
+    response: dict[str, Any] | None = None
+    scheduling: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class SavedUtterance:
-    """An utterance kept across a restart: its whole audio, 16 kHz mono S16_LE."""
+    """An utterance kept across a restart: its whole audio, 16 kHz mono S16_LE, and the
+    functions its reply already ran (so asking it again does not run them twice)."""
 
     number: int
     audio: bytes
+    calls: tuple[SavedCall, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

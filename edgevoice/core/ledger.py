@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from edgevoice.core.audio_history import BYTES_PER_SAMPLE, AudioHistory
+from edgevoice.core.calls import RanCall
 from edgevoice.core.events import (
     Action,
     Log,
@@ -82,6 +83,9 @@ class Utterance:
     # Pressed while connected with nothing before it unsent: it streams live, even while an
     # earlier utterance still waits for its answer (the user chose to speak now).
     live: bool = False
+    # The functions its reply already ran, by (name, canonical args): asked again, the
+    # model gets their results rather than running them twice. Forgotten once answered.
+    calls: dict[tuple[str, str], RanCall] = field(default_factory=dict)
 
     @property
     def recorded_end(self) -> int:
@@ -121,6 +125,9 @@ class Ledger:
 
     def __len__(self) -> int:
         return len(self._pending)
+
+    def __contains__(self, utterance: object) -> bool:
+        return any(u is utterance for u in self._pending)
 
     @property
     def held(self) -> Utterance | None:
@@ -199,8 +206,9 @@ class Ledger:
         return None
 
     def settle(self, utterance: Utterance, trigger: UtteranceTrigger) -> None:
-        """Answered or given up: it leaves the ledger."""
+        """Answered or given up: it leaves the ledger (and what its reply ran is forgotten)."""
         utterance.move(trigger)
+        utterance.calls.clear()
         self._pending.remove(utterance)
         if utterance in self.receiving:
             self.receiving.remove(utterance)
@@ -274,7 +282,7 @@ class Ledger:
     def saved(self) -> tuple[SavedUtterance, ...]:
         """What must survive a restart: every utterance with audio, recorded or not."""
         return tuple(
-            SavedUtterance(u.number, bytes(u.audio))
+            SavedUtterance(u.number, bytes(u.audio), tuple(ran.saved(key) for key, ran in u.calls.items()))
             for u in self._pending
             if u.audio and u not in self.receiving
         )
@@ -288,5 +296,6 @@ class Ledger:
             # utterance stands apart (it never borrows pre-roll from the new microphone).
             utterance = Utterance(number=self._next_number, start=-samples, end=0, released_t=t)
             utterance.audio += item.audio[: samples * BYTES_PER_SAMPLE]
+            utterance.calls = dict(RanCall.restore(call) for call in item.calls)
             self._next_number += 1
             self._pending.append(utterance)

@@ -150,6 +150,9 @@ class Turn(Machine[TurnState, TurnTrigger]):
         self.deadline: float | None = None  # no message by then: the turn is over
         self.model_turns = 0  # turns with content on this connection
         self.had_audio = False  # this turn's audio reached the speaker
+        # A turn closed at a press after its generationComplete: its turnComplete may still
+        # come (or never, on some models) and must not be taken for the next turn's.
+        self.owed_turn_complete = False
 
     def fire(self, trigger: TurnTrigger) -> TurnState:
         before = self.state
@@ -160,6 +163,7 @@ class Turn(Machine[TurnState, TurnTrigger]):
             self.had_audio = False
             self.completed_early = before is TurnState.EMPTY
             self.model_turns += 1
+            self.owed_turn_complete = False
         if after in (TurnState.IDLE, TurnState.PLAYING_OUT):
             self.deadline = None
             self.completed_early = False
@@ -182,3 +186,4 @@ class Turn(Machine[TurnState, TurnTrigger]):
         self.model_turns = 0
         self.answered = False
         self.completed_early = False
+        self.owed_turn_complete = False

@@ -441,8 +441,13 @@ class Daemon:
 
     async def reload(self, settings: Settings, devices: Devices | None = None) -> ReloadReport:
         """Apply a new configuration section by section (see :mod:`edgevoice.service.reload`).
-        ``devices`` replaces the sound card when ``[audio]``'s devices changed."""
-        return await Reload(self, settings, devices).apply()
+        ``devices`` replaces the sound card when ``[audio]``'s devices changed.
+
+        A reload is how a user cures a refused key or a retired model (the key is read
+        at each connection): a long back-off ends and the next attempt goes at once."""
+        report = await Reload(self, settings, devices).apply()
+        self.execute(self.conversation.retry_now(self._clock(), "the configuration was reloaded"))
+        return report
 
     def swap_gpio(self, name: str) -> None:
         """Close the button or LED (it holds the pin) and open it from the settings."""

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from edgevoice.core.events import SavedLedger, SavedUtterance
+from edgevoice.core.events import SavedCall, SavedLedger, SavedUtterance
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,11 @@ class LedgerStore:
             data = json.loads(self.path.read_text(encoding="utf-8"))
             age = self._clock() - float(data["saved_at"])
             utterances = tuple(
-                SavedUtterance(int(item["number"]), base64.b64decode(item["audio"], validate=True))
+                SavedUtterance(
+                    int(item["number"]),
+                    base64.b64decode(item["audio"], validate=True),
+                    tuple(_load_call(call) for call in item.get("calls", ())),
+                )
                 for item in data["utterances"]
             )
             context = tuple(str(line) for line in data["context"])
@@ -59,7 +63,14 @@ class LedgerStore:
         data = {
             "saved_at": self._clock(),
             "utterances": [
-                {"number": u.number, "audio": base64.b64encode(u.audio).decode("ascii")}
+                {
+                    "number": u.number,
+                    "audio": base64.b64encode(u.audio).decode("ascii"),
+                    "calls": [
+                        {"name": c.name, "args": c.args, "response": c.response, "scheduling": c.scheduling}
+                        for c in u.calls
+                    ],
+                }
                 for u in ledger.utterances
             ],
             "context": list(ledger.context),
@@ -81,3 +92,16 @@ class LedgerStore:
     def clear(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
+
+
+def _load_call(item: dict) -> SavedCall:
+    response = item["response"]
+    scheduling = item["scheduling"]
+    if response is not None and not isinstance(response, dict):
+        raise ValueError("a stored function result is not an object")
+    return SavedCall(
+        str(item["name"]),
+        str(item["args"]),
+        response,
+        None if scheduling is None else str(scheduling),
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from edgevoice.core.events import (
     CancelTools,
     CloseLink,
@@ -137,6 +139,45 @@ def test_a_turn_ended_by_generation_complete_alone_does_not_hang_the_device() ->
     assert len(h.of(EndOfReply)) == 2
 
 
+@pytest.mark.parametrize("played", [True, False])
+def test_a_question_asked_soon_after_a_turn_without_turn_complete_gets_its_own_answer(played) -> None:
+    """No waiting out the old turn's end: the next answer must not be taken for its rest."""
+    h = Harness()
+    h.up()
+    h.utter(1000, 5000)
+    link = h.core.link
+    h.send(ServerAudio(link, CHUNK, h.t))
+    h.send(GenerationComplete(link, h.t))  # and never turnComplete
+    if played:
+        h.send(PlaybackIdle(h.t))
+    h.utter(6000, 9000)  # at once, well before the old turn's end wait
+    assert len(h.wire) == 2 and h.wire[-1].ended
+    before = len(h.of(PlayAudio))
+    h.send(ServerAudio(link, CHUNK, h.t))
+    assert len(h.of(PlayAudio)) == before + 1  # the new answer is heard
+    h.send(GenerationComplete(link, h.t))
+    h.send(TurnComplete(link, h.t))
+    assert h.core.pending_utterances == 0
+    assert h.of(Connect) == h.of(Connect)[:1]  # no reconnect to get an answer
+
+
+def test_a_late_turn_complete_of_a_turn_closed_at_a_press_answers_nothing() -> None:
+    h = Harness()
+    h.up()
+    h.utter(1000, 5000)
+    link = h.core.link
+    h.send(ServerAudio(link, CHUNK, h.t))
+    h.send(GenerationComplete(link, h.t))
+    h.send(PlaybackIdle(h.t))
+    h.utter(6000, 9000)
+    h.send(TurnComplete(link, h.t))  # the first turn's, late
+    h.tick(2.0)  # not taken for a silent answer to the second question
+    assert len(h.wire) == 2
+    h.send(ServerAudio(link, CHUNK, h.t))
+    h.send(TurnComplete(link, h.t))
+    assert h.core.pending_utterances == 0
+
+
 def test_a_goaway_deadline_runs_on_the_timer_when_the_server_goes_silent() -> None:
     h = Harness()
     h.up()
@@ -176,6 +217,11 @@ def test_on_a_synchronous_family_nothing_realtime_goes_out_while_a_call_is_unans
     realtime = [a for a in h.actions if isinstance(a, SendActivityStart | SendAudio | SendActivityEnd)]
     assert len(realtime) == sent_before == 0
     h.send(ToolResult("c1", "get_state", {"state": "on"}, "SILENT", h.t))
+    # The response goes at once; the question waits for the end of the model's turn the
+    # call was part of (it would cut that answer off), then goes whole.
+    assert not h.wire
+    h.send(ServerAudio(link, CHUNK, h.t))
+    h.send(TurnComplete(link, h.t))
     kinds = [
         type(a) for a in h.actions if isinstance(a, SendToolResponses | SendActivityStart | SendActivityEnd)
     ]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from edgevoice.core.events import SavedLedger, SavedUtterance
+from edgevoice.core.events import SavedCall, SavedLedger, SavedUtterance
 from edgevoice.service.ledger_store import MAX_AGE_S, LedgerStore
 
 LEDGER = SavedLedger((SavedUtterance(1, b"\x01\x02" * 800), SavedUtterance(2, b"\x03\x04")), ("User: hi",))
@@ -51,3 +51,20 @@ def test_a_failed_write_leaves_the_old_ledger_and_no_temporary_file(tmp_path: Pa
     with pytest.raises(OSError):
         store.save(SavedLedger((SavedUtterance(3, b"\x00\x00"),)))
     assert store.load() == LEDGER
+
+
+def test_the_functions_a_question_already_ran_are_kept_with_it(tmp_path: Path) -> None:
+    ledger = SavedLedger(
+        (
+            SavedUtterance(
+                1,
+                b"\x01\x02",
+                (
+                    SavedCall("set_timer", '{"name":"pasta","seconds":600}', {"ok": True}, "WHEN_IDLE"),
+                    SavedCall("set_light", '{"on":true}'),  # still running at the stop
+                ),
+            ),
+        ),
+    )
+    LedgerStore(tmp_path).save(ledger)
+    assert LedgerStore(tmp_path).load() == ledger

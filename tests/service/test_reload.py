@@ -27,6 +27,7 @@ from edgevoice.service.daemon import Daemon
 from edgevoice.service.devices import AlsaDevices
 from edgevoice.service.instance_lock import StateDirectoryInUse
 from edgevoice_testbed.emulator import Emulator, Scenario
+from edgevoice_testbed.emulator.faults import Fault
 from edgevoice_testbed.sim.fussy import asoundrc_for
 
 PORCH_ONLY = {"entities": [{"id": "light.porch", "name": "Porch light"}]}
@@ -245,3 +246,18 @@ async def test_a_second_daemon_on_the_same_state_directory_refuses_to_start(devi
     assert refused.value.holder_pid is not None
     assert f"pid {refused.value.holder_pid}" in str(refused.value)
     assert device.daemon.conversation.link_up  # the first one is untouched
+
+
+async def test_a_reload_after_the_key_was_refused_reconnects_at_once(
+    device: Device, emulator: Emulator
+) -> None:
+    refused = Fault("close", 1007, reason="API key expired. Please renew the API key.")
+    emulator.inject_fault(refused)
+    await device.until(lambda: device.daemon.conversation.reconnect_at is not None)
+    status = device.daemon.conversation.status
+    assert status is not None and status.detail.startswith("the Gemini API key was refused, retrying in 1")
+    assert len(emulator.connections) == 1  # the next try is many minutes away
+    # The user renews the key (read at each connection) and reloads: it connects now.
+    await device.daemon.reload(device.settings())
+    await device.until(device.connected)
+    assert len(emulator.connections) == 2

@@ -1,0 +1,177 @@
+"""The real service's habits, played by the emulator against the whole daemon: for each,
+what the user hears and sees, that nothing said is lost, and that the device does not
+storm the service with reconnects (counted in the emulator's own records).
+
+The slow retry plans wait minutes; here their first step is scaled to seconds (the
+schedule's shape and status are the real ones), as the timer tests let seconds stand in for
+minutes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from edgevoice.audio.earcons import render
+from edgevoice.core import backoff
+from edgevoice.core.backoff import Backoff, RetryPlan
+from edgevoice.core.events import DownCause
+from edgevoice.errors import UserError
+from edgevoice_testbed.sim.simulate import SimulationOptions, simulate
+from tests.e2e.conftest import RATE, noise_wav
+
+NO_PREROLL = {"audio": {"preroll_ms": 0}}
+TURN = [{"input_transcript": "what time is it", "reply": "It is half past seven, a fine time."}]
+
+
+def statuses(caplog) -> list[str]:
+    prefix = "status: "
+    return [r.getMessage()[len(prefix) :] for r in caplog.records if r.getMessage().startswith(prefix)]
+
+
+def complete_utterances(emulator) -> list:
+    return [u for u in emulator.utterances if u.complete]
+
+
+async def run(tmp_path: Path, emulator, presses, **options):
+    overrides = options.pop("overrides", NO_PREROLL)
+    return await simulate(
+        SimulationOptions(
+            mic=tmp_path / "mic.wav",
+            presses=presses,
+            out=tmp_path / "out.wav",
+            earcons=options.pop("earcons", False),
+            overrides=overrides,
+            emulator=emulator,
+            realtime=True,
+            state_dir=tmp_path / "state",
+            timeout_s=options.pop("timeout_s", 60),
+            **options,
+        )
+    )
+
+
+def scaled(monkeypatch, cause: DownCause, initial_s: float) -> None:
+    """The cause's plan with its real status and shape, its first wait ``initial_s``."""
+    plan = backoff.RETRY_PLANS[cause]
+    assert plan.backoff is not None
+    monkeypatch.setitem(
+        backoff.RETRY_PLANS,
+        cause,
+        RetryPlan(plan.status, Backoff(initial_s, initial_s * 8, plan.backoff.multiplier, 0.25)),
+    )
+
+
+async def test_a_quota_refusal_backs_off_says_so_plays_an_error_on_a_press_and_answers_later(
+    tmp_path: Path, emulator_factory, monkeypatch, caplog
+) -> None:
+    caplog.set_level(logging.INFO, logger="edgevoice")
+    scaled(monkeypatch, DownCause.QUOTA_EXHAUSTED, 2.0)
+    mic = noise_wav(tmp_path / "mic.wav", 4.0)
+    emulator = await emulator_factory(pace=1.0, turns=TURN, faults=["quota:3"])
+    result = await run(tmp_path, emulator, [(0.5, 1.2)], earcons=True)
+    # Refused twice at most in the 3 s (waits of 1.5-2 s, then 3-4 s), then served once.
+    refused = [status for _, _, status in emulator.rejected_handshakes]
+    assert refused and set(refused) == {429} and len(refused) <= 2
+    assert len(emulator.connections) == 1
+    shown = statuses(caplog)
+    assert any(s.startswith("offline: quota exhausted, retrying in ") for s in shown), shown
+    assert "kept for later: quota exhausted" in caplog.text
+    # The press while refused played the error earcon, not the listening one.
+    output = (tmp_path / "out.wav").read_bytes()[44:]
+    assert render("error") in output
+    # And the question was asked once the quota was back, whole, and answered.
+    [asked] = complete_utterances(emulator)
+    assert asked.audio == mic[round(0.5 * RATE) : round(1.2 * RATE)].tobytes()
+    assert result.transcript[-1] == "assistant: It is half past seven, a fine time."
+
+
+async def test_an_expired_key_waits_long_keeps_the_question_and_never_storms(
+    tmp_path: Path, emulator_factory, caplog
+) -> None:
+    caplog.set_level(logging.INFO, logger="edgevoice")
+    noise_wav(tmp_path / "mic.wav", 4.0)
+    expired = {"kind": "close", "value": 1007, "reason": "API key expired. Please renew the API key."}
+    emulator = await emulator_factory(pace=1.0, turns=TURN, faults=[expired])
+    with pytest.raises(UserError, match=r"the Gemini API key was refused, retrying in 1[1-5] min"):
+        await run(tmp_path, emulator, [(1.0, 1.6)], timeout_s=4)
+    # One connection, closed by the server; no retry within the run.
+    assert len(emulator.connections) == 1 and not emulator.rejected_handshakes
+    assert "renew it" in caplog.text
+    # The question is kept for when the key works again.
+    saved = json.loads((tmp_path / "state" / "ledger.json").read_text())
+    assert len(saved["utterances"]) == 1
+
+
+async def test_an_unknown_model_is_not_retried_in_a_loop(tmp_path: Path, emulator_factory, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="edgevoice")
+    noise_wav(tmp_path / "mic.wav", 4.0)
+    emulator = await emulator_factory(pace=1.0, turns=TURN)
+    overrides = {**NO_PREROLL, "live": {"model": "gemini-2.0-flash-live-001"}}
+    with pytest.raises(UserError, match="model not found, retrying in "):
+        await run(tmp_path, emulator, [(1.0, 1.6)], timeout_s=4, overrides=overrides)
+    [refused] = emulator.connections
+    assert refused.close_code == 1008 and not refused.accepted
+    assert "set live.model" in caplog.text
+    saved = json.loads((tmp_path / "state" / "ledger.json").read_text())
+    assert len(saved["utterances"]) == 1
+
+
+@pytest.mark.parametrize("code", [1008, 1011])
+async def test_goaway_then_a_close_loses_nothing(tmp_path: Path, emulator_factory, code: int) -> None:
+    mic = noise_wav(tmp_path / "mic.wav", 8.0)
+    # GoAway 4 s into the session (the real one says 50 s), the close when it runs out.
+    emulator = await emulator_factory(pace=1.0, turns=TURN * 2, faults=[f"goaway:4:{code}"])
+    result = await run(tmp_path, emulator, [(0.3, 0.9), (6.0, 6.6)])
+    first, second = complete_utterances(emulator)
+    assert first.audio == mic[round(0.3 * RATE) : round(0.9 * RATE)].tobytes()
+    assert second.audio == mic[round(6.0 * RATE) : round(6.6 * RATE)].tobytes()
+    assert result.transcript.count("assistant: It is half past seven, a fine time.") == 2
+    # The device left before the deadline and resumed: two connections, no close from
+    # the server, no storm.
+    old, new = emulator.connections
+    assert old.closed_by == "client" and new.resumed_handle is not None
+    assert second.connection_id == new.id
+
+
+async def test_a_call_that_comes_twice_runs_once(tmp_path: Path, emulator_factory) -> None:
+    noise_wav(tmp_path / "mic.wav", 4.0)
+    turn = {
+        "input_transcript": "kitchen light on",
+        "reply": "Done.",
+        "tool_calls": [{"name": "set_light", "args": {"entity": "light.kitchen", "on": True}}],
+    }
+    emulator = await emulator_factory(pace=1.0, turns=[turn], faults=["duplicate_calls"])
+    await run(tmp_path, emulator, [(0.5, 1.2)])
+    [call] = emulator.tool_calls
+    [response] = emulator.tool_responses
+    assert response.id == call.id
+
+
+@pytest.mark.parametrize("habit", ["no_turn_complete", "slow_pong:8", "not_resumable:1"])
+async def test_an_answer_ends_and_the_link_holds_whatever_the_habit(
+    tmp_path: Path, emulator_factory, habit: str, caplog
+) -> None:
+    caplog.set_level(logging.INFO, logger="edgevoice")
+    noise_wav(tmp_path / "mic.wav", 6.0)
+    emulator = await emulator_factory(pace=1.0, turns=TURN * 2, faults=[habit])
+    result = await run(tmp_path, emulator, [(0.5, 1.2), (3.0, 3.6)])
+    assert len(complete_utterances(emulator)) == 2  # each question asked once
+    # Both answers heard (the simulator prints a turn's words at its turnComplete, so
+    # with no turnComplete the two may share a line).
+    assert "\n".join(result.transcript).count("It is half past seven, a fine time.") == 2
+    assert len(emulator.connections) == 1  # a healthy connection is never killed
+    assert "connection lost" not in caplog.text
+
+
+async def test_a_silent_turn_is_asked_once_more_and_answered(tmp_path: Path, emulator_factory) -> None:
+    noise_wav(tmp_path / "mic.wav", 4.0)
+    emulator = await emulator_factory(pace=1.0, turns=TURN * 2, faults=["silent_turn"])
+    result = await run(tmp_path, emulator, [(0.5, 1.2)])
+    first, again = complete_utterances(emulator)
+    assert first.audio == again.audio
+    assert result.transcript[-1] == "assistant: It is half past seven, a fine time."
+    assert len(emulator.connections) == 1
