@@ -192,8 +192,11 @@ if [ "$packages" -eq 1 ]; then
     debs+=(python3-lgpio)
   elif [ "$(uname -m)" = aarch64 ]; then
     # lgpio comes from PyPI then; where it has no wheel for this Python (3.13 on
-    # plain Debian 13), pip builds it, which needs swig.
+    # plain Debian 13), pip builds it, which needs swig and links the system's liblgpio.
     debs+=(swig)
+    if apt-cache show liblgpio-dev >/dev/null 2>&1; then
+      debs+=(liblgpio-dev)
+    fi
   fi
   say "installing Debian packages: ${debs[*]}"
   apt-get update -qq

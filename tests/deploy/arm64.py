@@ -86,6 +86,7 @@ def install_on_arm64(workdir: Path) -> Arm64Result:
                 step("edgevoice --version, imports, check-config, devices", started)
         finally:
             machine.poweroff()  # not booted: only unmounts
+            machine.discard()
     except BaseException as exc:  # reported by the test, with the log
         result.error = exc
     return result

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.debian import missing_host_tools
+from tests.deploy.debian import missing_host_tools, new_workdir
 
 DEPLOY_DIR = Path(__file__).resolve().parent
 # Release -> step -> seconds, in the order the steps ran.
@@ -92,7 +92,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def arm64_in_background(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+def arm64_in_background(request: pytest.FixtureRequest):
     """Starts the arm64 install with the first deploy test, if its test is selected and can
     run, so its minutes of emulation overlap the amd64 containers' waits."""
     from tests.deploy.arm64 import BackgroundArm64
@@ -101,6 +101,6 @@ def arm64_in_background(request: pytest.FixtureRequest, tmp_path_factory: pytest
     if not selected or why_deploy_tests_cannot_run(arm64=True) is not None:
         yield None
         return
-    job = BackgroundArm64(tmp_path_factory.mktemp("deploy-arm64"))
+    job = BackgroundArm64(new_workdir("deploy-arm64"))
     yield job
     job.join(timeout=3600)  # never leave its mounts and processes behind

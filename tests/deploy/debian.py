@@ -39,6 +39,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 CACHE_ROOT = Path(os.environ.get("EDGEVOICE_CI_CACHE", "/var/cache/edgevoice-ci"))
+# Instances live here, not in pytest's temporary directories: pytest deletes old ones of
+# other runs, and nothing may delete a directory something is still mounted in.
+WORK_ROOT = Path(os.environ.get("EDGEVOICE_CI_WORK", "/var/tmp/edgevoice-ci"))
 REPO = Path(__file__).resolve().parents[2]
 
 # What the recipe in the README assumes of a minimal system, plus what the harness uses.
@@ -364,6 +367,12 @@ class Machine:
         if self.root.is_mount():
             self.log.run(["umount", "--lazy", str(self.root)], timeout=60, check=False)
 
+    def discard(self) -> None:
+        """Remove the instance's files once nothing is mounted there; keep its logs."""
+        _unmount_below(self.workdir, self.log)
+        for directory in (self.root, self.workdir / "upper", self.workdir / "work"):
+            shutil.rmtree(directory, ignore_errors=True)
+
     # -- inside ------------------------------------------------------------------------------
 
     def sh(self, script: str, *, check: bool = True, timeout: float = 120.0,
@@ -397,6 +406,12 @@ class Machine:
                 raise MachineError(f"timed out after {timeout} s waiting for {what} "
                                    f"(last output: {(result.stdout + result.stderr)[-800:]!r})")
             time.sleep(0.5)
+
+
+def new_workdir(name: str) -> Path:
+    """A fresh directory for one instance (its logs stay there after :meth:`Machine.discard`)."""
+    WORK_ROOT.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=WORK_ROOT))
 
 
 def _find_container_init(nspawn_pid: int) -> int | None:

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from tests.deploy.conftest import record, require_deploy_prerequisites, timed
-from tests.deploy.debian import Log, Machine, RootfsSpec, copy_checkout, rootfs
+from tests.deploy.debian import Log, Machine, RootfsSpec, copy_checkout, new_workdir, rootfs
 
 RELEASES = ["trixie", "bookworm"]
 KEY = "AIzaSyCI-deploy-test-key_0123456789abc"
@@ -136,10 +136,10 @@ class Device:
 
 
 @pytest.fixture(scope="session", params=RELEASES)
-def device(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Device]:
+def device(request: pytest.FixtureRequest) -> Iterator[Device]:
     require_deploy_prerequisites()
     release = request.param
-    workdir = tmp_path_factory.mktemp(f"deploy-{release}")
+    workdir = new_workdir(f"deploy-{release}")
     started = time.monotonic()
     lower, cached = rootfs(RootfsSpec(release), Log(workdir / "rootfs.log"))
     record(release, "root filesystem (cached)" if cached else "root filesystem (debootstrap, not cached)",
@@ -162,6 +162,7 @@ def device(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         yield device
     finally:
         machine.poweroff()
+        machine.discard()
 
 
 @pytest.fixture(scope="session")

@@ -8,25 +8,24 @@ pytest) in a booted container, without these deploy tests (no containers in cont
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 
-import pytest
-
 from tests.deploy.conftest import record, require_deploy_prerequisites
-from tests.deploy.debian import Log, Machine, RootfsSpec, copy_checkout, rootfs
+from tests.deploy.debian import Log, Machine, RootfsSpec, copy_checkout, new_workdir, rootfs
 
 # The Python of each release (Raspberry Pi OS: trixie 3.13, bookworm 3.11).
 PYTHON_OF = {"trixie": (3, 13), "bookworm": (3, 11)}
 
 
-def test_the_suite_passes_on_the_other_python(tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_the_suite_passes_on_the_other_python() -> None:
     require_deploy_prerequisites()
     host = sys.version_info[:2]
     release = next(name for name, version in PYTHON_OF.items() if version != host)
     python = ".".join(map(str, PYTHON_OF[release]))
     group = f"test suite on Python {python} ({release} container)"
-    workdir = tmp_path_factory.mktemp(f"suite-{release}")
+    workdir = new_workdir(f"suite-{release}")
     started = time.monotonic()
     lower, cached = rootfs(RootfsSpec(release), Log(workdir / "rootfs.log"))
     record(group, "root filesystem (cached)" if cached else "root filesystem (debootstrap, not cached)",
@@ -50,7 +49,9 @@ def test_the_suite_passes_on_the_other_python(tmp_path_factory: pytest.TempPathF
         ran_on = machine.sh("/root/suite/.venv/bin/python --version", check=False).stdout
     finally:
         machine.poweroff()
-    summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
+        machine.discard()
+    counts = [line for line in result.stdout.splitlines() if re.search(r"\d+ (passed|failed)", line)]
+    summary = counts[-1].strip("= ") if counts else "no count line"
     record(group, f"result: {summary[:60]}", 0.0)
     assert ran_on.startswith(f"Python {python}."), ran_on
     assert result.returncode == 0, f"the suite failed on Python {python}:\n{result.stdout}"
