@@ -190,13 +190,11 @@ if [ "$packages" -eq 1 ]; then
   # gpiozero's GPIO backend (Pi 5 included); packaged by Raspberry Pi OS (not plain Debian).
   if apt-cache show python3-lgpio >/dev/null 2>&1; then
     debs+=(python3-lgpio)
-  elif [ "$(uname -m)" = aarch64 ]; then
-    # lgpio comes from PyPI then; where it has no wheel for this Python (3.13 on
-    # plain Debian 13), pip builds it, which needs swig and links the system's liblgpio.
-    debs+=(swig)
-    if apt-cache show liblgpio-dev >/dev/null 2>&1; then
-      debs+=(liblgpio-dev)
-    fi
+  elif [ "$(uname -m)" = aarch64 ] && apt-cache show liblgpio-dev >/dev/null 2>&1; then
+    # lgpio comes from PyPI then; where it has no wheel for this Python, pip builds it,
+    # which needs swig and the system's liblgpio. Plain Debian 13 has neither lgpio
+    # package: there lgpio is skipped with a warning (see docs/raspberry-pi.md).
+    debs+=(swig liblgpio-dev)
   fi
   say "installing Debian packages: ${debs[*]}"
   apt-get update -qq
@@ -241,7 +239,7 @@ if ! "$venv/bin/python" -c 'import lgpio' >/dev/null 2>&1; then
     aarch64)
       say "installing lgpio for GPIO access"
       "$venv/bin/python" -m pip install --quiet "${extra_pip_args[@]}" "lgpio>=0.2.2" \
-        || warn "lgpio could not be installed: the button will not work (apt-get install python3-lgpio)"
+        || warn "lgpio could not be installed: a Raspberry Pi's button will not work (on Raspberry Pi OS: apt-get install python3-lgpio, then run this script again; other boards need another gpiozero pin factory)"
       ;;
     arm*) warn "lgpio is missing: apt-get install python3-lgpio, then run this script again" ;;
     *) ;;  # not a Raspberry Pi: gpiozero will use whatever pin factory is configured

@@ -36,9 +36,13 @@ KEY = "AIzaSyCI-arm64-test-key_0123456789abcd"
 VENV = "/opt/edgevoice/venv"
 # What each check prints, checked by the test.
 IMPORTS = (
-    "import platform, alsaaudio, systemd._journal, lgpio, _lgpio, numpy, soxr, pydantic_core, gpiozero; "
-    "print(platform.machine(), alsaaudio.__file__, systemd._journal.__file__, _lgpio.__file__)"
+    "import platform, alsaaudio, systemd._journal, numpy, soxr, pydantic_core, gpiozero; "
+    "print(platform.machine(), alsaaudio.__file__, systemd._journal.__file__)"
 )
+
+# lgpio (GPIO on the Pi 5): a PyPI wheel for aarch64 up to Python 3.12, python3-lgpio on
+# Raspberry Pi OS; plain Debian 13 (Python 3.13) has neither.
+LGPIO = "import _lgpio; print(_lgpio.__file__)"
 
 
 @dataclass
@@ -76,6 +80,8 @@ def install_on_arm64(workdir: Path) -> Arm64Result:
                 started = time.monotonic()
                 result.outputs["version"] = chroot.sh(f"{VENV}/bin/edgevoice --version").stdout
                 result.outputs["imports"] = chroot.sh(f"{VENV}/bin/python -c {_quote(IMPORTS)}").stdout
+                lgpio = chroot.sh(f"{VENV}/bin/python -c {_quote(LGPIO)}", check=False)
+                result.outputs["lgpio"] = lgpio.stdout.strip() if lgpio.returncode == 0 else ""
                 result.outputs["check-config"] = chroot.sh(
                     f"CREDENTIALS_DIRECTORY=/etc/edgevoice/credentials {VENV}/bin/edgevoice check-config"
                 ).stdout

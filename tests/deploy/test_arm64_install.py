@@ -24,15 +24,24 @@ def arm64(arm64_in_background: BackgroundArm64 | None) -> Arm64Result:
 def test_the_installer_completes_on_arm64(arm64: Arm64Result) -> None:
     install = arm64.outputs["install"]
     assert "edgevoice install: done" in install
-    assert "installing lgpio for GPIO access" in install or "python3-lgpio" in install
-    assert "lgpio could not be installed" not in install, install
     assert arm64.outputs["enabled"] == "enabled"
 
 
-def test_compiled_extensions_and_lgpio_load_on_aarch64(arm64: Arm64Result) -> None:
+def test_compiled_extensions_load_on_aarch64(arm64: Arm64Result) -> None:
     machine, *paths = arm64.outputs["imports"].split()
     assert machine == "aarch64"
     assert all("aarch64" in path for path in paths), paths  # the .so files are arm64 builds
+
+
+def test_lgpio_is_installed_or_its_absence_is_said_plainly(arm64: Arm64Result) -> None:
+    # Plain Debian 13 has no lgpio package and PyPI no aarch64 wheel for Python 3.13: the
+    # installer must then say what a Raspberry Pi needs, not fail or stay silent.
+    install, lgpio = arm64.outputs["install"], arm64.outputs["lgpio"]
+    if lgpio:
+        assert "aarch64" in lgpio
+    else:
+        assert "lgpio could not be installed" in install and "python3-lgpio" in install, install
+    record(GROUP, "lgpio: " + ("installed" if lgpio else "not available here (the installer says so)"), 0.0)
 
 
 def test_commands_that_need_no_unit(arm64: Arm64Result) -> None:
