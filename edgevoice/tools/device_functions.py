@@ -17,12 +17,12 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from edgevoice.core.events import ToolCall
 from edgevoice.core.timers import Timer, TimerBook, TimerError, describe_duration
 from edgevoice.core.tool_scheduling import OutcomeKind, Scheduling, SchedulingPolicy
-from edgevoice.tools.functions import ToolFunction, explain_validation, schema_from_model, signature
+from edgevoice.tools.functions import ToolFunction, schema_from_model, signature, validated_arguments
 from edgevoice.tools.runner import OnDone, ToolOutcome
 
 log = logging.getLogger(__name__)
@@ -206,14 +206,9 @@ class DeviceFunctions:
         function = FUNCTIONS.get(name)
         if function is None:
             return _invalid(f"there is no function called {name!r}", ", ".join(FUNCTIONS))
-        if arguments is None:
-            arguments = {}
-        if not isinstance(arguments, Mapping):
-            return _invalid("the arguments must be a JSON object", signature(function))
-        try:
-            args = function.arguments.model_validate(dict(arguments))
-        except ValidationError as exc:
-            return _invalid(explain_validation(exc, function), signature(function))
+        args = validated_arguments(function, arguments)
+        if isinstance(args, str):
+            return _invalid(args, signature(function))
         try:
             return getattr(self, "_" + name)(args)
         except TimerError as exc:

@@ -542,14 +542,9 @@ class FunctionRegistry:
         if function.permission is not None and not getattr(self._home, function.permission):
             what = "locks" if function.permission == "allow_locks" else "alarm panels"
             return _refused(f"controlling {what} by voice is not allowed on this device")
-        if arguments is None:
-            arguments = {}
-        if not isinstance(arguments, Mapping):
-            return _invalid("the arguments must be a JSON object", signature(function))
-        try:
-            args = function.arguments.model_validate(dict(arguments))
-        except ValidationError as exc:
-            return _invalid(explain_validation(exc, function), signature(function))
+        args = validated_arguments(function, arguments)
+        if isinstance(args, str):
+            return _invalid(args, signature(function))
         spoken = getattr(args, function.entity_argument)
         try:
             if function.groups:
@@ -626,6 +621,19 @@ def _schema(node: Mapping[str, Any]) -> dict[str, Any]:
 def _json_schema(model: type[BaseModel]) -> dict[str, Any]:
     # Generating a schema takes milliseconds; error replies need it often.
     return model.model_json_schema()
+
+
+def validated_arguments(function: ToolFunction, arguments: Any) -> BaseModel | str:
+    """The model's arguments checked against the function's own model, or, as a sentence the
+    model can act on, what is wrong with them (none given counts as an empty object)."""
+    if arguments is None:
+        arguments = {}
+    if not isinstance(arguments, Mapping):
+        return "the arguments must be a JSON object"
+    try:
+        return function.arguments.model_validate(dict(arguments))
+    except ValidationError as exc:
+        return explain_validation(exc, function)
 
 
 def signature(function: ToolFunction) -> str:
