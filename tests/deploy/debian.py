@@ -340,13 +340,15 @@ class Machine:
             if self.pid1 is None:
                 time.sleep(0.05)  # polling /proc for a process that has no other signal
         # Blocks until the boot transaction is done; "degraded" still means booted. Until
-        # systemd's private socket exists, systemctl cannot ask (and exits at once).
+        # systemd's private socket exists, systemctl cannot ask: it exits at once, printing
+        # nothing or "offline" (seen in CI under load), so both mean "ask again".
+        not_yet = ("", "offline")
         state = ""
-        while not state and time.monotonic() < deadline:
+        while state in not_yet and time.monotonic() < deadline:
             state = self.sh("systemctl is-system-running --wait", check=False,
                             timeout=timeout).stdout.strip()
-            if not state:
-                time.sleep(0.05)
+            if state in not_yet:
+                time.sleep(0.05)  # no event tells the host that the socket now exists
         if state not in ("running", "degraded"):
             raise MachineError(f"the container booted to state {state!r} (console: "
                                f"{self.workdir / 'console.log'})")
