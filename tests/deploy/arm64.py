@@ -9,11 +9,13 @@ namespaces need the kernel's real support for the emulated process: status
 243/CREDENTIALS, 226/NAMESPACE); systemctl in a chroot ignores start requests.
 
 The work is slow (minutes of emulated dpkg and compilers), so it runs in a background
-thread while the amd64 containers are tested, and its own test waits for it.
+thread from the start of the session, at the lowest CPU priority, and its own test
+waits for it.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -111,6 +113,9 @@ class BackgroundArm64:
         self._thread.start()
 
     def _run(self, workdir: Path) -> None:
+        # Linux keeps a nice value per thread and children inherit it: every emulated
+        # process this thread starts yields the CPU to the tests running meanwhile.
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
         self._result = install_on_arm64(workdir)
 
     def join(self, timeout: float) -> Arm64Result:

@@ -64,9 +64,11 @@ def require_deploy_prerequisites(arm64: bool = False) -> None:
     pytest.skip(reason)
 
 
-# The deploy modules in the order they run: the arm64 build starts in the background with
-# the first and is joined by its own test; the suite on the other Python comes last.
-_MODULE_ORDER = ["test_service_under_systemd.py", "test_arm64_install.py", "test_suite_on_other_python.py"]
+# The deploy modules in the order they run, after everything else: the arm64 install runs
+# in the background from the start of the session (niced), the suite on the other Python
+# overlaps its last minutes, and the arm64 test joins it last.
+_MODULE_ORDER = ["test_service_under_systemd.py", "test_suite_on_other_python.py", "test_arm64_install.py"]
+_ARM64_JOB: list = []  # the background job, once started
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -91,16 +93,25 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             write(f"  {step:<56} {seconds:8.1f}")
 
 
-@pytest.fixture(scope="session", autouse=True)
-def arm64_in_background(request: pytest.FixtureRequest):
-    """Starts the arm64 install with the first deploy test, if its test is selected and can
-    run, so its minutes of emulation overlap the amd64 containers' waits."""
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the arm64 install as soon as the session knows its tests, if its test is
+    selected and can run: its twenty-odd minutes of emulation (at the lowest CPU priority,
+    so the timing-sensitive host tests keep their cores) then overlap everything else."""
     from tests.deploy.arm64 import BackgroundArm64
 
-    selected = any(Path(str(item.fspath)).name == "test_arm64_install.py" for item in request.session.items)
-    if not selected or why_deploy_tests_cannot_run(arm64=True) is not None:
-        yield None
+    selected = any(Path(str(item.fspath)).name == "test_arm64_install.py" for item in session.items)
+    if session.config.option.collectonly or _ARM64_JOB:
         return
-    job = BackgroundArm64(new_workdir("deploy-arm64"))
-    yield job
-    job.join(timeout=3600)  # never leave its mounts and processes behind
+    if selected and why_deploy_tests_cannot_run(arm64=True) is None:
+        _ARM64_JOB.append(BackgroundArm64(new_workdir("deploy-arm64")))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    for job in _ARM64_JOB:
+        job.join(timeout=3600)  # never leave its mounts and processes behind
+
+
+@pytest.fixture(scope="session")
+def arm64_in_background():
+    """The arm64 install started at collection, or None where it cannot run."""
+    return _ARM64_JOB[0] if _ARM64_JOB else None
