@@ -132,7 +132,9 @@ async def test_a_two_second_call_never_blocks_the_loop(tmp_path, outcomes):
         "Result of your earlier set_light call: Kitchen light is on at 100% brightness, warm white."
     )
     assert len(gaps) > 100  # the loop kept ticking through the whole call
-    assert max(gaps) < 0.020, f"the loop stalled for {max(gaps) * 1000:.1f} ms"
+    # A call run on the loop would stall it for its whole 2 s; scheduling noise on a busy
+    # machine is tens of milliseconds. How short the stalls are is the benchmark's business.
+    assert max(gaps) < 0.5, f"the loop stalled for {max(gaps) * 1000:.1f} ms"
     assert outcomes.threads == [threading.get_ident()]  # on_done ran on the loop's thread
 
 
