@@ -403,6 +403,10 @@ class EmulatorCore:
 
     # Faults ---------------------------------------------------------------------------
 
+    def end_refusal(self) -> None:
+        """Take new connections again now, whatever a ``refuse`` fault still had to run."""
+        self.refuse_until = float("-inf")
+
     def inject_fault(self, fault: Fault, now: float) -> None:
         """Arm ``fault`` for its trigger, or fire it now when it has none."""
         if fault.when is not None:

@@ -289,6 +289,11 @@ class Emulator(_RecordViews):
             wake.set()
         self._notify()
 
+    def end_refusal(self) -> None:
+        """Let a test decide when the outage of a ``refuse`` fault ends."""
+        self._get_core().end_refusal()
+        self._notify()
+
     def inject_fault(self, fault: Fault | str) -> None:
         """Make ``fault`` happen at its trigger, or now if it has none."""
         if isinstance(fault, str):
