@@ -479,7 +479,10 @@ class Conversation:
             and event.cause is not DownCause.KEY_REJECTED
         ):
             self._conn.attempt_failed(event.t, retry_now=True)
-            self._forget_handle(actions, f"the server refused to resume ({event.code}: {event.reason})")
+            said = event.reason
+            if not said.startswith(str(event.code)):
+                said = f"{event.code} {said}"
+            self._forget_handle(actions, f"the server refused to resume ({said})")
             self._connect(actions, event.t)
             return
         delay = self._conn.attempt_failed(event.t, cause=event.cause)
