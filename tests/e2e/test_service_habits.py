@@ -223,3 +223,30 @@ async def test_a_resume_refused_after_the_close_starts_a_fresh_session_and_answe
     # The journal says what happened.
     assert ("starting a fresh session: the server refused to resume "
             "(1007 Request contains an invalid argument.)") in caplog.text
+
+
+async def test_an_internal_error_mid_answer_is_resumed_once_and_answered_once(
+    tmp_path: Path, emulator_factory, caplog
+) -> None:
+    caplog.set_level(logging.INFO, logger="edgevoice")
+    mic = noise_wav(tmp_path / "mic.wav", 4.0)
+    # The service's ~1% of turns: 1011 "Internal error encountered." (its default reason).
+    emulator = await emulator_factory(turns=LONG_TURN, faults=["close:1011@reply:1:chunk:2"])
+    result = await run(tmp_path, emulator, [(0.5, 1.5)])
+    # Two connections and no more: the second resumed the session with the handle.
+    first, resumed = emulator.connections
+    assert (first.close_code, first.close_reason, first.closed_by) == (
+        1011, "Internal error encountered.", "server")
+    assert resumed.resumed_handle is not None and resumed.accepted
+    assert resumed.session_id == first.session_id
+    # The question, cut off in its answer, was asked again whole and answered once.
+    asked = mic[round(0.5 * RATE) : round(1.5 * RATE)].tobytes()
+    assert [(u.connection_id, u.audio) for u in complete_utterances(emulator)] == [
+        (first.id, asked), (resumed.id, asked)]
+    answered = [r for r in emulator.replies if r.finished and r.kind == "reply"]
+    assert [r.connection_id for r in answered] == [resumed.id]
+    output = (tmp_path / "out.wav").read_bytes()
+    assert output.endswith(answered[0].audio) and output.count(answered[0].audio) == 1
+    assert result.transcript.count(f"assistant: {LONG_TURN[0]['reply']}") == 1
+    assert "connection lost: 1011 Internal error encountered." in caplog.text
+    assert "fresh session" not in caplog.text
