@@ -250,3 +250,30 @@ async def test_an_internal_error_mid_answer_is_resumed_once_and_answered_once(
     assert result.transcript.count(f"assistant: {LONG_TURN[0]['reply']}") == 1
     assert "connection lost: 1011 Internal error encountered." in caplog.text
     assert "fresh session" not in caplog.text
+
+
+async def test_a_call_the_server_cancelled_runs_when_its_question_is_asked_again(
+    tmp_path: Path, emulator_factory, caplog
+) -> None:
+    caplog.set_level(logging.INFO, logger="edgevoice")
+    noise_wav(tmp_path / "mic.wav", 4.0)
+    light_on = {"entity": "light.kitchen", "on": True}
+    turn = {"input_transcript": "kitchen light on", "reply": "Turning the kitchen light on for you now.",
+            "tool_calls": [{"name": "set_light", "args": light_on}]}
+    emulator = await emulator_factory(turns=[turn], faults=["drop@reply:1:chunk:3"])
+    # The service withdraws the first call while the light is still switching (once: the
+    # question asked again is answered without a cancellation).
+    emulator.arm_injections([{"when": "after_chunk:1",
+                              "text": '{"toolCallCancellation": {"ids": ["function-call-1"]}}'}])
+    overrides = {**NO_PREROLL, "home": {"simulated": {"latency_s": 3.0}}}
+    await run(tmp_path, emulator, [(0.5, 1.2)], overrides=overrides)
+    first, again = emulator.tool_calls
+    assert (first.id, first.connection_id) == ("function-call-1", 1)
+    assert again.connection_id == 2 and (again.name, again.args) == ("set_light", light_on)
+    assert "tool calls cancelled: function-call-1" in caplog.text
+    # The cancelled call was not done, so it ran now: one response, for the second call, not
+    # "already requested".
+    [response] = emulator.tool_responses
+    assert response.id == again.id and response.known
+    assert "already_done" not in json.dumps(response.response)
+    assert response.response["ok"] is True and response.response["state"]["state"] == "on"
