@@ -10,7 +10,9 @@ Side effects happen once per question: a question cut off (by a drop or a restar
 asked again, and the model then calls the same functions again. The calls an unanswered
 utterance's reply already ran are remembered with it (:class:`RanCall`, persisted with the
 ledger); an identical call (same name, same arguments) for that utterance is answered at
-once with the stored result (:func:`already_done`) instead of running twice.
+once with the stored result (:func:`already_done`) instead of running twice. A call the
+server cancelled before its result came was stopped, not done: it is forgotten, and the
+question asked again runs it.
 """
 
 from __future__ import annotations
@@ -114,12 +116,9 @@ class Calls:
         self._pending[call.id] = PendingCall(call, link, t + self._deadline_s, for_utterance)
         return True
 
-    def cancel(self, ids: tuple[str, ...]) -> tuple[str, ...]:
-        """The server withdrew calls; the ones still running."""
-        running = tuple(i for i in ids if i in self._pending)
-        for call_id in running:
-            del self._pending[call_id]
-        return running
+    def cancel(self, ids: tuple[str, ...]) -> tuple[PendingCall, ...]:
+        """The server withdrew calls; the ones still running (no result came for them)."""
+        return tuple(self._pending.pop(i) for i in ids if i in self._pending)
 
     def take(self, call_id: str) -> PendingCall | None:
         """The call a result answers (None: cancelled or overdue meanwhile, nothing owed)."""

@@ -479,7 +479,10 @@ class Conversation:
             and event.cause is not DownCause.KEY_REJECTED
         ):
             self._conn.attempt_failed(event.t, retry_now=True)
-            self._forget_handle(actions, f"the server refused to resume ({event.code}: {event.reason})")
+            said = event.reason
+            if not said.startswith(str(event.code)):
+                said = f"{event.code} {said}"
+            self._forget_handle(actions, f"the server refused to resume ({said})")
             self._connect(actions, event.t)
             return
         delay = self._conn.attempt_failed(event.t, cause=event.cause)
@@ -644,10 +647,24 @@ class Conversation:
     def _on_tool_calls_cancelled(self, event: ToolCallsCancelled, actions: list[Action]) -> None:
         if not self._current(event):
             return
-        ids = self._calls.cancel(event.ids)
-        if ids:
-            actions.append(CancelTools(ids))
-            self._pump(actions)
+        cancelled = self._calls.cancel(event.ids)
+        if not cancelled:
+            return
+        # Stopped before its result: not done, so a question asked again runs it again
+        # rather than hearing "already requested" for something that never happened.
+        for pending in cancelled:
+            utterance = pending.for_utterance
+            if utterance is not None and utterance in self._ledger:
+                key = call_key(pending.call.name, pending.call.args)
+                ran = utterance.calls.get(key)
+                if ran is not None and ran.response is None:
+                    del utterance.calls[key]
+                    self._ledger_changed = True
+        actions.append(CancelTools(tuple(pending.call.id for pending in cancelled)))
+        if self._ledger_changed:
+            self._ledger_changed = False
+            self._persist(actions)
+        self._pump(actions)
 
     def _on_tool_result(self, event: ToolResult, actions: list[Action]) -> None:
         pending = self._calls.take(event.id)

@@ -25,6 +25,7 @@ from edgevoice.core.events import (
     LinkDown,
     LinkFailed,
     LinkUp,
+    Log,
     NetworkChanged,
     PersistHandle,
     PlayAudio,
@@ -342,6 +343,8 @@ def test_a_rejected_handle_starts_a_fresh_session() -> None:
     h.send(LinkFailed(h.core.link, 1007, "invalid handle", h.t))
     assert h.of(PersistHandle) == [PersistHandle(None)]
     assert h.of(Connect)[-1].handle is None
+    [said] = [a.message for a in h.of(Log) if "fresh session" in a.message]
+    assert said == "starting a fresh session: the server refused to resume (1007 invalid handle)"
 
 
 def test_a_resumed_session_closing_1007_at_once_forgets_the_handle() -> None:

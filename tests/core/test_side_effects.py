@@ -12,12 +12,14 @@ from hypothesis import strategies as st
 
 from edgevoice.core.calls import call_key
 from edgevoice.core.events import (
+    CancelTools,
     LinkDown,
     PersistLedger,
     RunTool,
     SavedCall,
     SendToolResponses,
     ToolCall,
+    ToolCallsCancelled,
     ToolCallsReceived,
     ToolResult,
 )
@@ -96,6 +98,33 @@ def test_a_call_still_running_at_a_restart_is_never_run_again() -> None:
     assert not [a for a in actions if isinstance(a, RunTool)]
     [result] = responses(h)
     assert result.id == "c2" and result.response["ok"] is True and result.response["already_done"] is True
+
+
+def test_a_call_the_server_cancelled_before_its_result_is_run_when_the_question_is_asked_again() -> None:
+    h = Harness()
+    h.up()
+    h.utter(1000, 3000)
+    call(h, "c1")
+    h.send(ToolCallsCancelled(h.core.link, ("c1",), h.t))  # withdrawn while it ran
+    assert h.of(CancelTools)[-1].ids == ("c1",)
+    # Not done, so not remembered as done (on disk too, for a restart).
+    assert last_saved(h).utterances[0].calls == ()
+    h.send(LinkDown(h.core.link, 1006, "lost", h.t))
+    h.up(resumed=True)
+    actions = call(h, "c2")
+    assert [a.call.id for a in actions if isinstance(a, RunTool)] == ["c2"]
+    assert not [r for r in responses(h) if r.response.get("already_done")]
+
+
+def test_a_call_cancelled_after_its_result_came_still_counts_as_done() -> None:
+    h = Harness()
+    asked_and_cut(h)  # set_timer ran and its result came
+    h.send(ToolCallsCancelled(h.core.link, ("c1",), h.t))
+    h.send(LinkDown(h.core.link, 1006, "lost", h.t))
+    h.up(resumed=True)
+    actions = call(h, "c2")
+    assert not [a for a in actions if isinstance(a, RunTool)]
+    assert responses(h)[-1].response == {**SET, "already_done": True}
 
 
 def test_a_call_with_no_question_behind_it_runs_as_usual() -> None:

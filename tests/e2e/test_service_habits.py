@@ -175,3 +175,105 @@ async def test_a_silent_turn_is_asked_once_more_and_answered(tmp_path: Path, emu
     assert first.audio == again.audio
     assert result.transcript[-1] == "assistant: It is half past seven, a fine time."
     assert len(emulator.connections) == 1
+
+
+DEADLINE_EXPIRED = {"kind": "close", "value": 1011, "when": "reply:1:chunk:2",
+                    "reason": "Deadline expired before operation could complete."}
+LONG_TURN = [{"input_transcript": "what time is it",
+              "reply": "It is half past seven, a fine time for a walk along the river."}]
+
+
+@pytest.mark.parametrize(
+    "ended_by",
+    [
+        # GoAway 0.2 s into the question; the device switches 1 s later, mid-question.
+        "goaway:2@utterance:1:frame:10",
+        # The service's 1011 "Deadline expired" at any connection age, mid-answer.
+        DEADLINE_EXPIRED,
+    ],
+    ids=["goaway", "deadline-expired"],
+)
+async def test_a_resume_refused_after_the_close_starts_a_fresh_session_and_answers_once(
+    tmp_path: Path, emulator_factory, caplog, ended_by
+) -> None:
+    caplog.set_level(logging.INFO, logger="edgevoice")
+    mic = noise_wav(tmp_path / "mic.wav", 6.0)
+    # Answers come faster than real time (as the service's bursts do), so what the speaker
+    # played can be compared byte for byte with what was sent.
+    emulator = await emulator_factory(turns=LONG_TURN, faults=[ended_by, "refuse_resume"])
+    result = await run(tmp_path, emulator, [(0.5, 3.0)])
+    first, refused, fresh = emulator.connections
+    # One resume, refused at its setup as the service does; then a fresh session, never the
+    # dead handle again.
+    assert [c.resumed_handle is not None for c in emulator.connections] == [False, True, False]
+    assert (refused.close_code, refused.close_reason, refused.accepted) == (
+        1007, "Request contains an invalid argument.", False)
+    assert fresh.accepted and fresh.session_id != first.session_id
+    assert emulator.utterances[0].connection_id == first.id  # it was in flight
+    # The question in flight was asked again, whole, on the fresh session, and answered once.
+    asked = mic[round(0.5 * RATE) : round(3.0 * RATE)].tobytes()
+    on_fresh = [u for u in complete_utterances(emulator) if u.connection_id == fresh.id]
+    assert [u.audio for u in on_fresh] == [asked]
+    answered = [r for r in emulator.replies if r.finished and r.kind == "reply"]
+    assert [r.connection_id for r in answered] == [fresh.id]
+    output = (tmp_path / "out.wav").read_bytes()
+    whole = answered[0].audio
+    assert output.endswith(whole) and output.count(whole) == 1
+    assert result.transcript.count(f"assistant: {LONG_TURN[0]['reply']}") == 1
+    # The journal says what happened.
+    assert ("starting a fresh session: the server refused to resume "
+            "(1007 Request contains an invalid argument.)") in caplog.text
+
+
+async def test_an_internal_error_mid_answer_is_resumed_once_and_answered_once(
+    tmp_path: Path, emulator_factory, caplog
+) -> None:
+    caplog.set_level(logging.INFO, logger="edgevoice")
+    mic = noise_wav(tmp_path / "mic.wav", 4.0)
+    # The service's ~1% of turns: 1011 "Internal error encountered." (its default reason).
+    emulator = await emulator_factory(turns=LONG_TURN, faults=["close:1011@reply:1:chunk:2"])
+    result = await run(tmp_path, emulator, [(0.5, 1.5)])
+    # Two connections and no more: the second resumed the session with the handle.
+    first, resumed = emulator.connections
+    assert (first.close_code, first.close_reason, first.closed_by) == (
+        1011, "Internal error encountered.", "server")
+    assert resumed.resumed_handle is not None and resumed.accepted
+    assert resumed.session_id == first.session_id
+    # The question, cut off in its answer, was asked again whole and answered once.
+    asked = mic[round(0.5 * RATE) : round(1.5 * RATE)].tobytes()
+    assert [(u.connection_id, u.audio) for u in complete_utterances(emulator)] == [
+        (first.id, asked), (resumed.id, asked)]
+    answered = [r for r in emulator.replies if r.finished and r.kind == "reply"]
+    assert [r.connection_id for r in answered] == [resumed.id]
+    output = (tmp_path / "out.wav").read_bytes()
+    assert output.endswith(answered[0].audio) and output.count(answered[0].audio) == 1
+    assert result.transcript.count(f"assistant: {LONG_TURN[0]['reply']}") == 1
+    assert "connection lost: 1011 Internal error encountered." in caplog.text
+    assert "fresh session" not in caplog.text
+
+
+async def test_a_call_the_server_cancelled_runs_when_its_question_is_asked_again(
+    tmp_path: Path, emulator_factory, caplog
+) -> None:
+    caplog.set_level(logging.INFO, logger="edgevoice")
+    noise_wav(tmp_path / "mic.wav", 4.0)
+    light_on = {"entity": "light.kitchen", "on": True}
+    turn = {"input_transcript": "kitchen light on", "reply": "Turning the kitchen light on for you now.",
+            "tool_calls": [{"name": "set_light", "args": light_on}]}
+    emulator = await emulator_factory(turns=[turn], faults=["drop@reply:1:chunk:3"])
+    # The service withdraws the first call while the light is still switching (once: the
+    # question asked again is answered without a cancellation).
+    emulator.arm_injections([{"when": "after_chunk:1",
+                              "text": '{"toolCallCancellation": {"ids": ["function-call-1"]}}'}])
+    overrides = {**NO_PREROLL, "home": {"simulated": {"latency_s": 3.0}}}
+    await run(tmp_path, emulator, [(0.5, 1.2)], overrides=overrides)
+    first, again = emulator.tool_calls
+    assert (first.id, first.connection_id) == ("function-call-1", 1)
+    assert again.connection_id == 2 and (again.name, again.args) == ("set_light", light_on)
+    assert "tool calls cancelled: function-call-1" in caplog.text
+    # The cancelled call was not done, so it ran now: one response, for the second call, not
+    # "already requested".
+    [response] = emulator.tool_responses
+    assert response.id == again.id and response.known
+    assert "already_done" not in json.dumps(response.response)
+    assert response.response["ok"] is True and response.response["state"]["state"] == "on"

@@ -121,6 +121,8 @@ def test_duration_string():
         ("delay:1500", Fault("delay", 1500)),
         ("restart@utterance:3:frame:5", Fault("restart", None, Trigger("utterance", 3, 5))),
         ("  DROP  ", Fault("drop")),
+        ("refuse_resume", Fault("refuse_resume")),
+        ("refuse_resume:1011@reply:1:chunk:2", Fault("refuse_resume", 1011, Trigger("reply", 1, 2))),
     ],
 )
 def test_parse_fault(spec, expected):
@@ -168,6 +170,8 @@ _fault_specs = st.one_of(
     st.builds("goaway:{}".format, st.integers(0, 600)),
     st.builds("refuse:{}".format, st.integers(0, 60)),
     st.builds("delay:{}".format, st.integers(0, 10000)),
+    st.just("refuse_resume"),
+    st.builds("refuse_resume:{}".format, st.sampled_from([1007, 1008, 1011, 4000])),
 ).flatmap(
     lambda head: st.one_of(
         st.just(head),

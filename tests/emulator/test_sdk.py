@@ -380,6 +380,20 @@ async def test_unknown_handle_makes_connect_raise_1007():
         assert emu.connections[0].accepted is False
 
 
+async def test_a_refused_resume_makes_connect_raise_1007_with_the_services_reason():
+    async with asyncio.timeout(TEST_TIMEOUT), Emulator(scenario(faults=["refuse_resume"])) as emu:
+        client = client_for(emu)
+        async with client.aio.live.connect(model=MODEL, config=live_config()) as session:
+            handle = handles_of(await receive_until(session, is_handle))[0]
+        await emu.wait_for(lambda e: not e.connections[0].is_open)
+        with pytest.raises(errors.APIError) as raised:
+            async with client.aio.live.connect(model=MODEL, config=live_config(handle=handle)):
+                pass
+        assert raised.value.code == 1007
+        assert raised.value.details == "Request contains an invalid argument."
+        assert emu.connections[1].accepted is False
+
+
 async def test_expired_handle_makes_connect_raise_1007():
     clock = OffsetClock()
     async with asyncio.timeout(TEST_TIMEOUT), Emulator(scenario(), clock=clock) as emu:

@@ -336,3 +336,69 @@ def test_fault_syntax_for_the_habits():
     with pytest.raises(ValueError, match="slow_pong takes 0 to 60"):
         parse_fault("slow_pong:90")
     json.dumps(FRAME)  # the shared frame stays importable
+
+
+# -- a resume refused (live-models.md: refused with 1007 after a 1011 "Deadline expired") --
+
+
+def test_a_refused_resume_closes_1007_at_setup_and_the_session_is_gone_for_good():
+    harness = Harness(make_scenario(faults=["refuse_resume"]))
+    first = harness.connect()
+    first.send(setup(manual=True))  # a fresh session is not a resume: not refused
+    first.utterance()
+    first.run()
+    handle = handles(first.actions)[-1]
+    first.conn.connection_lost(harness.t, 1011, "Deadline expired", "server")
+    refused = harness.connect()
+    out = refused.send(setup(manual=True, sessionResumption={"handle": handle}))
+    assert [(a.code, a.reason) for a in out] == [(1007, "Request contains an invalid argument.")]
+    assert not refused.conn.record.accepted and refused.conn.record.resumed_handle == handle
+    assert [(f.connection_id, f.fault) for f in harness.core.fired_faults] == [(2, "refuse_resume")]
+    # Fires once, and takes the session with it: the same handle again is unknown.
+    refused.conn.connection_lost(harness.t, 1007, "", "server")
+    again = harness.connect()
+    assert again.send(setup(manual=True, sessionResumption={"handle": handle}))[0].reason == (
+        "invalid session resumption handle")
+    again.conn.connection_lost(harness.t, 1007, "", "server")
+    fresh = harness.connect()
+    assert kinds(fresh.send(setup(manual=True)))[0] == "setupComplete"
+
+
+def test_a_refused_resume_armed_at_its_trigger_with_its_own_code_and_reason():
+    spec = {"kind": "refuse_resume", "value": 1011, "when": "reply:1:chunk:1",
+            "reason": "Internal error encountered."}
+    harness = Harness(make_scenario(faults=[spec]))
+    client = harness.connect()
+    client.send(setup(manual=True))
+    handle = handles(client.actions)[0]
+    client.conn.connection_lost(harness.t, 1006, "", "lost")
+    # Not armed yet: this resume works.
+    resumed = harness.connect()
+    assert kinds(resumed.send(setup(manual=True, sessionResumption={"handle": handle})))[0] == (
+        "setupComplete")
+    resumed.utterance()
+    resumed.run()
+    handle = handles(resumed.actions)[-1]
+    resumed.conn.connection_lost(harness.t, 1006, "", "lost")
+    (close,) = harness.connect().send(setup(manual=True, sessionResumption={"handle": handle}))
+    assert (close.code, close.reason) == (1011, "Internal error encountered.")
+
+
+def test_a_refused_resume_injected_without_a_trigger_waits_for_the_next_resume():
+    harness = Harness()
+    client = harness.connect()
+    handle = handles(client.send(setup(manual=True)))[0]
+    harness.core.inject_fault(parse_fault("refuse_resume:1008"), harness.t)
+    assert not client.poll() and client.conn.record.close_code is None  # nothing now
+    client.conn.connection_lost(harness.t, 1000, "", "client")
+    (close,) = harness.connect().send(setup(manual=True, sessionResumption={"handle": handle}))
+    assert close.code == 1008
+
+
+def test_refuse_resume_syntax():
+    assert parse_fault("refuse_resume").code == 1007
+    assert str(parse_fault("refuse_resume:1011@reply:2:chunk:1")) == "refuse_resume:1011@reply:2:chunk:1"
+    with pytest.raises(ValueError, match="not a close code a server can send"):
+        parse_fault("refuse_resume:1006")
+    with pytest.raises(ValueError, match="CODE of refuse_resume must be a whole number"):
+        parse_fault("refuse_resume:soon")

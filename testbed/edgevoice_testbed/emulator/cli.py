@@ -40,7 +40,9 @@ faults (KIND[@WHEN]; WHEN is utterance:N:frame:K or reply:N:chunk:K):
   drop  close:CODE  goaway:S[:CODE]  refuse:S  stall  delay:MS
   habits of the real service: quota:S (HTTP 429 at the upgrade)  slow_pong:S
   not_resumable:S (updates every S s)  duplicate_calls  no_turn_complete  silent_turn
-  Without WHEN a fault fires when the first session starts; goaway:S S seconds into it.
+  refuse_resume[:CODE] (the next resume closes 1007 at its setup; its session is gone)
+  Without WHEN a fault fires when the first session starts; goaway:S S seconds into it;
+  refuse_resume refuses the first resume.
 
 The scenario format, every field and fault: docs/scenarios.md.
 """

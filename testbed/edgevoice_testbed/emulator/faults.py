@@ -20,6 +20,10 @@ The real service's habits, from their trigger on (or at once without one):
     duplicate_calls               the next turn's calls also as modelTurn functionCall parts
     no_turn_complete              the next turn ends with generationComplete only
     silent_turn                   the next turn is turnComplete with no content
+    refuse_resume                 refuse the next resume at its setup: close 1007 "Request
+                                  contains an invalid argument." (no setupComplete), and that
+                                  session's handles are gone (armed from its trigger on)
+    refuse_resume:1011            the same with another close code
 
 The same parser serves the emulator and the ``simulate`` command.
 """
@@ -32,20 +36,25 @@ from typing import Literal
 
 FaultKind = Literal["drop", "close", "goaway", "refuse", "stall", "delay", "restart", "quota",
                     "slow_pong", "not_resumable", "duplicate_calls", "no_turn_complete",
-                    "silent_turn"]
+                    "silent_turn", "refuse_resume"]
 TriggerKind = Literal["utterance", "reply"]
 
 FAULT_KINDS: tuple[str, ...] = ("drop", "close", "goaway", "refuse", "stall", "delay", "restart",
                                  "quota", "slow_pong", "not_resumable", "duplicate_calls",
-                                 "no_turn_complete", "silent_turn")
+                                 "no_turn_complete", "silent_turn", "refuse_resume")
 # Habits that change what the next model turn looks like.
 TURN_HABITS = frozenset({"duplicate_calls", "no_turn_complete", "silent_turn"})
 _KIND_SYNTAX = ("drop, close:CODE, goaway:SECONDS[:CODE], refuse:SECONDS, stall, delay:MS, "
                 "restart, quota:SECONDS, slow_pong:SECONDS, not_resumable:SECONDS, "
-                "duplicate_calls, no_turn_complete or silent_turn")
+                "duplicate_calls, no_turn_complete, silent_turn or refuse_resume[:CODE]")
 _WHEN_SYNTAX = "utterance:N:frame:K or reply:N:chunk:K (N, K counted from 1)"
 _NEEDS_VALUE = {"close": "CODE", "goaway": "SECONDS", "refuse": "SECONDS", "delay": "MS",
                 "quota": "SECONDS", "slow_pong": "SECONDS", "not_resumable": "SECONDS"}
+# Kinds whose value may be left out, and what it means then.
+_MAY_HAVE_VALUE = {"refuse_resume": "CODE"}
+# What the real service closed a refused resume with (live-models.md: a resume after a
+# 1011 "Deadline expired" close was refused with 1007; the text is its usual 1007 reason).
+REFUSE_RESUME_CODE = 1007
 
 # Codes a server may put in a close frame (RFC 6455 7.4; 1005, 1006 and 1015 are
 # reserved for reporting and never sent).
@@ -81,7 +90,9 @@ class Fault:
 
     @property
     def code(self) -> int:
-        """Close code of a ``close`` fault."""
+        """Close code of a ``close`` or ``refuse_resume`` fault."""
+        if self.kind == "refuse_resume" and self.value is None:
+            return REFUSE_RESUME_CODE
         return int(self.value or 0)
 
     @property
@@ -144,7 +155,16 @@ def parse_fault(spec: str) -> Fault:
             raise ValueError(f"bad fault {spec!r}: the close code of goaway:SECONDS:CODE must "
                              f"be a whole number, got {code_text!r}") from None
         _check_value(spec, "close", float(close_code))
-    if kind in _NEEDS_VALUE:
+    if kind in _MAY_HAVE_VALUE and colon:
+        try:
+            value = float(value_text)
+        except ValueError:
+            raise ValueError(
+                f"bad fault {spec!r}: {_MAY_HAVE_VALUE[kind]} of {kind} must be a whole number, "
+                f"got {value_text!r}"
+            ) from None
+        _check_value(spec, "close", value)
+    elif kind in _NEEDS_VALUE:
         if not colon or not value_text.strip():
             raise ValueError(
                 f"bad fault {spec!r}: {kind} needs a value ({kind}:{_NEEDS_VALUE[kind]})")
@@ -175,8 +195,8 @@ def make_fault(
     spec = kind if value is None else f"{kind}:{_format_number(value)}"
     fault = parse_fault(spec)
     trigger = parse_trigger(when) if isinstance(when, str) else when
-    if reason is not None and fault.kind != "close" and fault.kind != "goaway":
-        raise ValueError(f"bad fault {spec!r}: only close and goaway take a reason")
+    if reason is not None and fault.kind not in ("close", "goaway", "refuse_resume"):
+        raise ValueError(f"bad fault {spec!r}: only close, goaway and refuse_resume take a reason")
     if close_code is not None:
         if fault.kind != "goaway":
             raise ValueError(f"bad fault {spec!r}: only goaway takes a code")

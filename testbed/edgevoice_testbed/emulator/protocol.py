@@ -313,7 +313,12 @@ class EmulatorCore:
         # Scenario faults with a trigger wait for it; the others fire at the first session
         # (habits switch on at the first handshake).
         self._armed = [_ArmedFault(fault) for fault in scenario.faults if fault.when is not None]
-        self._startup_faults = [fault for fault in scenario.faults if fault.when is None]
+        # A refused resume without a trigger is armed from the start: it refuses the first
+        # resume, whichever connection that is.
+        self._resume_refusals = [fault for fault in scenario.faults
+                                 if fault.when is None and fault.kind == "refuse_resume"]
+        self._startup_faults = [fault for fault in scenario.faults
+                                if fault.when is None and fault.kind != "refuse_resume"]
         self._started = False
         self.quota_until = float("-inf")
         self.pong_delay_s = scenario.pong_delay_s
@@ -422,6 +427,9 @@ class EmulatorCore:
         if fault.kind in HABIT_KINDS:
             self.apply_habit(fault, None, now)
             return
+        if fault.kind == "refuse_resume":
+            self.arm_resume_refusal(fault)
+            return
         target = self._latest_accepted()
         if fault.kind == "refuse":
             self.note_fault(fault, target.record.id if target else None, now)
@@ -476,6 +484,14 @@ class EmulatorCore:
                 due.append(armed.fault)
         return due
 
+    def arm_resume_refusal(self, fault: Fault) -> None:
+        """The next setup that resumes a session is refused with ``fault``'s close."""
+        log.info("fault %s armed: the next resume will be refused", fault)
+        self._resume_refusals.append(fault)
+
+    def take_resume_refusal(self) -> Fault | None:
+        return self._resume_refusals.pop(0) if self._resume_refusals else None
+
     def take_next_setup_faults(self) -> list[Fault]:
         faults, self._next_setup_faults = self._next_setup_faults, []
         return faults
@@ -520,6 +536,12 @@ class EmulatorCore:
             self._stores_since_sweep = 0
             self._drop_expired_handles(now)
         return handle
+
+    def forget_session(self, session_id: int) -> None:
+        """Every handle of the session stops working (the service refused to resume it:
+        the session cannot continue, whichever of its handles a client tries next)."""
+        for handle in self._session_handles.pop(session_id, ()):
+            self._handles.pop(handle, None)
 
     def _handle_expired(self, entry: _Handle, now: float) -> bool:
         source = self.connections[entry.connection_id - 1]
@@ -701,6 +723,10 @@ class Connection:
         if fault.kind in HABIT_KINDS:
             self.core.apply_habit(fault, self.record.id, now)
             return
+        if fault.kind == "refuse_resume":
+            # Recorded when it refuses a resume, not when it is armed.
+            self.core.arm_resume_refusal(fault)
+            return
         self.core.note_fault(fault, self.record.id, now)
         if fault.kind == "drop":
             self.terminate(Abort())
@@ -845,6 +871,12 @@ class Connection:
             session = self.core.resolve_handle(handle, now)
             if session is None:
                 raise ProtocolViolation(1007, REASON_INVALID_HANDLE)
+            refusal = self.core.take_resume_refusal()
+            if refusal is not None:
+                self.core.note_fault(refusal, self.record.id, now)
+                self.core.forget_session(session.id)
+                raise ProtocolViolation(refusal.code, refusal.reason if refusal.reason is not None
+                                        else DEFAULT_CLOSE_REASONS.get(refusal.code, ""))
             if self.core.session_open_elsewhere(session.id, self.record.id):
                 raise ProtocolViolation(1011, REASON_SESSION_ACTIVE)
         else:
