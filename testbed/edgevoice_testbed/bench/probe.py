@@ -131,13 +131,18 @@ class Probe(Metrics):
             received = self._received
             if woken_by is not None:
                 ready_t = received.get(woken_by, ready_t)
-            # Numbers rise in the order received: any before the last written one that was
-            # not written never will be.
-            written = set(chunks)
-            for chunk in [c for c in received if c <= chunks[-1]]:
-                received_t = received.pop(chunk)
-                if chunk in written:
+            for chunk in chunks:
+                received_t = received.pop(chunk, None)
+                if received_t is not None:
                     self.add("reply_to_speaker_ms", (t - max(received_t, ready_t)) * 1000)
+            # Numbers rise in the order received: one before the last written that is still
+            # here was dropped (by the core, or by a stop) and never will be written.
+            last = chunks[-1]
+            while received:
+                oldest = next(iter(received))
+                if oldest > last:
+                    break
+                del received[oldest]
 
     def reply_audible(self, t: float) -> None:
         """Only the first reply after each release counts (not follow-ups)."""
