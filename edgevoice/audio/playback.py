@@ -72,7 +72,6 @@ class Speaker:
         self._cond = threading.Condition()
         self._stop = False
         self._interrupt_requested = False
-        self._interrupt_pressed_t: float | None = None
         # The device the thread is using (read by interrupt() on the loop thread), and what
         # the card was holding when interrupt() stopped it early.
         self._device: PlaybackDevice | None = None
@@ -81,12 +80,14 @@ class Speaker:
         self._thread: threading.Thread | None = None
         # What the card may still hold, to fade out from the sample it is playing.
         self._recent = bytearray()
-        # Reply bytes queued so far and (stream offset, received time) of each chunk, for
-        # the reply-to-speaker latency.
+        # Reply bytes queued so far and (stream offset, chunk number) of each chunk not yet
+        # written, so the metrics hear when each chunk reached ALSA.
         self._reply_bytes_in = 0
         self._reply_bytes_out = 0
-        self._chunk_marks: deque[tuple[int, float]] = deque()
-        # When the jitter buffer was last fed: what wakes an idle (or prebuffering) speaker.
+        self._chunk_marks: deque[tuple[int, int]] = deque()
+        # The last feed, what wakes an idle (or prebuffering) speaker: a reply chunk (its
+        # number), or the end of a reply (its time).
+        self._fed_chunk: int | None = None
         self._fed_t = 0.0
         self._active = False
         self.interrupts = 0
@@ -94,11 +95,12 @@ class Speaker:
 
     # -- loop thread ----------------------------------------------------------------------
 
-    def play(self, pcm: bytes, received_t: float) -> None:
+    def play(self, pcm: bytes, chunk: int) -> None:
+        """Queue reply audio; ``chunk`` names it (the link's number) to the metrics."""
         with self._cond:
             if self._metrics.enabled:
-                self._chunk_marks.append((self._reply_bytes_in, received_t))
-            self._fed_t = received_t
+                self._chunk_marks.append((self._reply_bytes_in, chunk))
+            self._fed_chunk = chunk
             self._reply_bytes_in += len(pcm)
             self._jitter.push(pcm)
             self._cond.notify()
@@ -106,14 +108,14 @@ class Speaker:
     def end_of_reply(self) -> None:
         with self._cond:
             self._jitter.end_of_reply()
+            self._fed_chunk = None
             self._fed_t = self._clock()
             self._cond.notify()
 
-    def interrupt(self, pressed_t: float | None = None) -> None:
-        """Stop at once. ``pressed_t``: when the user pressed, for the barge-in figure."""
+    def interrupt(self) -> None:
+        """Stop at once: drop what the card and the buffer hold, with a short fade-out."""
         with self._cond:
             self._interrupt_requested = True
-            self._interrupt_pressed_t = pressed_t
             device = self._device
             if device is not None and self._paced and self._early_cut is None:
                 # The thread may sit in a blocked write() for up to a period: stop the
@@ -183,16 +185,15 @@ class Speaker:
                 if self._interrupt_requested:
                     self._interrupt_requested = False
                     fade = self._cut(device)
-                    pressed_t, self._interrupt_pressed_t = self._interrupt_pressed_t, None
-                    if pressed_t is not None and self._metrics.enabled:
+                    if self._metrics.enabled:
                         # Silent once the fade-out that starts now has played.
-                        fade_ms = self._fade_frames * 1000 / self.rate
-                        self._metrics.add("barge_in_ms", (self._clock() - pressed_t) * 1000 + fade_ms)
+                        self._metrics.silenced(self._clock() + self._fade_frames / self.rate)
                 else:
                     fade = b""
                 # From when the speaker could take audio: now, or (if it sat idle or was
                 # prebuffering) when the feed that made this pull possible arrived.
-                ready_t = self._fed_t if waited else self._clock()
+                ready_t = (self._fed_t if waited else self._clock()) if self._metrics.enabled else 0.0
+                woken_by = self._fed_chunk if waited else None
                 waited = False
                 was_playing = self._jitter.playing
                 dry_spells = self._jitter.counters.underruns
@@ -256,8 +257,8 @@ class Speaker:
                 _close_quietly(device)
                 device = None
                 continue
-            for received_t in marks:
-                self._metrics.add("reply_to_speaker_ms", (written_t - max(received_t, ready_t)) * 1000)
+            if marks:
+                self._metrics.reply_written(marks, written_t, ready_t, woken_by)
             if pulled.starts_reply:
                 self._metrics.reply_audible(written_t + audible_in + len(fade) / SAMPLE_BYTES / self.rate)
             with self._cond:
@@ -318,7 +319,8 @@ class Speaker:
         self._earcons[0] = head[nbytes:]
         return head[:nbytes]
 
-    def _take_marks(self, kind: str, nbytes: int) -> list[float]:
+    def _take_marks(self, kind: str, nbytes: int) -> list[int]:
+        """The numbers of the chunks whose first byte is in this write."""
         if kind != "audio":
             return []
         start = self._reply_bytes_out
@@ -326,9 +328,9 @@ class Speaker:
         self._reply_bytes_out += min(nbytes, self._reply_bytes_in - start)
         marks = []
         while self._chunk_marks and self._chunk_marks[0][0] < self._reply_bytes_out:
-            offset, received_t = self._chunk_marks.popleft()
+            offset, chunk = self._chunk_marks.popleft()
             if offset >= start:
-                marks.append(received_t)
+                marks.append(chunk)
         return marks
 
     def _remember(self, data: bytes) -> None:

@@ -268,7 +268,7 @@ class Conversation:
             deadlines.append(self._last_server_t + self.config.reply_timeout_s)
         if not self._conn.up and not self._conn.long_backoff:
             deadlines += [
-                u.released_t + self.config.offline_max_age_s for u in self._ledger if u.released_t is not None
+                u.ended_t + self.config.offline_max_age_s for u in self._ledger if u.ended_t is not None
             ]
         present = [d for d in deadlines if d is not None]
         return min(present) if present else None
@@ -374,7 +374,7 @@ class Conversation:
         for utterance in self._ledger.capture(event.position, event.pcm, event.t, actions):
             self._finish_recording(utterance, actions)
         if self._ledger.receiving or self._conn.up:
-            self._pump(actions, captured_t=event.t)
+            self._pump(actions)
 
     def _on_playback_idle(self, event: PlaybackIdle, actions: list[Action]) -> None:
         self._turn.speaker_busy = False
@@ -513,7 +513,7 @@ class Conversation:
             return
         turn.speaker_busy = True
         turn.had_audio = True
-        actions.append(PlayAudio(event.pcm, event.t))
+        actions.append(PlayAudio(event.pcm, event.chunk))
 
     def _on_generation_complete(self, event: GenerationComplete, actions: list[Action]) -> None:
         if not self._current(event):
@@ -854,7 +854,7 @@ class Conversation:
         )
         self._said.note(text)
 
-    def _pump(self, actions: list[Action], *, captured_t: float | None = None, open_new: bool = True) -> None:
+    def _pump(self, actions: list[Action], *, open_new: bool = True) -> None:
         """Send what can be sent on the current connection (see :meth:`Ledger.send`)."""
         if not self._conn.up:
             return
@@ -862,7 +862,6 @@ class Conversation:
             self._conn.link,
             actions,
             may_open=self._realtime_input_allowed(),
-            captured_t=captured_t,
             open_new=open_new,
             server_turn_over=not self._turn.open,
         )
@@ -879,7 +878,7 @@ class Conversation:
             self._ledger_changed = True
 
     def _barge_in(self, t: float, actions: list[Action]) -> None:
-        actions.append(StopPlayback(pressed_t=t))
+        actions.append(StopPlayback())
         turn = self._turn
         turn.speaker_busy = False
         before = turn.state
@@ -973,7 +972,7 @@ class Conversation:
         expired = [
             u
             for u in self._ledger
-            if u.released_t is not None and t - u.released_t >= self.config.offline_max_age_s
+            if u.ended_t is not None and t - u.ended_t >= self.config.offline_max_age_s
         ]
         for utterance in expired:
             self._ledger.settle(utterance, UtteranceTrigger.GIVE_UP)

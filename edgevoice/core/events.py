@@ -131,9 +131,12 @@ class LinkFailed:
 
 @dataclass(frozen=True, slots=True)
 class ServerAudio:
+    """Reply audio; ``chunk``: its number among the audio chunks the link has received."""
+
     link: int
     pcm: bytes
     t: float
+    chunk: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,18 +258,22 @@ class SendActivityStart:
 
 @dataclass(frozen=True, slots=True)
 class SendAudio:
+    """Samples of an utterance; ``position``: the capture position of the first one."""
+
     link: int
     pcm: bytes
-    # Capture time of the newest sample in ``pcm`` (None for replayed/pre-roll audio):
-    # lets the benchmark measure capture-to-wire without a clock in the core.
-    captured_t: float | None = None
+    position: int
+
+    @property
+    def end(self) -> int:
+        """The capture position just past the last sample (16-bit mono: 2 bytes a sample)."""
+        return self.position + len(self.pcm) // 2
 
 
 @dataclass(frozen=True, slots=True)
 class SendActivityEnd:
     link: int
     utterance: int
-    released_t: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,7 +309,7 @@ class CloseLink:
 @dataclass(frozen=True, slots=True)
 class PlayAudio:
     pcm: bytes
-    received_t: float
+    chunk: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,8 +320,6 @@ class EndOfReply:
 @dataclass(frozen=True, slots=True)
 class StopPlayback:
     """Fade out at once and drop everything queued (barge-in, interrupted, stale reply)."""
-
-    pressed_t: float | None = None
 
 
 class Earcon(StrEnum):

@@ -71,8 +71,9 @@ class Utterance:
     number: int
     start: int
     end: int | None = None
-    # When the button went up (seconds): how long it has waited offline.
-    released_t: float | None = None
+    # When the utterance ended (released, cut short, or restored from a previous process):
+    # how long it has waited offline.
+    ended_t: float | None = None
     audio: bytearray = field(default_factory=bytearray)
     state: UtteranceState = UtteranceState.QUEUED
     # The connection it is streaming or was sent on, and how many samples went out there.
@@ -152,13 +153,13 @@ class Ledger:
         # A release is stamped at or after the newest captured sample, so nothing past it
         # has been sent; clamp anyway so a bad stamp cannot make a negative utterance.
         utterance.end = max(position, utterance.start)
-        utterance.released_t = t
+        utterance.ended_t = t
         self._last_end = utterance.end
 
     def cut(self, utterance: Utterance, t: float) -> None:
         """End a recording with what it has (stalled capture, shutdown)."""
         utterance.end = utterance.recorded_end
-        utterance.released_t = utterance.released_t or t
+        utterance.ended_t = utterance.ended_t or t
         self._last_end = max(self._last_end, utterance.end)
 
     def capture(self, position: int, pcm: bytes, t: float, actions: list[Action]) -> list[Utterance]:
@@ -227,7 +228,6 @@ class Ledger:
         actions: list[Action],
         *,
         may_open: bool,
-        captured_t: float | None = None,
         open_new: bool = True,
         server_turn_over: bool = True,
     ) -> list[Utterance]:
@@ -243,7 +243,7 @@ class Ledger:
         # The activity already open goes first: never two activities open at once.
         streaming = [u for u in self._pending if u.state is UtteranceState.STREAMING]
         for utterance in streaming:
-            if not self._stream(utterance, link, actions, captured_t):
+            if not self._stream(utterance, link, actions):
                 return closed
             closed.append(utterance)
         for utterance in self._pending:
@@ -256,25 +256,23 @@ class Ledger:
             utterance.move(UtteranceTrigger.OPEN)
             utterance.link = link
             actions.append(SendActivityStart(link, utterance.number))
-            if not self._stream(utterance, link, actions, captured_t):
+            if not self._stream(utterance, link, actions):
                 return closed
             closed.append(utterance)
         return closed
 
-    def _stream(
-        self, utterance: Utterance, link: int, actions: list[Action], captured_t: float | None
-    ) -> bool:
+    def _stream(self, utterance: Utterance, link: int, actions: list[Action]) -> bool:
         """Send what is recorded of an open utterance; end it if it is all here (True)."""
         recorded = utterance.recorded_end - utterance.start
         while utterance.sent_samples < recorded:
             upto = min(recorded, utterance.sent_samples + MAX_BLOB_SAMPLES)
             blob = bytes(utterance.audio[utterance.sent_samples * BYTES_PER_SAMPLE : upto * BYTES_PER_SAMPLE])
+            actions.append(SendAudio(link, blob, utterance.start + utterance.sent_samples))
             utterance.sent_samples = upto
-            actions.append(SendAudio(link, blob, captured_t if upto == recorded else None))
         if utterance in self.receiving:
             return False
         utterance.move(UtteranceTrigger.CLOSE)
-        actions.append(SendActivityEnd(link, utterance.number, utterance.released_t))
+        actions.append(SendActivityEnd(link, utterance.number))
         return True
 
     # -- surviving the process ------------------------------------------------------------
@@ -294,7 +292,7 @@ class Ledger:
             samples = len(item.audio) // BYTES_PER_SAMPLE
             # Positions belong to the microphone of the process that recorded it: a restored
             # utterance stands apart (it never borrows pre-roll from the new microphone).
-            utterance = Utterance(number=self._next_number, start=-samples, end=0, released_t=t)
+            utterance = Utterance(number=self._next_number, start=-samples, end=0, ended_t=t)
             utterance.audio += item.audio[: samples * BYTES_PER_SAMPLE]
             utterance.calls = dict(RanCall.restore(call) for call in item.calls)
             self._next_number += 1

@@ -19,7 +19,7 @@ import logging
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from edgevoice.config import LiveSettings
@@ -36,6 +36,7 @@ from edgevoice.core.events import (
     SendAudio,
     SendContext,
     SendToolResponses,
+    ServerAudio,
     ServerProblem,
 )
 from edgevoice.live import sdk
@@ -112,6 +113,9 @@ class LiveLink:
         self._declarations = [dict(d) for d in function_declarations]
         self._ssl_context = ssl_context
         self._metrics = metrics
+        # Audio chunks received so far, on every connection: each chunk's number names it
+        # to the speaker and the metrics.
+        self._audio_chunks = 0
         self._clock = clock
         self._commands: asyncio.Queue[Connect | CloseLink | None] = asyncio.Queue()
         self._current: _Connection | None = None
@@ -248,6 +252,12 @@ class LiveLink:
             self._clients = {key: client}
         return client
 
+    def _numbered(self, audio: ServerAudio) -> ServerAudio:
+        self._audio_chunks += 1
+        if self._metrics.enabled:
+            self._metrics.reply_received(self._audio_chunks, audio.t)
+        return replace(audio, chunk=self._audio_chunks)
+
     def _down(self, link: int, error: LinkError) -> None:
         self._post(LinkDown(link, error.code, error.reason, self._clock(), error.cause))
 
@@ -259,14 +269,14 @@ class LiveLink:
             try:
                 if isinstance(action, SendAudio):
                     await session.send_frame(audio_frame(action.pcm))
-                    if action.captured_t is not None and metrics.enabled:
-                        metrics.add("capture_to_wire_ms", (self._clock() - action.captured_t) * 1000)
+                    if metrics.enabled:
+                        metrics.audio_sent(action.position, action.end, self._clock())
                 elif isinstance(action, SendActivityStart):
                     await session.send_frame(ACTIVITY_START_FRAME)
                 elif isinstance(action, SendActivityEnd):
                     await session.send_frame(ACTIVITY_END_FRAME)
-                    if action.released_t is not None and metrics.enabled:
-                        metrics.add("release_to_activity_end_ms", (self._clock() - action.released_t) * 1000)
+                    if metrics.enabled:
+                        metrics.activity_end_sent(action.utterance, self._clock())
                 elif isinstance(action, SendToolResponses):
                     await session.send_tool_responses(action.results)
                 elif isinstance(action, SendContext):
@@ -293,6 +303,8 @@ class LiveLink:
                     bad_frames = 0
                     t = self._clock()
                     for event in events_from_message(message, link, t, connection.seen_calls):
+                        if isinstance(event, ServerAudio):
+                            event = self._numbered(event)
                         self._post(event)
             except LinkError as exc:
                 self._down(link, exc)

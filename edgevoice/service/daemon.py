@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from gpiozero.exc import GPIOZeroError
 
-from edgevoice.audio.alsa import AudioDeviceError, CaptureDevice, PlaybackDevice
+from edgevoice.audio.alsa import SAMPLE_BYTES, AudioDeviceError, CaptureDevice, PlaybackDevice
 from edgevoice.audio.capture import Microphone
 from edgevoice.audio.earcons import Earcons
 from edgevoice.audio.jitter import AdaptiveTarget, JitterBuffer
@@ -194,6 +194,9 @@ class Daemon:
             loop.call_soon_threadsafe(self._dispatch, event)
 
     def _post_captured(self, periods: list[tuple[int, bytes, float]]) -> None:
+        if self.metrics.enabled:
+            for position, pcm, t in periods:
+                self.metrics.audio_captured(position, position + len(pcm) // SAMPLE_BYTES, t)
         loop = self._loop
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._dispatch_captured, periods)
@@ -517,7 +520,9 @@ class Daemon:
             loop.call_soon(self._dispatch, event)
 
     def _on_button_edge(self, pressed: bool, position: int, t: float) -> None:
-        if not pressed:
+        if pressed:
+            self.metrics.pressed(t)
+        else:
             self.metrics.released(t)
         self.post(Pressed(position, t) if pressed else Released(position, t))
 
@@ -697,9 +702,9 @@ _ACTIONS: dict[type, Callable[[Daemon, Any], None]] = {
     SendActivityEnd: Daemon._send,
     SendToolResponses: Daemon._send,
     SendContext: Daemon._send,
-    PlayAudio: lambda daemon, action: daemon.speaker.play(action.pcm, action.received_t),
+    PlayAudio: lambda daemon, action: daemon.speaker.play(action.pcm, action.chunk),
     EndOfReply: lambda daemon, _action: daemon.speaker.end_of_reply(),
-    StopPlayback: lambda daemon, action: daemon.speaker.interrupt(action.pressed_t),
+    StopPlayback: lambda daemon, action: daemon.speaker.interrupt(),
     Connect: lambda daemon, action: daemon.live_link.connect(action),
     CloseLink: Daemon._close_link,
     PlayEarcon: Daemon._play_earcon,

@@ -39,15 +39,19 @@ async def test_an_utterance_sent_by_the_link_reaches_the_server_intact():
         link.connect(Connect(1, None))
         await asyncio.wait_for(up.wait(), 10)
         link.send(SendActivityStart(1, 1))
-        for frame in pcm:
-            link.send(SendAudio(1, frame, 0.0))
-        link.send(SendActivityEnd(1, 1, 0.0))
+        for period, frame in enumerate(pcm):
+            # The capture side's report of each period, as the daemon makes it.
+            probe.audio_captured(period * 320, (period + 1) * 320, 0.0)
+            link.send(SendAudio(1, frame, period * 320))
+        probe.released(0.0)
+        link.send(SendActivityEnd(1, 1))
         await emulator.wait_for(lambda e: bool(e.utterances) and e.utterances[0].complete)
         await link.shutdown()
         await asyncio.wait_for(task, 10)
         utterance = emulator.utterances[0]
         assert utterance.audio == b"".join(pcm)
         assert utterance.rate == 16000
+        # The link reported each frame by its capture positions: each met its period.
         assert len(probe.series["capture_to_wire_ms"]) == 3
         assert len(probe.series["release_to_activity_end_ms"]) == 1
         assert not emulator.errors

@@ -2,7 +2,8 @@
 
 The speaker runs on a clock the test sets, so the figures are exact: reply-to-speaker
 must not count the time a chunk waited for the prebuffer to fill, and barge-in counts
-until the fade-out has played.
+until the fade-out has played. The link's report of each chunk's arrival and the button's
+press are made here by hand; the speaker reports the rest, and the probe pairs them.
 """
 
 from __future__ import annotations
@@ -74,11 +75,13 @@ def speaker(tmp_path, monkeypatch):
 
 def test_prebuffering_is_not_counted_as_reply_latency(speaker):
     device, clock, probe, count, wait_until = speaker
-    device.play(bytes(2 * RATE * 40 // 1000), received_t=0.0)  # 40 ms: below the 100 ms prebuffer
+    probe.reply_received(1, 0.0)
+    device.play(bytes(2 * RATE * 40 // 1000), 1)  # 40 ms: below the 100 ms prebuffer
     seen = count[0]
     wait_until(lambda: count[0] > seen)  # the thread looked, found too little, and waited
     clock.now = 0.15
-    device.play(bytes(2 * RATE * 80 // 1000), received_t=0.15)  # now 120 ms: playback starts
+    probe.reply_received(2, 0.15)
+    device.play(bytes(2 * RATE * 80 // 1000), 2)  # now 120 ms: playback starts
     wait_until(lambda: len(probe.series["reply_to_speaker_ms"]) == 2)
     # Both chunks reached ALSA the moment the second made playback possible.
     assert list(probe.series["reply_to_speaker_ms"]) == [pytest.approx(0.0), pytest.approx(0.0)]
@@ -86,9 +89,25 @@ def test_prebuffering_is_not_counted_as_reply_latency(speaker):
 
 def test_barge_in_lasts_until_the_fade_out_has_played(speaker):
     device, clock, probe, _count, wait_until = speaker
-    device.play(bytes(2 * RATE * 200 // 1000), received_t=0.0)
+    probe.reply_received(1, 0.0)
+    device.play(bytes(2 * RATE * 200 // 1000), 1)
     wait_until(lambda: len(probe.series["reply_to_speaker_ms"]) == 1)
+    probe.pressed(0.99)
     clock.now = 1.0
-    device.interrupt(pressed_t=0.99)
+    device.interrupt()
     wait_until(lambda: len(probe.series["barge_in_ms"]) == 1)
     assert list(probe.series["barge_in_ms"]) == [pytest.approx(10.0 + 5.0)]
+
+
+def test_a_stop_the_user_did_not_press_for_is_no_barge_in(speaker):
+    device, clock, probe, count, wait_until = speaker
+    probe.reply_received(1, 0.0)
+    device.play(bytes(2 * RATE * 200 // 1000), 1)
+    wait_until(lambda: len(probe.series["reply_to_speaker_ms"]) == 1)
+    probe.pressed(0.5)
+    probe.released(0.7)  # a question asked while nothing played: no barge-in
+    clock.now = 1.0
+    device.interrupt()  # e.g. the server interrupted the answer
+    seen = count[0]
+    wait_until(lambda: count[0] > seen + 1)  # the cut, then the thread idles
+    assert "barge_in_ms" not in probe.series
