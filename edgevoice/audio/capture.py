@@ -222,6 +222,27 @@ class Microphone:
             self._on_frames(periods)
 
 
+def contiguous_runs(periods: list[tuple[int, bytes, float]]) -> list[tuple[int, bytes, float]]:
+    """Consecutive periods joined: ``(position, pcm, t)`` of each run of periods where each
+    starts where the one before ended; ``t`` is when the run's newest period was read."""
+    runs: list[tuple[int, bytes, float]] = []
+    chunks: list[bytes] = []
+    start = end = 0
+    newest_t = 0.0
+    for position, pcm, t in periods:
+        if chunks and position != end:
+            runs.append((start, b"".join(chunks), newest_t))
+            chunks = []
+        if not chunks:
+            start = position
+        chunks.append(pcm)
+        end = position + len(pcm) // SAMPLE_BYTES
+        newest_t = t
+    if chunks:
+        runs.append((start, b"".join(chunks), newest_t))
+    return runs
+
+
 def _close_quietly(device: CaptureDevice) -> None:
     try:
         device.close()

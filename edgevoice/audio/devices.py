@@ -15,9 +15,12 @@ from __future__ import annotations
 import errno
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from edgevoice.audio.alsa import SAMPLE_BYTES, CaptureDevice, OpenedFormat, PlaybackDevice, open_pcm
-from edgevoice.audio.convert import CaptureConverter, PlaybackConverter
+
+if TYPE_CHECKING:  # imported when a card needs converting: numpy and soxr cost about 15 MB
+    from edgevoice.audio.convert import CaptureConverter, PlaybackConverter
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +114,8 @@ def open_capture(
     if opened.rate == rate and opened.channels == 1:
         return pcm, opened
     log.info("the microphone runs at %d Hz, %d channel(s): converting", opened.rate, opened.channels)
+    from edgevoice.audio.convert import CaptureConverter
+
     converter = CaptureConverter(opened.rate, opened.channels, channel, target_rate=rate)
     return ConvertingCapture(pcm, converter), opened
 
@@ -135,6 +140,8 @@ def open_playback(
     converter = None
     if opened.rate != rate or opened.channels != 1:
         log.info("the speaker runs at %d Hz, %d channel(s): converting", opened.rate, opened.channels)
+        from edgevoice.audio.convert import PlaybackConverter
+
         converter = PlaybackConverter(rate, device_rate=opened.rate, device_channels=opened.channels)
     return ConvertingPlayback(pcm, converter, opened.rate, rate), opened
 

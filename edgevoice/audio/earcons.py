@@ -9,11 +9,12 @@ they sit below speech.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
-import numpy as np
+from edgevoice.audio import pcm16
 
 RATE: Final = 24000
 PEAK_DBFS: Final = -12.0
@@ -49,20 +50,21 @@ _RECIPES: Final[dict[str, tuple[_Note, ...]]] = {
 EARCON_KINDS: Final[tuple[str, ...]] = tuple(_RECIPES)
 
 
-def _note(note: _Note) -> np.ndarray:
+def _note(note: _Note) -> list[float]:
     n = round(RATE * note.ms / 1000)
     if note.start_hz == 0 and note.end_hz == 0:
-        return np.zeros(n)  # a rest between notes
-    # Integrate the frequency so a glide has a continuous phase.
-    hz = np.linspace(note.start_hz, note.end_hz, n)
-    phase = 2 * np.pi * np.cumsum(hz) / RATE
-    wave = np.sin(phase - phase[0])
+        return [0.0] * n  # a rest between notes
+    # Integrate the frequency so a glide has a continuous phase (from zero at the start).
+    step = (note.end_hz - note.start_hz) / (n - 1) if n > 1 else 0.0
     edge = min(round(RATE * EDGE_MS / 1000), n // 2)
-    envelope = np.ones(n)
-    ramp = 0.5 * (1 - np.cos(np.pi * np.arange(edge) / edge))
-    envelope[:edge] = ramp
-    envelope[n - edge :] = ramp[::-1]
-    return wave * envelope
+    ramp = [0.5 * (1 - math.cos(math.pi * i / edge)) for i in range(edge)]
+    envelope = ramp + [1.0] * (n - 2 * edge) + ramp[::-1]
+    wave = []
+    cycles = 0.0
+    for i in range(n):
+        wave.append(math.sin(2 * math.pi * cycles / RATE) * envelope[i])
+        cycles += note.start_hz + step * (i + 1)
+    return wave
 
 
 @functools.cache
@@ -70,10 +72,9 @@ def render(kind: str) -> bytes:
     """The earcon ``kind`` as 24 kHz mono S16_LE bytes (computed once per process)."""
     if kind not in _RECIPES:
         raise ValueError(f"unknown earcon {kind!r}; known earcons: {', '.join(EARCON_KINDS)}")
-    signal = np.concatenate([_note(note) for note in _RECIPES[kind]])
-    peak = 10 ** (PEAK_DBFS / 20) * 32767
-    signal *= peak / np.max(np.abs(signal))
-    return np.rint(signal).astype("<i2").tobytes()
+    signal = [x for note in _RECIPES[kind] for x in _note(note)]
+    scale = 10 ** (PEAK_DBFS / 20) * 32767 / max(abs(x) for x in signal)
+    return pcm16.to_pcm([round(x * scale) for x in signal])
 
 
 class Earcons:

@@ -40,7 +40,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Final, Literal
 
-import numpy as np
+from edgevoice.audio import pcm16
 
 _SAMPLE_BYTES: Final = 2
 MAX_VOLUME: Final = 4.0
@@ -380,14 +380,14 @@ class JitterBuffer:
         ramp reaches exactly zero on the last frame. Fewer queued frames than the ramp:
         the audio ends there anyway."""
         n = self.fade_frames
-        gain = 0.5 * (1.0 + np.cos(np.pi * np.arange(1, n + 1) / n))
-        samples = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
-        faded = np.rint(samples * gain[: len(samples)])
-        return faded.astype("<i2").tobytes()
+        gains = (0.5 * (1.0 + math.cos(math.pi * i / n)) for i in range(1, n + 1))
+        return pcm16.to_pcm([round(s * g) for s, g in zip(pcm16.samples(pcm), gains, strict=False)])
 
     def _apply_volume(self, pcm: bytes) -> bytes:
         if self._volume == 1.0 or not pcm:
             return pcm  # bit-exact pass-through
+        import numpy as np  # only with a volume set: see edgevoice.audio.pcm16
+
         scaled = np.rint(np.frombuffer(pcm, dtype="<i2") * self._volume)
         np.clip(scaled, -32768, 32767, out=scaled)
         return scaled.astype("<i2").tobytes()

@@ -10,13 +10,13 @@ without a click.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 
-import numpy as np
-
+from edgevoice.audio import pcm16
 from edgevoice.audio.alsa import SAMPLE_BYTES, AudioDeviceError, PlaybackDevice
 from edgevoice.audio.jitter import JitterBuffer
 from edgevoice.audio.scheduling import make_this_thread_realtime
@@ -238,7 +238,7 @@ class Speaker:
                 if not self._paced:
                     # Padding a reply's last period only matters to a card that runs dry.
                     reply = reply[: pulled.audio_frames * SAMPLE_BYTES]
-            data = fade + _mix(reply, earcon)
+            data = fade + pcm16.mix(reply, earcon)
             audible_in = 0.0
             if pulled.starts_reply and self._metrics.enabled:
                 # The reply's first sample plays once the card has played what it holds.
@@ -298,9 +298,10 @@ class Speaker:
         source = held[: self._fade_frames * SAMPLE_BYTES]
         if not source:
             return b""
-        samples = np.frombuffer(source, dtype="<i2").astype(np.float32)
-        ramp = 0.5 * (1.0 + np.cos(np.linspace(0.0, np.pi, len(samples))))
-        return (samples * ramp).astype("<i2").tobytes()
+        samples = pcm16.samples(source)
+        last = max(len(samples) - 1, 1)
+        ramp = (0.5 * (1.0 + math.cos(math.pi * i / last)) for i in range(len(samples)))
+        return pcm16.to_pcm([int(s * g) for s, g in zip(samples, ramp, strict=True)])
 
     def _held_frames(self, device: PlaybackDevice) -> int:
         """Frames the card still has to play (0 once it has run dry: avail() is -EPIPE)."""
@@ -338,18 +339,6 @@ class Speaker:
         excess = len(self._recent) - self.buffer_frames * SAMPLE_BYTES
         if excess > 0:
             del self._recent[:excess]
-
-
-def _mix(a: bytes, b: bytes) -> bytes:
-    if not b:
-        return a
-    if not a:
-        return b
-    n = max(len(a), len(b)) // SAMPLE_BYTES
-    out = np.zeros(n, dtype=np.int32)
-    out[: len(a) // SAMPLE_BYTES] += np.frombuffer(a, dtype="<i2")
-    out[: len(b) // SAMPLE_BYTES] += np.frombuffer(b, dtype="<i2")
-    return np.clip(out, -32768, 32767).astype("<i2").tobytes()
 
 
 def _close_quietly(device: PlaybackDevice) -> None:

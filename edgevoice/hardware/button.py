@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from gpiozero import Button
+from gpiozero import DigitalInputDevice
 from gpiozero.exc import GPIOZeroError
 
 from edgevoice.errors import UserError
@@ -37,17 +37,19 @@ class PushToTalkButton:
         self._on_edge = on_edge
         self._clock = clock
         try:
-            self._button = Button(
+            # Not gpiozero's Button: its hold-time thread wakes ten times a second for ever
+            # (a when_held we never use); this is the same pin, pull and debounce without it.
+            self._button = DigitalInputDevice(
                 pin, pull_up=pull_up, bounce_time=bounce_time_s or None, pin_factory=pin_factory
             )
         except (GPIOZeroError, OSError, ValueError) as exc:
             raise UserError(f"the push-to-talk button on BCM pin {pin} cannot be used: {exc}") from None
-        self._button.when_pressed = lambda: self._edge(True)
-        self._button.when_released = lambda: self._edge(False)
+        self._button.when_activated = lambda: self._edge(True)
+        self._button.when_deactivated = lambda: self._edge(False)
 
     @property
     def is_pressed(self) -> bool:
-        return bool(self._button.is_pressed)
+        return bool(self._button.is_active)
 
     def _edge(self, pressed: bool) -> None:
         t = self._clock()

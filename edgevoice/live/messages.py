@@ -17,9 +17,6 @@ import re
 from collections import OrderedDict
 from typing import Any
 
-import numpy as np
-import soxr
-
 from edgevoice.core.events import (
     Event,
     GenerationComplete,
@@ -150,6 +147,10 @@ def _audio_events(part: Any, link: int, t: float) -> list[Event]:
     if rate != OUTPUT_RATE:
         if not 4000 <= rate <= 192000:
             return [*problems, ServerProblem(link, f"audio at {rate} Hz cannot be played: ignored", t)]
+        # Only a model that speaks at another rate needs these (about 15 MB resident).
+        import numpy as np
+        import soxr
+
         samples = np.frombuffer(data, dtype="<i2")
         data = soxr.resample(samples, rate, OUTPUT_RATE).astype("<i2").tobytes()
         problems.append(ServerProblem(link, f"audio at {rate} Hz resampled to {OUTPUT_RATE} Hz", t))

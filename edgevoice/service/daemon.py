@@ -21,12 +21,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from gpiozero.exc import GPIOZeroError
 
 from edgevoice.audio.alsa import SAMPLE_BYTES, AudioDeviceError, CaptureDevice, PlaybackDevice
-from edgevoice.audio.capture import Microphone
+from edgevoice.audio.capture import Microphone, contiguous_runs
 from edgevoice.audio.earcons import Earcons
 from edgevoice.audio.jitter import AdaptiveTarget, JitterBuffer
 from edgevoice.audio.playback import Speaker
@@ -153,6 +154,10 @@ class Daemon:
         self._session_id: str | None = None
         self._earcons = _earcons(settings)
         self.handle_store = HandleStore(settings.paths.state_dir)
+        # The handle is saved off the loop: an atomic write (two fsyncs) took 8-16 ms on the
+        # bench machine and can take tens of ms on an SD card, time the loop owes the
+        # microphone and the speaker. One thread keeps the writes in order; idle, it sleeps.
+        self._handle_writes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edgevoice-handle")
         self._instance_lock = InstanceLock(settings.paths.state_dir)
         self._clock: Callable[[], float] = time.monotonic
         # Timers, volume, mute and announcements: the device's own features.
@@ -202,7 +207,9 @@ class Daemon:
             loop.call_soon_threadsafe(self._dispatch_captured, periods)
 
     def _dispatch_captured(self, periods: list[tuple[int, bytes, float]]) -> None:
-        for position, pcm, t in periods:
+        # One event per contiguous run: the core takes audio of any length, and a dispatch
+        # costs far more than joining the bytes (an idle hand-over carries a dozen periods).
+        for position, pcm, t in contiguous_runs(periods):
             self._dispatch(Captured(position, pcm, t))
 
     def request_stop(self) -> None:
@@ -435,6 +442,10 @@ class Daemon:
         self._execute(self.conversation.stop(self._clock()))
         assert self.live_link is not None
         await self.live_link.shutdown()
+        # Every handle saved so far is on disk before the last activity is recorded.
+        await asyncio.wrap_future(self._handle_writes.submit(self._touch_handle))
+
+    def _touch_handle(self) -> None:
         try:
             self.handle_store.touch()
         except OSError as exc:
@@ -655,8 +666,11 @@ class Daemon:
             self.toolbox.cancel(action.ids)
 
     def _persist_handle(self, action: PersistHandle) -> None:
+        self._handle_writes.submit(self._save_handle, action.handle)
+
+    def _save_handle(self, handle: str | None) -> None:
         try:
-            self.handle_store.save(action.handle)
+            self.handle_store.save(handle)
         except OSError as exc:
             log.warning("could not save the session handle: %s", exc)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 
-from edgevoice.audio.capture import Microphone
+from edgevoice.audio.capture import Microphone, contiguous_runs
 
 RATE = 16000
 PERIOD = 160  # 10 ms
@@ -126,3 +126,12 @@ def test_a_press_during_an_idle_stretch_gets_every_earlier_period_first_and_none
     # After a press every period goes at once again: a wake-up per period, no sleeping.
     # (The first few reads take what the card gathered while the thread slept.)
     assert mic.batch == 1 and after_press >= 14
+
+
+def test_contiguous_periods_are_joined_into_one_event_each_run():
+    a, b, c = b"\x01\x00" * 3, b"\x02\x00" * 3, b"\x03\x00" * 3
+    # A reopened device counts afresh: a gap starts a new run; t is the newest read.
+    periods = [(0, a, 1.0), (3, b, 2.0), (100, c, 3.0), (103, a, 4.0)]
+    assert contiguous_runs(periods) == [(0, a + b, 2.0), (100, c + a, 4.0)]
+    assert contiguous_runs([(7, a, 1.5)]) == [(7, a, 1.5)]
+    assert contiguous_runs([]) == []

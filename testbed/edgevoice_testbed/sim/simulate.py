@@ -559,13 +559,18 @@ class _SimulatedRun:
 
     def _count_frame(self, event: Captured) -> None:
         capture = self.devices.capture
+        # The daemon joins a hand-over's consecutive periods into one event: count periods.
+        periods = 1
         if capture is not None:
+            periods = max(1, len(event.pcm) // (2 * capture.period_frames))
             if not self.options.realtime:
-                capture.frame_consumed()
+                for _ in range(periods):
+                    capture.frame_consumed()
             if capture.base + event.position + len(event.pcm) // 2 > self._final_position:
                 self._final_frame_seen = True
-        self._frames_since_press += 1
-        self._check_restart("utterance", self._presses, self._frames_since_press)
+        for _ in range(periods):
+            self._frames_since_press += 1
+            self._check_restart("utterance", self._presses, self._frames_since_press)
 
     def _count_press(self, event: Pressed) -> None:
         self._presses += 1
