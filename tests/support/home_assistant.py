@@ -534,3 +534,13 @@ class HomeAssistantStates:
                 f"{entity_id} did not reach the state wanted within {timeout:g} s (is {seen!r})"
             ) from None
         return self.states[entity_id]
+
+    async def wait_gone(self, entity_id: str, timeout: float = 30.0) -> None:  # noqa: ASYNC109
+        """Until HA has removed the entity (a state_changed event without a new state)."""
+        import asyncio
+
+        try:
+            async with asyncio.timeout(timeout), self._changed:
+                await self._changed.wait_for(lambda: entity_id not in self.states)
+        except TimeoutError:
+            raise AssertionError(f"{entity_id} was not removed within {timeout:g} s") from None
