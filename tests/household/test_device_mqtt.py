@@ -62,6 +62,10 @@ class Retained:
                 self.timed.append((time.monotonic(), str(message.topic), payload))
                 self._changed.notify_all()
 
+    async def until(self, condition, timeout: float = 30.0) -> None:  # noqa: ASYNC109
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(condition)
+
     async def wait(self, topic: str, predicate, timeout: float = 30.0) -> str:  # noqa: ASYNC109
         async with asyncio.timeout(timeout), self._changed:
             await self._changed.wait_for(lambda: topic in self.values and predicate(self.values[topic]))
@@ -293,15 +297,23 @@ async def test_home_assistant_shows_the_device_follows_it_and_drives_it(
             await home.wait_state("sensor.kitchen_last_said", lambda v: NEWS in v)
 
             # The press (the simulation ends when its answer has played): HA's sensor goes
-            # through exactly what the daemon published.
-            # HA's copy of a state can reach the test before the test's own copy does.
-            await broker.wait(f"{BASE}/state", lambda v: v == "idle")
-            since, since_in_ha = len(broker.timed), len(home.history)
+            # through exactly what the daemon published, from "listening" (only a press
+            # listens) on. Each side is read from its own last "listening": HA's copy of a
+            # state can reach the test before the test's own subscriber's copy does.
             await home.wait_state(STATE, lambda v: v == "listening")
             await home.wait_state(STATE, lambda v: v == "speaking")
             await home.wait_state(STATE, lambda v: v == "idle")
-            published = [(t, v) for t, topic, v in broker.timed[since:] if topic == f"{BASE}/state"]
-            shown = [(t, v) for t, entity, v in home.history[since_in_ha:] if entity == STATE]
+
+            def from_the_press(states: list[tuple[float, str]]) -> list[tuple[float, str]]:
+                starts = [i for i, (_, v) in enumerate(states) if v == "listening"]
+                return states[starts[-1] :] if starts else []
+
+            def published_states() -> list[tuple[float, str]]:
+                return from_the_press([(t, v) for t, topic, v in broker.timed if topic == f"{BASE}/state"])
+
+            await broker.until(lambda: [v for _, v in published_states()][-1:] == ["idle"])
+            published = published_states()
+            shown = from_the_press([(t, v) for t, entity, v in home.history if entity == STATE])
             assert [v for _, v in shown] == [v for _, v in published]
             assert published[0][1] == "listening" and published[-1][1] == "idle"
             # Measured against the test's own subscriber to the same broker: HA's event can
