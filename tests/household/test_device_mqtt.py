@@ -31,6 +31,7 @@ STATE, VOLUME, MUTE, ANNOUNCE = (
     "switch.kitchen_microphone_mute",
     "text.kitchen_announce",
 )
+HEARD, SAID = "sensor.kitchen_last_heard", "sensor.kitchen_last_said"
 STATE_CONFIG = "homeassistant/sensor/kitchen/state/config"
 CONFIG_TOPICS = (
     STATE_CONFIG,
@@ -222,7 +223,7 @@ async def home_assistant_with_mqtt(real_home_assistant) -> AsyncIterator[HomeAss
     ):
         for topic in CONFIG_TOPICS:
             await client.publish(topic, b"", qos=1, retain=True)
-        for entity in (STATE, VOLUME, MUTE, ANNOUNCE):
+        for entity in (STATE, VOLUME, MUTE, ANNOUNCE, HEARD, SAID):
             await home.wait_gone(entity)
         entries = await home.command("config/entity_registry/list")
         assert not [e for e in entries if e["unique_id"].startswith("edgevoice_kitchen_")]  # type: ignore[union-attr]
@@ -258,7 +259,8 @@ async def test_home_assistant_shows_the_device_follows_it_and_drives_it(
             await home.wait_state(STATE, lambda v: v == "idle")
             discovered = next(t for t, topic, _ in broker.timed if topic == STATE_CONFIG)
             appeared = next(t for t, entity, _ in home.history if entity == STATE)
-            FIGURES["device discovery published -> HA entity"] = f"{(appeared - discovered) * 1000:.0f} ms"
+            discovery_ms = max(0.0, appeared - discovered) * 1000
+            FIGURES["device discovery published -> HA entity"] = f"{discovery_ms:.0f} ms"
             entries = await home.command("config/entity_registry/list")
             ours = {
                 e["entity_id"]: e["unique_id"]
@@ -270,8 +272,8 @@ async def test_home_assistant_shows_the_device_follows_it_and_drives_it(
                 VOLUME: "edgevoice_kitchen_volume",
                 MUTE: "edgevoice_kitchen_microphone_mute",
                 ANNOUNCE: "edgevoice_kitchen_announce",
-                "sensor.kitchen_last_heard": "edgevoice_kitchen_last_heard",
-                "sensor.kitchen_last_said": "edgevoice_kitchen_last_said",
+                HEARD: "edgevoice_kitchen_last_heard",
+                SAID: "edgevoice_kitchen_last_said",
             }
             devices = await home.command("config/device_registry/list")
             ours_devices = [d for d in devices if ["mqtt", "edgevoice_kitchen"] in d["identifiers"]]  # type: ignore[union-attr]
@@ -294,7 +296,7 @@ async def test_home_assistant_shows_the_device_follows_it_and_drives_it(
             await home.call_service("text", "set_value", ANNOUNCE, value=NEWS)
             await home.wait_state(STATE, lambda v: v == "speaking")
             await home.wait_state(STATE, lambda v: v == "idle")
-            await home.wait_state("sensor.kitchen_last_said", lambda v: NEWS in v)
+            await home.wait_state(SAID, lambda v: NEWS in v)
 
             # The press (the simulation ends when its answer has played): HA's sensor goes
             # through exactly what the daemon published, from "listening" (only a press
