@@ -15,8 +15,9 @@ each changed section is swapped in:
 - ``[logging]`` is applied by the caller; ``[auth]`` and the API key are read at each
   connection.
 
-A key that cannot change while the daemon runs (:data:`RESTART_ONLY`) keeps its running
-value, and the report says that it needs a restart and why.
+A key that cannot change while the daemon runs (:data:`RESTART_ONLY`, and every key of the
+sections in :data:`RESTART_ONLY_SECTIONS`: ``[device]``) keeps its running value, and the
+report (and so the journal) says that it needs a restart and why.
 """
 
 from __future__ import annotations
@@ -44,6 +45,13 @@ RESTART_ONLY: dict[tuple[str, str], str] = {
     ),
     ("audio", "period_ms"): "the conversation's audio history is laid out in periods at start",
     ("audio", "preroll_ms"): "the conversation's audio history is sized for the pre-roll at start",
+}
+# Sections whose every key waits for a restart, and why.
+RESTART_ONLY_SECTIONS: dict[str, str] = {
+    "device": (
+        "the device's timers, announcements, control socket and MQTT discovery (name, "
+        "node id, broker) are set up from it at start"
+    ),
 }
 
 # [audio] keys that need the sound card reopened.
@@ -129,7 +137,11 @@ class Reload:
 
     def _keep_restart_only_keys(self) -> Settings:
         kept: dict[str, dict[str, Any]] = {}
-        for (section, key), why in RESTART_ONLY.items():
+        restart_only = dict(RESTART_ONLY)
+        for section, why in RESTART_ONLY_SECTIONS.items():
+            keys = type(getattr(self.old, section)).model_fields
+            restart_only.update({(section, key): why for key in keys})
+        for (section, key), why in restart_only.items():
             running = getattr(getattr(self.old, section), key)
             if getattr(getattr(self.new, section), key) != running:
                 kept.setdefault(section, {})[key] = running
@@ -171,4 +183,4 @@ class Reload:
         return True
 
 
-__all__ = ["DEVICE_KEYS", "RESTART_ONLY", "Reload", "ReloadReport", "tls_context"]
+__all__ = ["DEVICE_KEYS", "RESTART_ONLY", "RESTART_ONLY_SECTIONS", "Reload", "ReloadReport", "tls_context"]

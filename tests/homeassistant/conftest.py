@@ -1,29 +1,19 @@
-"""A real Home Assistant (``homeassistant==HA_VERSION`` with its demo integration) for the
-whole session: installed into its own cached virtual environment, started once on a
-loopback port, with the areas and aliases the tests need set through HA's own API.
+"""The session's real Home Assistant (tests/support/home_assistant_fixture.py: installed
+into its own cached virtual environment, started once on a loopback port, shared with
+tests/household) with the areas and aliases these tests need set through HA's own API.
 
-The figures the issue asks for (install, start, discovery, rename -> declarations) are
-collected in ``FIGURES`` and printed at the end of the run."""
+Figures (discovery, rename -> declarations) go into the shared ``FIGURES``, printed at the
+end of the run."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.support.home_assistant import (
-    AdminSocket,
-    HomeAssistantProcess,
-    check_python,
-    ensure_installed,
-    run_in_thread,
-    skip_reason,
-)
+from tests.support.home_assistant import AdminSocket, HomeAssistantProcess, run_in_thread
+from tests.support.home_assistant_fixture import FIGURES
 from tests.tools.home_fakes import Outcomes
-
-FIGURES: dict[str, str] = {}
 
 # The home the tests expect: demo entities put into areas, with aliases.
 AREAS = {"Kitchen": ["cooking area"], "Bedroom": [], "Living room": ["lounge"]}
@@ -60,30 +50,16 @@ async def _set_up_home(ha: HomeAssistantProcess) -> None:
 
 
 @pytest.fixture(scope="session")
-def real_home_assistant(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HomeAssistantProcess]:
-    if (reason := skip_reason()) is not None:
-        pytest.skip(reason)
-    check_python()
-    hass, install_s = ensure_installed()
-    FIGURES["HA install (from nothing)"] = f"{install_s:.1f} s" if install_s else "cached"
-    ha = HomeAssistantProcess(hass, Path(tmp_path_factory.mktemp("home-assistant")) / "config")
-    FIGURES["HA start to RUNNING"] = f"{ha.start():.2f} s"
+def real_home_assistant(real_home_assistant: HomeAssistantProcess) -> HomeAssistantProcess:
+    """The session's Home Assistant (tests/support/home_assistant_fixture.py) with the home
+    these tests expect, set up once through HA's API."""
     started = time.monotonic()
-    try:
-        run_in_thread(_set_up_home, ha)
-        FIGURES["setting up areas/aliases/exposure"] = f"{time.monotonic() - started:.2f} s"
-        yield ha
-    finally:
-        ha.stop()
+    run_in_thread(_set_up_home, real_home_assistant)
+    FIGURES["setting up areas/aliases/exposure"] = f"{time.monotonic() - started:.2f} s"
+    return real_home_assistant
 
 
 @pytest.fixture
 def outcomes() -> Outcomes:
     return Outcomes()
 
-
-def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
-    if FIGURES:
-        terminalreporter.section("real Home Assistant figures")
-        for name, value in FIGURES.items():
-            terminalreporter.write_line(f"{name}: {value}")

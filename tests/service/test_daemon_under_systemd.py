@@ -196,7 +196,8 @@ def test_run_watchdog_stops_when_capture_stalls_and_sighup_reloads(
             write_config(
                 0.5,
                 state="elsewhere",
-                more='[led]\npin = 27\n[home]\nentities = [{id = "light.porch", name = "Porch"}]\n',
+                more='[led]\npin = 27\n[home]\nentities = [{id = "light.porch", name = "Porch"}]\n'
+                '[device]\nname = "Hall speaker"\n',
             )
             process.send_signal(signal.SIGHUP)
             listener.wait_for("RELOADING", "1", timeout=5)
@@ -220,6 +221,7 @@ def test_run_watchdog_stops_when_capture_stalls_and_sighup_reloads(
         assert "configuration reloaded; changed: audio" in output
         assert "configuration reload refused, keeping the running one" in output
         assert "configuration reloaded; changed: led, home; paths.state_dir needs a restart" in output
+        assert "device.name needs a restart (the device's timers, announcements" in output
         assert not (tmp_path / "elsewhere").exists()
         assert "audio.volume = 'loud'" in output
         assert "test-key-not-secret" not in output

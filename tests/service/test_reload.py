@@ -235,6 +235,19 @@ async def test_a_new_state_directory_needs_a_restart_and_says_why(device: Device
     assert device.daemon.settings.audio.preroll_ms == 300
 
 
+async def test_device_settings_need_a_restart_and_keep_their_running_values(device: Device) -> None:
+    """[device] (name, node id, MQTT discovery, timers) is set up at start: a reload keeps
+    the running values and says each changed key needs a restart, and why."""
+    report = await device.daemon.reload(
+        device.settings(device={"name": "Hall speaker", "node_id": "hall", "max_timers": 3}, led={"pin": 27})
+    )
+    assert report.applied == ["led"]
+    assert set(report.needs_restart) == {"device.name", "device.node_id", "device.max_timers"}
+    assert "device.node_id needs a restart (the device's timers, announcements" in report.summary()
+    running = device.daemon.settings.device
+    assert (running.name, running.node_id, running.max_timers) == ("EdgeVoice", "edgevoice", 10)
+
+
 async def test_a_second_daemon_on_the_same_state_directory_refuses_to_start(device: Device) -> None:
     async def credentials() -> str:
         return "test-key"
