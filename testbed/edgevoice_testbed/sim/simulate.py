@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -218,6 +219,10 @@ class RunControl:
     def __init__(self) -> None:
         self.restarts = 0
         self.presses = 0
+        # Presses (by schedule order, from 0) held when a restart was asked for, or made
+        # while one was under way: what of them the old daemon had not taken when the
+        # signal came is heard by nobody.
+        self.cut_presses: set[int] = set()
         self._run: _SimulatedRun | None = None
         self._armed: list[tuple[Callable[[Daemon, Event], bool], asyncio.Future[str]]] = []
         self._press_waiters: list[tuple[int, asyncio.Future[None]]] = []
@@ -226,6 +231,11 @@ class RunControl:
     def daemon(self) -> Daemon | None:
         """The daemon running now (None before the first starts)."""
         return self._run.daemon if self._run is not None and self._run.daemons else None
+
+    @property
+    def held_press(self) -> int | None:
+        """The press of the schedule (from 0) whose button is down now, if any."""
+        return self._run._held_press if self._run is not None else None
 
     def restart_when(self, moment: Callable[[Daemon, Event], bool]) -> asyncio.Future[str]:
         """Restart at the first event after which ``moment`` holds; the future gets the
@@ -536,6 +546,9 @@ class _SimulatedRun:
             ready_for_press=self._ready_for_press,
         )
         self.button_edges: list[tuple[bool, int]] = []
+        self._edge_lock = threading.Lock()
+        self._held_press: int | None = None  # the schedule's press held now, from 0
+        self._presses_driven = 0
         self.daemons: list[Daemon] = []
         self.restarts = 0
         self.control = options.control
@@ -574,7 +587,10 @@ class _SimulatedRun:
 
     def request_restart(self) -> None:
         """Stop the running daemon as SIGTERM does and start a new one."""
-        self._restart.set()
+        with self._edge_lock:
+            self._restart.set()
+            if self._held_press is not None and self.control is not None:
+                self.control.cut_presses.add(self._held_press)
 
     async def run(self, credentials: Callable[[], Any]) -> None:
         if self.trace is not None:
@@ -625,6 +641,14 @@ class _SimulatedRun:
     # -- the simulated user -------------------------------------------------------------------
 
     def _drive_button(self, pressed: bool) -> None:
+        with self._edge_lock:
+            if pressed:
+                self._held_press = self._presses_driven
+                self._presses_driven += 1
+                if self._restart.is_set() and self.control is not None:
+                    self.control.cut_presses.add(self._held_press)
+            else:
+                self._held_press = None
         heard = self.devices.heard_frames()
         self.button_edges.append((pressed, heard))
         if self.trace is not None:
@@ -651,7 +675,8 @@ class _SimulatedRun:
         ):
             # Offline: this user asks anyway, a few things, and the device keeps them.
             return True
-        return daemon.quiet.wait(timeout) and daemon.conversation.link_up
+        # Not while a restart is under way: the daemon that would hear it is stopping.
+        return daemon.quiet.wait(timeout) and conversation.link_up and not self._restart.is_set()
 
     # -- observing the daemon ---------------------------------------------------------------------
 
