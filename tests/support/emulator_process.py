@@ -30,8 +30,8 @@ def _serve(scenario: dict[str, Any], ca_path: str, channel: Connection) -> None:
             if command == "inject_if_open":
                 # Only into an open connection: a fault with none open would wait for the
                 # next one, or (a refusal) strike no connection at all.
-                latest = emulator.connections[-1] if emulator.connections else None
-                is_open = latest is not None and latest.accepted and latest.closed_t is None
+                # The newest one set up: a newer one still opening may never be.
+                is_open = any(c.accepted and c.closed_t is None for c in reversed(emulator.connections[-8:]))
                 if is_open:
                     emulator.inject_fault(argument)
                 channel.send(is_open)
@@ -110,6 +110,7 @@ def _record(emulator: Any) -> dict[str, Any]:
         "last_heard": last_heard,
         "faults": [(f.connection_id, f.fault) for f in list(emulator.fired_faults)],
         "refused_handshakes": len(emulator.rejected_handshakes),
+        "open_never_set_up": sum(1 for c in emulator.connections if not c.accepted and c.closed_t is None),
         "handles_kept": emulator._get_core().handles_kept,
         "errors": list(emulator.errors),
         "rss_mb": _rss_mb(),
