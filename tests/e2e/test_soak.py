@@ -84,7 +84,8 @@ class Storm:
 
     restarts: Counter[str] = field(default_factory=Counter)
     restart_attempts: int = 0
-    # Presses (from 0) cut by a restart while the daemon was taking their audio.
+    # Presses (from 0) cut by a restart while the daemon was taking their audio (the
+    # latest press: its button may be up already with its last periods in flight).
     cut_presses: set[int | None] = field(default_factory=set)
     progress: str = ""
     samples: list[Sample] = field(default_factory=list)
@@ -202,7 +203,7 @@ async def restart(
         moment = control.restart_when(
             # Offline with questions queued; if that moment did not come, offline at all.
             restart_moment(
-                kind, rng, lambda: storm.cut_presses.add(control.held_press), queued=2 if attempt == 0 else 0
+                kind, rng, lambda: storm.cut_presses.add(control.last_press), queued=2 if attempt == 0 else 0
             )
         )
         try:

@@ -237,6 +237,11 @@ class RunControl:
         """The press of the schedule (from 0) whose button is down now, if any."""
         return self._run._held_press if self._run is not None else None
 
+    @property
+    def last_press(self) -> int | None:
+        """The latest press of the schedule (from 0) driven so far, held or released."""
+        return self._run._presses_driven - 1 if self._run is not None and self._run._presses_driven else None
+
     def restart_when(self, moment: Callable[[Daemon, Event], bool]) -> asyncio.Future[str]:
         """Restart at the first event after which ``moment`` holds; the future gets the
         name of that event's type once the restart is requested."""
