@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -40,3 +41,11 @@ async def emulator_factory():
     for emulator in started:
         assert not emulator.errors, emulator.errors
         await emulator.aclose()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    soak = sys.modules.get("tests.e2e.test_soak")
+    for figures in getattr(soak, "SOAK_FIGURES", []):
+        terminalreporter.section("soak figures")
+        for name, value in figures.items():
+            terminalreporter.write_line(f"{name:<28} {value}")

@@ -1,20 +1,110 @@
-"""A long conversation under a storm of random faults loses nothing and leaks nothing."""
+"""The standing soak: a long push-to-talk conversation under every fault the emulator has
+and SIGTERM restarts of the daemon, judged by what the server heard and answered.
+
+CI runs 1,000 utterances. The same soak runs for longer outside CI::
+
+    EDGEVOICE_SOAK_MINUTES=30 .venv/bin/python -m pytest -q -s tests/e2e/test_soak.py
+
+(``EDGEVOICE_SOAK_UTTERANCES=N`` sets the number of utterances instead; the faults and
+restarts scale with it.) The figures are printed in a terminal summary section.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import gc
+import hashlib
+import itertools
 import logging
+import math
+import os
 import random
+import threading
+import time
 import tracemalloc
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from edgevoice_testbed.sim.simulate import SimulationOptions, simulate
+import numpy as np
+
+from edgevoice.core.events import Captured, Event, ServerAudio
+from edgevoice.service.daemon import Daemon
+from edgevoice_testbed.sim.simulate import RunControl, SimulationOptions, simulate
 from tests.e2e.conftest import RATE, noise_wav
 from tests.support.emulator_process import EmulatorProcess
 
-FAULTS = ["drop", "close:1011", "close:1000", "close:1001", "goaway:0.3", "refuse:0.2", "stall"]
-WANTED = 200
+# Each press is short and the next follows once the answer is in (fast mode): the soak
+# is about many turns and faults, not long speech.
+PRESS_S = 0.2
+SPACING_S = 0.3
+CI_UTTERANCES = 1000
+# Fast-mode pace on the 2-core CI machine with this storm, measured: it turns a duration
+# into a number of utterances for the long run.
+UTTERANCES_PER_MINUTE = 350
+
+# Server faults per 1,000 utterances, every kind the emulator has. "offline" is a refusal
+# long enough that the user (who speaks while offline) queues several questions.
+SERVER_FAULTS = {
+    "drop": 40,
+    "close:1000": 18,
+    "close:1001": 18,
+    "close:1008": 14,
+    "close:1011": 18,
+    "goaway:0.3": 15,
+    "goaway:0": 15,
+    "refuse:0.2": 18,
+    "stall": 8,
+    "offline": 10,
+}
+OFFLINE_FAULT = "refuse:1.2"
+# Questions the user asks while offline before waiting for the device to come back.
+OFFLINE_QUESTIONS = 4
+# Restarts by SIGTERM per 1,000 utterances, at each kind of moment.
+RESTARTS = {"mid-utterance": 7, "mid-reply": 7, "idle": 6, "offline": 6}
+RESTART_WAIT_S = 10.0
+
+
+@dataclass
+class Sample:
+    label: str
+    rss_mb: float
+    heap_mb: float
+    fds: int
+    threads: int
+    emulator_rss_mb: float = 0.0
+
+
+@dataclass
+class Storm:
+    """What the storm did: faults by kind (as the server fired them) and restarts."""
+
+    restarts: Counter[str] = field(default_factory=Counter)
+    restart_attempts: int = 0
+    # Presses (from 0) cut by a restart while the daemon was taking their audio (the
+    # latest press: its button may be up already with its last periods in flight).
+    cut_presses: set[int | None] = field(default_factory=set)
+    progress: str = ""
+    samples: list[Sample] = field(default_factory=list)
+
+
+def rss_mb() -> float:
+    """Resident memory of this process less what tracemalloc itself holds (its tables of
+    tracebacks grow while it runs), after giving freed heap pages back to the system, so
+    that what remains is what the daemon keeps."""
+    gc.collect()
+    _LIBC.malloc_trim(0)
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024 - tracemalloc.get_tracemalloc_memory() / 2**20
+    return 0.0
+
+
+_LIBC = ctypes.CDLL("libc.so.6")
 
 
 def open_fds() -> int:
@@ -26,86 +116,403 @@ def python_heap_mb() -> float:
     return tracemalloc.get_traced_memory()[0] / 2**20
 
 
-async def test_200_random_faults_lose_no_utterance_and_leak_nothing(tmp_path: Path) -> None:
-    utterances = 300
-    mic = noise_wav(tmp_path / "mic.wav", utterances * 0.6 + 1.0, seed=3)
-    presses = [(0.2 + i * 0.6, 0.2 + i * 0.6 + 0.4) for i in range(utterances)]
-    # The emulator records everything it hears: it lives in its own process, so this
-    # process's memory is the daemon's.
+def planned(counts: dict[str, int], utterances: int) -> list[str]:
+    return [kind for kind, per_1000 in counts.items() for _ in range(math.ceil(per_1000 * utterances / 1000))]
+
+
+def restart_moment(
+    kind: str, rng: random.Random, cut: Callable[[], None] = lambda: None, queued: int = 2
+) -> Callable[[Daemon, Event], bool]:
+    """When a restart of ``kind`` happens: at a random frame of an utterance, a random
+    chunk of a reply, a quiet moment, or offline with questions queued. ``cut`` is called
+    when it happens while the button is held."""
+    skip = [rng.randint(1, 8) if kind == "mid-utterance" else rng.randint(1, 3)]
+
+    def moment(daemon: Daemon, event: Event) -> bool:
+        if not holds(daemon, event):
+            return False
+        if daemon.conversation.capturing:
+            cut()
+        return True
+
+    def holds(daemon: Daemon, event: Event) -> bool:
+        conversation = daemon.conversation
+        if kind == "idle":
+            return conversation.idle and conversation.link_up
+        if kind == "offline":
+            return not conversation.link_up and conversation.pending_utterances >= queued
+        wanted = Captured if kind == "mid-utterance" else ServerAudio
+        if not isinstance(event, wanted) or (kind == "mid-utterance" and not conversation.capturing):
+            return False
+        skip[0] -= 1
+        return skip[0] <= 0
+
+    return moment
+
+
+async def run_storm(
+    emulator: EmulatorProcess, control: RunControl, utterances: int, rng: random.Random, storm: Storm
+) -> None:
+    """Spread the planned faults and restarts over the conversation, each at a random
+    moment; sample memory, fds and threads as it goes."""
+    plan = planned(SERVER_FAULTS, utterances) + [f"restart:{k}" for k in planned(RESTARTS, utterances)]
+    rng.shuffle(plan)
+    # Warm-up first (nothing measured is a first-time allocation), then the plan over
+    # the next 85 % of the presses; samples at 25 % (the allocator's arenas and the TLS
+    # and ALSA libraries' caches have settled by then), 60 % and 95 %.
+    first, last = int(utterances * 0.08), int(utterances * 0.93)
+    thresholds = sorted(rng.randint(first, last) for _ in plan)
+    moments = ((0.25, "start"), (0.6, "middle"), (0.95, "end"))
+    samples = {int(utterances * fraction): label for fraction, label in moments}
+    steps: list[tuple[int, str]] = sorted(
+        [(at, f"sample:{label}") for at, label in samples.items()] + list(zip(thresholds, plan, strict=True))
+    )
+    for at, step in steps:
+        storm.progress = f"waiting for press {at} to {step}"
+        await control.presses_reach(at)
+        storm.progress = f"{step} at press {at}"
+        if step.startswith("sample:"):
+            storm.samples.append(await sample(step.removeprefix("sample:"), emulator))
+            continue
+        # A random moment of the cycle: mid-utterance, mid-answer, idle, just resumed.
+        await asyncio.sleep(rng.uniform(0.0, 0.05))
+        if step.startswith("restart:"):
+            await restart(emulator, control, step.removeprefix("restart:"), rng, storm)
+            continue
+        await inject(emulator, OFFLINE_FAULT if step == "offline" else step, rng)
+
+
+async def inject(emulator: EmulatorProcess, kind: str, rng: random.Random) -> None:
+    """Into an open connection only: a fault with none open would wait for the next one
+    (or, a refusal, strike none). Between attempts the device is reconnecting."""
+    for _ in range(2000):
+        if await asyncio.to_thread(emulator.call, "inject_if_open", kind):
+            return
+        await asyncio.sleep(rng.uniform(0.005, 0.02))
+    raise AssertionError(f"no connection open to inject {kind} into")
+
+
+async def restart(
+    emulator: EmulatorProcess, control: RunControl, kind: str, rng: random.Random, storm: Storm
+) -> None:
+    for attempt in itertools.count():
+        storm.restart_attempts += 1
+        if kind == "offline":
+            # Offline long enough that the user asks several things first.
+            await inject(emulator, OFFLINE_FAULT, rng)
+        moment = control.restart_when(
+            # Offline with questions queued; if that moment did not come, offline at all.
+            restart_moment(
+                kind, rng, lambda: storm.cut_presses.add(control.last_press), queued=2 if attempt == 0 else 0
+            )
+        )
+        try:
+            await asyncio.wait_for(moment, RESTART_WAIT_S)
+        except TimeoutError:
+            control.disarm()  # that moment did not come this time: try again
+            continue
+        storm.restarts[kind] += 1
+        return
+
+
+async def sample(label: str, emulator: EmulatorProcess) -> Sample:
+    return Sample(
+        label,
+        rss_mb(),
+        python_heap_mb(),
+        open_fds(),
+        threading.active_count(),
+        await asyncio.to_thread(emulator.call, "memory"),
+    )
+
+
+# -- the judgement: the server's own record ---------------------------------------------------
+
+
+@dataclass
+class Verdict:
+    presses: int
+    heard: int = 0
+    answered: int = 0
+    lost: list[int] = field(default_factory=list)
+    twice: list[int] = field(default_factory=list)
+    out_of_order: list[int] = field(default_factory=list)
+    strays: int = 0
+    split_by_restart: int = 0
+    asked_again: int = 0
+    answer_lost_in_transit: int = 0
+    not_captured: int = 0
+
+
+def locate(
+    mic: np.ndarray, presses: list[tuple[int, int]], record: dict[str, Any]
+) -> list[tuple[int, int, dict[str, Any]]]:
+    """Each complete utterance the server heard as the slice of the microphone it is
+    (start, end in samples; -1 if it is none), found by its first samples (most start
+    where a press does) and checked by its digest."""
+    audio = mic.tobytes()
+    at_press = {audio[start * 2 : start * 2 + 16]: start for start, _ in presses}
+    found = []
+    for utterance in record["utterances"]:
+        head = utterance["head"]
+        start = at_press.get(head, -1) if len(head) == 16 else -1
+        if start < 0 and head:
+            offset = audio.find(head)
+            while offset >= 0 and offset % 2:
+                offset = audio.find(head, offset + 1)
+            start = offset // 2 if offset >= 0 else -1
+        end = start + utterance["length"] // 2
+        if start < 0 or hashlib.sha1(audio[start * 2 : end * 2]).hexdigest() != utterance["digest"]:
+            found.append((-1, -1, utterance))
+        else:
+            found.append((start, end, utterance))
+    return found
+
+
+def judge(
+    mic: np.ndarray,
+    presses: list[tuple[int, int]],
+    record: dict[str, Any],
+    cut_presses: set[int],
+    uncaptured: set[int] = frozenset(),  # type: ignore[assignment]
+) -> Verdict:
+    """Every press whose audio was captured is heard and answered exactly once, in order.
+
+    A press cut by a restart is heard as two utterances (the part before the signal, kept
+    by the old daemon, and the rest the new one hears while the button is still held):
+    each part is answered once. What is said between the signal and the new daemon's
+    first period is captured by nobody (as on a device while the service restarts), so
+    such a press may have a gap, or lack its end if released meanwhile; never its start,
+    except ``uncaptured`` ones: pressed an instant before the signal (the old daemon had
+    none of its audio yet) or while the restart was under way.
+
+    An answer counts when the server finished the reply (turnComplete sent, not
+    interrupted). A press answered twice is a defect unless the first answer may never
+    have reached the device: its connection ended before the device sent anything more
+    on it, and no later connection resumed a handle issued after it (the device could
+    not have known it was answered).
+    """
+    verdict = Verdict(len(presses))
+    replies = {(r["connection"], r["turn"]): r for r in record["replies"] if r["kind"] == "reply"}
+    handle_source = {handle: (connection, t) for connection, t, handle in record["handles"]}
+    resumed_from = [
+        handle_source[c["resumed_handle"]]
+        for c in record["connections"]
+        if c["resumed_handle"] in handle_source
+    ]
+
+    def delivered(reply: dict[str, Any]) -> bool:
+        connection, end_t = reply["connection"], reply["end_t"]
+        if record["last_heard"].get(connection, -1.0) > end_t:
+            return True
+        return any(source == connection and t >= end_t for source, t in resumed_from)
+
+    starts = np.array([start for start, _ in presses])
+    answers_by_press: dict[int, list[tuple[int, int, float, dict[str, Any]]]] = {}
+    order: list[tuple[float, int]] = []
+    for start, end, utterance in locate(mic, presses, record):
+        verdict.heard += 1
+        reply = replies.get((utterance["connection"], utterance["turn"]))
+        answered = reply is not None and reply["finished"] and not reply["interrupted"]
+        if start < 0:
+            verdict.strays += 1
+            continue
+        press = int(np.searchsorted(starts, start, side="right")) - 1
+        if press < 0 or end > presses[press][1]:
+            verdict.strays += 1
+            continue
+        if not answered:
+            verdict.asked_again += 1
+            continue
+        verdict.answered += 1
+        answers_by_press.setdefault(press, []).append((start, end, utterance["start_t"], reply))
+        order.append((utterance["start_t"], press))
+    for press, (start, end) in enumerate(presses):
+        answers = sorted(answers_by_press.get(press, []), key=lambda a: (a[2]))
+        if not answers and press in uncaptured:
+            verdict.not_captured += 1
+            continue
+        if not answers:
+            verdict.lost.append(press)
+            continue
+        parts = sorted(answers, key=lambda a: (a[0], a[2]))
+        covered_from = parts[0][0]
+        covered_to = max(a[1] for a in parts)
+        if covered_from != start or (covered_to != end and press not in cut_presses):
+            verdict.lost.append(press)  # the beginning or the end was never answered
+        pieces = {(a[0], a[1]) for a in parts}
+        if len(pieces) > 1:
+            verdict.split_by_restart += 1
+        # Answers of overlapping audio: the earlier must not have reached the device.
+        for earlier, later in itertools.pairwise(answers):
+            if later[0] < earlier[1] and earlier[0] < later[1]:
+                if delivered(earlier[3]):
+                    verdict.twice.append(press)
+                else:
+                    verdict.answer_lost_in_transit += 1
+    heard_order = [press for _, press in sorted(order)]
+    verdict.out_of_order = [b for a, b in itertools.pairwise(heard_order) if b < a]
+    return verdict
+
+
+# -- the soak ------------------------------------------------------------------------------------
+
+
+def soak_size() -> int:
+    minutes = os.environ.get("EDGEVOICE_SOAK_MINUTES")
+    if minutes:
+        return max(100, int(float(minutes) * UTTERANCES_PER_MINUTE))
+    return int(os.environ.get("EDGEVOICE_SOAK_UTTERANCES", CI_UTTERANCES))
+
+
+async def test_soak_with_every_fault_and_sigterm_restarts_loses_nothing_and_leaks_nothing(
+    tmp_path: Path, record_property: Callable[[str, object], None]
+) -> None:
+    utterances = soak_size()
+    seed = int(os.environ.get("EDGEVOICE_SOAK_SEED", "2026"))
+    rng = random.Random(seed)
+    mic = noise_wav(tmp_path / "mic.wav", utterances * SPACING_S + 1.0, seed=seed)
+    press_times = [(0.2 + i * SPACING_S, 0.2 + i * SPACING_S + PRESS_S) for i in range(utterances)]
+    presses = [(round(a * RATE), round(b * RATE)) for a, b in press_times]
+    # The emulator lives in its own process, so this process's memory is the daemon's.
     emulator = await asyncio.to_thread(
         EmulatorProcess,
         {"voice": "tone", "pace": "fast", "default": {"input_transcript": "q", "reply": "Okay, noted."}},
     )
-    rng = random.Random(2026)
-    fds_before = open_fds()
-    tasks_before = len(asyncio.all_tasks())
-    heap_samples: list[float] = []
-    hits = 0
-
-    async def storm() -> None:
-        # Faults land at random moments of open connections: mid-utterance, mid-answer,
-        # idle, right after a resume.
-        nonlocal hits
-        injected = 0
-        while hits < WANTED:
-            await asyncio.sleep(rng.uniform(0.005, 0.03))
-            kind = rng.choice(FAULTS)
-            if kind == "stall" and rng.random() < 0.7:
-                kind = "drop"  # a stall costs a reply timeout: keep them rare
-            if not await asyncio.to_thread(emulator.call, "inject_if_open", kind):
-                continue
-            injected += 1
-            if injected % 20 == 0:
-                hits = await asyncio.to_thread(emulator.call, "hits")
-                heap_samples.append(python_heap_mb())
-
-    # pytest keeps every log record it captures; hundreds of "connection lost" lines would
-    # look like a leak. The daemon's log stays quiet here (it is not what is measured).
+    control = RunControl()
+    storm = Storm()
+    # pytest keeps every log record it captures; thousands of "connection lost" lines
+    # would look like a leak. The daemon's log stays quiet here (it is not what is judged).
     daemon_logger = logging.getLogger("edgevoice")
     quiet = logging.NullHandler()
     daemon_logger.addHandler(quiet)
     daemon_logger.propagate = False
+    fds_before = open_fds()
+    tasks_before = len(asyncio.all_tasks())
     tracemalloc.start()
-    storm_task = asyncio.create_task(storm())
+    started = time.monotonic()
+    storm_task = asyncio.create_task(run_storm(emulator, control, utterances, rng, storm))
     try:
         result = await simulate(
             SimulationOptions(
                 mic=tmp_path / "mic.wav",
-                presses=presses,
+                presses=press_times,
                 out=tmp_path / "out.wav",
                 earcons=False,
                 emulator=emulator,
-                timeout_s=300,
+                state_dir=tmp_path / "state",
+                timeout_s=max(600.0, utterances * 0.6),
+                control=control,
+                press_while_offline=OFFLINE_QUESTIONS,
+                keep_daemons=False,
                 overrides={
                     "audio": {"preroll_ms": 0},
                     "live": {"reconnect_initial_s": 0.02, "reconnect_max_s": 0.1, "reply_timeout_s": 1.0},
                 },
             )
         )
-        assert storm_task.done(), f"the conversation ended after only {hits} faults"
-        await storm_task
-        report = await asyncio.to_thread(emulator.call, "report")
+        wall_s = time.monotonic() - started
+        storm_finished = storm_task.done()
+        if storm_finished:
+            await storm_task
+        record = await asyncio.to_thread(emulator.call, "record")
     finally:
         storm_task.cancel()
+        control.disarm()
         tracemalloc.stop()
         daemon_logger.propagate = True
         daemon_logger.removeHandler(quiet)
         await asyncio.to_thread(emulator.close)
 
-    assert report["hits"] >= WANTED
-    assert not report["errors"]
-    # No lost utterance: every one reached the server whole (possibly several times).
-    for start, end in presses:
-        assert mic[round(start * RATE) : round(end * RATE)].tobytes() in report["complete_audio"]
-    # Every utterance got its answer and nothing is left in flight.
+    dump = os.environ.get("EDGEVOICE_SOAK_DUMP")
+    if dump:  # for a look at a failed run: mic, presses and the server's record
+        import pickle
+
+        await asyncio.to_thread(Path(dump).write_bytes, pickle.dumps((mic, presses, record)))
+    captured_cuts = {press for press in storm.cut_presses if press is not None}
+    cut = captured_cuts | control.cut_presses
+    verdict = judge(mic, presses, record, cut, control.cut_presses - captured_cuts)
+    fired = Counter(_fault_kind(fault) for connection, fault in record["faults"] if connection is not None)
+    samples = {s.label: s for s in storm.samples}
+    figures = {
+        "seed": seed,
+        "utterances": utterances,
+        "wall_s": round(wall_s, 1),
+        "server_faults": sum(fired.values()),
+        "faults_by_kind": dict(sorted(fired.items())),
+        "restarts": dict(storm.restarts),
+        "restarts_total": result.restarts,
+        "heard": verdict.heard,
+        "answered": verdict.answered,
+        "lost": len(verdict.lost),
+        "twice": len(verdict.twice),
+        "out_of_order": len(verdict.out_of_order),
+        "asked_again_after_a_fault": verdict.asked_again,
+        "answer_lost_in_transit": verdict.answer_lost_in_transit,
+        "split_by_restart": verdict.split_by_restart,
+        "cut_by_restart": len(cut),
+        "pressed_as_restart_began": verdict.not_captured,
+        "connections": len(record["connections"]),
+        "refused_handshakes": record["refused_handshakes"],
+        "open_never_set_up": record["open_never_set_up"],
+        "emulator_handles_kept": record["handles_kept"],
+        **{
+            f"{what}_{s.label}": round(getattr(s, what), 2)
+            for s in storm.samples
+            for what in ("rss_mb", "heap_mb", "fds", "threads", "emulator_rss_mb")
+        },
+    }
+    for name, value in figures.items():
+        record_property(name, value)
+    SOAK_FIGURES.append(figures)
+
+    assert storm_finished, f"the conversation ended before the storm did: {storm.progress}; {figures}"
+    assert not record["errors"], record["errors"][:3]
+    # Judged by the server's record: every press heard and answered once, in order.
+    assert verdict.lost == [], f"lost presses {verdict.lost[:10]}; {figures}"
+    assert verdict.twice == [], f"presses answered twice {verdict.twice[:10]}; {figures}"
+    assert verdict.out_of_order == [] and verdict.strays == 0, figures
+    # Everything asked was answered, and nothing is left for a next start.
     daemon = result.daemon
     assert daemon.conversation.pending_utterances == 0 and daemon.conversation.idle
-    assert len([line for line in result.transcript if line.startswith("assistant:")]) >= utterances
+    assert not (tmp_path / "state" / "ledger.json").exists()
+    # The storm was what it says: every kind, and the counts asked for.
+    restarts = sum(storm.restarts.values())
+    assert sum(fired.values()) + restarts >= 200 * utterances // 1000, figures
+    assert restarts >= 20 * utterances // 1000, figures
+    kinds = {OFFLINE_FAULT if kind == "offline" else kind for kind in SERVER_FAULTS}
+    assert set(fired) >= kinds, fired
+    assert set(storm.restarts) == set(RESTARTS), storm.restarts
     # No leaked tasks or file descriptors once the daemon is gone.
     assert len(asyncio.all_tasks()) == tasks_before
     assert open_fds() <= fds_before
-    # Memory flat: what Python holds (the daemon and this test; the emulator is elsewhere)
-    # does not grow from the first quarter of the storm to its end.
-    assert len(heap_samples) >= 8
-    quarter = len(heap_samples) // 4
-    assert max(heap_samples[-2:]) - min(heap_samples[quarter : quarter + 2]) < 1.0, heap_samples
+    # Flat from the start (after warm-up) to the end, whatever the restarts did between.
+    start, end = samples["start"], samples["end"]
+    assert end.heap_mb - start.heap_mb < HEAP_GROWTH_MB, figures
+    assert end.rss_mb - start.rss_mb < RSS_GROWTH_MB, figures
+    assert end.rss_mb - samples["middle"].rss_mb < RSS_LATE_GROWTH_MB, figures
+    assert end.fds <= start.fds + FD_SLACK and end.threads <= start.threads + THREAD_SLACK, figures
+
+
+# Bounds, from start (25 % in) to end (95 % in). The heap: what Python holds in this
+# process, i.e. the daemon (the emulator is elsewhere); a restart frees its daemon, so the
+# bound is a small constant, not a per-restart allowance: the ~18 restarts in between
+# leaking 55 kB each would break it. RSS (after malloc_trim, less tracemalloc's tables)
+# also counts native memory: OpenSSL, libasound and thread arenas. Measured from 25 % to
+# 60 % it grew 3.6-10 MB while the heap stayed flat, and from 60 % to 95 % by -2.2 to
+# +3.3 MB: it settles rather than grows per restart or connection. So the whole span is
+# held to 12 MB and its second half to 5 MB (a leak of 200 kB per restart, or 60 kB per
+# connection, breaks that). A connection or thread in the middle of being replaced may
+# be counted at either sample: one of each.
+HEAP_GROWTH_MB = 1.0
+RSS_GROWTH_MB = 12.0
+RSS_LATE_GROWTH_MB = 5.0
+FD_SLACK = 1
+THREAD_SLACK = 1
+
+# Printed at the end of the session by tests/e2e/conftest.py.
+SOAK_FIGURES: list[dict[str, Any]] = []
+
+
+def _fault_kind(fault: str) -> str:
+    return fault.partition("@")[0]

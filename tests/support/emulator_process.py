@@ -7,6 +7,7 @@ a child process; the test injects faults and reads counts through a pipe.
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 import ssl
 import tempfile
@@ -29,8 +30,8 @@ def _serve(scenario: dict[str, Any], ca_path: str, channel: Connection) -> None:
             if command == "inject_if_open":
                 # Only into an open connection: a fault with none open would wait for the
                 # next one, or (a refusal) strike no connection at all.
-                latest = emulator.connections[-1] if emulator.connections else None
-                is_open = latest is not None and latest.accepted and latest.closed_t is None
+                # The newest one set up: a newer one still opening may never be.
+                is_open = any(c.accepted and c.closed_t is None for c in reversed(emulator.connections[-8:]))
                 if is_open:
                     emulator.inject_fault(argument)
                 channel.send(is_open)
@@ -45,6 +46,75 @@ def _serve(scenario: dict[str, Any], ca_path: str, channel: Connection) -> None:
                         "connections": len(emulator.connections),
                     }
                 )
+            elif command == "record":
+                channel.send(_record(emulator))
+            elif command == "memory":
+                channel.send(_rss_mb())
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _record(emulator: Any) -> dict[str, Any]:
+    """What the server heard and answered, compactly (audio as its first bytes, length and
+    digest): the soak judges the daemon by it."""
+    last_heard: dict[int, float] = {}
+    for frame in list(emulator.received):
+        last_heard[frame.connection_id] = max(frame.t, last_heard.get(frame.connection_id, frame.t))
+    handles = []
+    for frame in list(emulator.sent):
+        update = (frame.message or {}).get("sessionResumptionUpdate") or {}
+        if update.get("newHandle"):
+            handles.append((frame.connection_id, frame.t, update["newHandle"]))
+    return {
+        "utterances": [
+            {
+                "connection": u.connection_id,
+                "turn": u.turn,
+                "start_t": u.start_t,
+                "head": bytes(u._buffer[:16]),
+                "length": len(u._buffer),
+                "digest": hashlib.sha1(u._buffer).hexdigest(),
+            }
+            for u in list(emulator.utterances)
+            if u.complete
+        ],
+        "replies": [
+            {
+                "connection": r.connection_id,
+                "turn": r.turn,
+                "kind": r.kind,
+                "finished": r.finished,
+                "interrupted": r.interrupted,
+                "end_t": r.end_t,
+            }
+            for r in list(emulator.replies)
+        ],
+        "connections": [
+            {
+                "id": c.id,
+                "accepted": c.accepted,
+                "resumed_handle": c.resumed_handle,
+                "closed_by": c.closed_by,
+                "close_code": c.close_code,
+                "close_reason": c.close_reason,
+            }
+            for c in list(emulator.connections)
+        ],
+        "handles": handles,
+        "last_heard": last_heard,
+        "faults": [(f.connection_id, f.fault) for f in list(emulator.fired_faults)],
+        "refused_handshakes": len(emulator.rejected_handshakes),
+        "open_never_set_up": sum(1 for c in emulator.connections if not c.accepted and c.closed_t is None),
+        "handles_kept": emulator._get_core().handles_kept,
+        "errors": list(emulator.errors),
+        "rss_mb": _rss_mb(),
+    }
 
 
 class EmulatorProcess:

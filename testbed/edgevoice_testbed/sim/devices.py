@@ -109,6 +109,8 @@ class SimulatedCapture:
         self.schedule_done = threading.Event()
         if not self._edges:
             self.schedule_done.set()
+        self._reading = threading.Lock()
+        self._generation = 0
 
     def frame_consumed(self) -> None:
         """The daemon has taken one period (releases the back-pressure credit)."""
@@ -121,37 +123,50 @@ class SimulatedCapture:
 
     def attach(self) -> SimulatedCapture:
         """A new daemon starts reading (the device outlives a daemon restart)."""
-        self.base = self.position
-        # Periods the old daemon read but never handed to its loop will never be counted
-        # as consumed: without fresh credits a new daemon reading in batches could wait
-        # forever for a credit its own unposted periods hold.
-        self._credits = threading.Semaphore(self._in_flight)
+        with self._reading:
+            # A read the old daemon's thread is still inside ends without a period: had
+            # it taken one after this point, the new daemon's positions would be a period
+            # off the microphone's.
+            self._generation += 1
+            self.base = self.position
+            # Periods the old daemon read but never handed to its loop will never be counted
+            # as consumed: without fresh credits a new daemon reading in batches could wait
+            # forever for a credit its own unposted periods hold.
+            self._credits = threading.Semaphore(self._in_flight)
         return self
 
     def read(self) -> tuple[int, bytes]:
         if self._t0 is None:
             self._t0 = self._clock()
+        generation = self._generation
         start = self.position
         end = start + self.period_frames
         while self._edges and self._edges[0].position < end and not self._closed.is_set():
-            edge = self._edges.popleft()
+            edge = self._edges[0]
             if self._realtime:
                 self._wait_until(self._t0 + edge.position / self.rate)
             elif edge.pressed:
                 while not self._ready_for_press(0.1):
-                    if self._closed.is_set():
+                    if self._closed.is_set() or generation != self._generation:
                         return 0, b""
+            if generation != self._generation:
+                return 0, b""  # a new daemon reads now: the edge is its to see
+            self._edges.popleft()
             self.edge_position = max(edge.position, start)
             self._drive_button(edge.pressed)
         if self._realtime or self.schedule_done.is_set():
             # After the last edge even a fast run is paced: the tail is only silence.
             self._wait_until(self._t0 + end / self.rate)
         else:
-            while not self._credits.acquire(timeout=0.1):
-                if self._closed.is_set():
+            credits = self._credits
+            while not credits.acquire(timeout=0.1):
+                if self._closed.is_set() or generation != self._generation:
                     return 0, b""
-        length, data = self._pcm.read()
-        self.position += max(length, 0)
+        with self._reading:
+            if generation != self._generation:
+                return 0, b""
+            length, data = self._pcm.read()
+            self.position += max(length, 0)
         if not self._edges and self.position > start:
             self.schedule_done.set()
             if not self._realtime:

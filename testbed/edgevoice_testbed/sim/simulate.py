@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from gpiozero.pins.mock import MockFactory
 
 from edgevoice.audio.alsa import AudioDeviceError, CaptureDevice, OpenedFormat, PlaybackDevice
 from edgevoice.config import AudioSettings, Settings, deep_merge, load_settings, resolve_config_path
+from edgevoice.core.connection import LinkState
 from edgevoice.core.events import (
     Captured,
     Event,
@@ -194,6 +196,92 @@ class SimulationOptions:
     # they started themselves (anything with base_url, write_ca(path) and inject_fault()).
     overrides: dict[str, Any] = field(default_factory=dict)
     emulator: Any = None
+    # Set by the soak: restarts at moments it picks (see RunControl); a user who asks up
+    # to this many questions while the device is offline instead of waiting for the link
+    # (fast mode only); and only the running daemon kept, so that a long run holds no
+    # stopped ones.
+    control: RunControl | None = None
+    press_while_offline: int = 0
+    keep_daemons: bool = True
+
+
+class RunControl:
+    """A caller's hold on a running simulation: restart its daemon the way SIGTERM and a
+    service restart do (the daemon ends the open utterance at that moment, persists its
+    ledger and exits; a new one starts on the same state directory and devices), at a
+    moment the caller describes rather than at a frame count.
+
+    ``restart_when(moment)`` arms one restart: ``moment(daemon, event)`` is asked after
+    the daemon has handled each event, and the restart happens at the first event for
+    which it holds. Everything runs on the simulation's loop.
+    """
+
+    def __init__(self) -> None:
+        self.restarts = 0
+        self.presses = 0
+        # Presses (by schedule order, from 0) held when a restart was asked for, or made
+        # while one was under way: what of them the old daemon had not taken when the
+        # signal came is heard by nobody.
+        self.cut_presses: set[int] = set()
+        self._run: _SimulatedRun | None = None
+        self._armed: list[tuple[Callable[[Daemon, Event], bool], asyncio.Future[str]]] = []
+        self._press_waiters: list[tuple[int, asyncio.Future[None]]] = []
+
+    @property
+    def daemon(self) -> Daemon | None:
+        """The daemon running now (None before the first starts)."""
+        return self._run.daemon if self._run is not None and self._run.daemons else None
+
+    @property
+    def held_press(self) -> int | None:
+        """The press of the schedule (from 0) whose button is down now, if any."""
+        return self._run._held_press if self._run is not None else None
+
+    @property
+    def last_press(self) -> int | None:
+        """The latest press of the schedule (from 0) driven so far, held or released."""
+        return self._run._presses_driven - 1 if self._run is not None and self._run._presses_driven else None
+
+    def restart_when(self, moment: Callable[[Daemon, Event], bool]) -> asyncio.Future[str]:
+        """Restart at the first event after which ``moment`` holds; the future gets the
+        name of that event's type once the restart is requested."""
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._armed.append((moment, future))
+        return future
+
+    async def presses_reach(self, count: int) -> None:
+        """Return once the simulated user has pressed the button ``count`` times."""
+        if self.presses >= count:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._press_waiters.append((count, future))
+        await future
+
+    def disarm(self) -> None:
+        for _, future in self._armed:
+            future.cancel()
+        self._armed.clear()
+
+    def _observe(self, daemon: Daemon, event: Event) -> None:
+        if isinstance(event, Pressed):
+            self.presses += 1
+            for waiter in [w for w in self._press_waiters if w[0] <= self.presses]:
+                self._press_waiters.remove(waiter)
+                if not waiter[1].done():
+                    waiter[1].set_result(None)
+        run = self._run
+        if run is None or daemon is not run.daemon or not run.may_restart():
+            return  # a daemon on its way out, or a restart already under way
+        for armed in list(self._armed):
+            moment, future = armed
+            if future.done():
+                self._armed.remove(armed)
+            elif moment(daemon, event):
+                self._armed.remove(armed)
+                run.request_restart()
+                self.restarts += 1
+                future.set_result(type(event).__name__)
+                return
 
 
 @dataclass
@@ -203,8 +291,10 @@ class SimulationResult:
     daemon: Daemon
     # (pressed, frames of speaker output already heard at that instant), per button edge.
     button_edges: list[tuple[bool, int]] = field(default_factory=list)
-    # Every daemon of the run: more than one after a ``restart`` fault.
+    # Every daemon of the run: more than one after a ``restart`` fault (only the last
+    # with ``keep_daemons`` False).
     daemons: list[Daemon] = field(default_factory=list)
+    restarts: int = 0
 
 
 async def simulate(
@@ -353,6 +443,7 @@ async def _simulate_with_card(
         daemon,
         run.button_edges,
         run.daemons,
+        run.restarts,
     )
 
 
@@ -460,7 +551,14 @@ class _SimulatedRun:
             ready_for_press=self._ready_for_press,
         )
         self.button_edges: list[tuple[bool, int]] = []
+        self._edge_lock = threading.Lock()
+        self._held_press: int | None = None  # the schedule's press held now, from 0
+        self._presses_driven = 0
         self.daemons: list[Daemon] = []
+        self.restarts = 0
+        self.control = options.control
+        if self.control is not None:
+            self.control._run = self
         self.done = asyncio.Event()
         self._restart = asyncio.Event()
         self._restarts = list(restarts)
@@ -480,8 +578,24 @@ class _SimulatedRun:
         daemon = Daemon(self.settings, self.devices, credentials=credentials)
         daemon.watchers.append(self._observe)
         daemon.watchers.append(lambda _event: self._check_done(daemon))
+        if self.control is not None:
+            control = self.control
+            daemon.watchers.append(lambda event: control._observe(daemon, event))
+        if not self.options.keep_daemons:
+            self.daemons.clear()
         self.daemons.append(daemon)
         return daemon
+
+    def may_restart(self) -> bool:
+        """False while the run is ending or a restart is already under way."""
+        return not self.done.is_set() and not self._restart.is_set()
+
+    def request_restart(self) -> None:
+        """Stop the running daemon as SIGTERM does and start a new one."""
+        with self._edge_lock:
+            self._restart.set()
+            if self._held_press is not None and self.control is not None:
+                self.control.cut_presses.add(self._held_press)
 
     async def run(self, credentials: Callable[[], Any]) -> None:
         if self.trace is not None:
@@ -493,6 +607,7 @@ class _SimulatedRun:
                 daemon = self.build_daemon(credentials)
                 if await self._run_until_done_or_restart(daemon, deadline):
                     return
+                self.restarts += 1
                 if self.trace is not None:
                     self.trace({"event": "restart"})
         finally:
@@ -531,6 +646,14 @@ class _SimulatedRun:
     # -- the simulated user -------------------------------------------------------------------
 
     def _drive_button(self, pressed: bool) -> None:
+        with self._edge_lock:
+            if pressed:
+                self._held_press = self._presses_driven
+                self._presses_driven += 1
+                if self._restart.is_set() and self.control is not None:
+                    self.control.cut_presses.add(self._held_press)
+            else:
+                self._held_press = None
         heard = self.devices.heard_frames()
         self.button_edges.append((pressed, heard))
         if self.trace is not None:
@@ -547,7 +670,18 @@ class _SimulatedRun:
         heartbeat = daemon.heartbeats.get("capture")
         if heartbeat is not None:
             heartbeat.beat()
-        return daemon.quiet.wait(timeout) and daemon.conversation.link_up
+        conversation = daemon.conversation
+        if (
+            daemon.ready.is_set()
+            and not conversation.link_up
+            and conversation.connection_state is not LinkState.STOPPED  # not a daemon on its way out
+            and not self._restart.is_set()
+            and conversation.pending_utterances < self.options.press_while_offline
+        ):
+            # Offline: this user asks anyway, a few things, and the device keeps them.
+            return True
+        # Not while a restart is under way: the daemon that would hear it is stopping.
+        return daemon.quiet.wait(timeout) and conversation.link_up and not self._restart.is_set()
 
     # -- observing the daemon ---------------------------------------------------------------------
 
@@ -712,4 +846,4 @@ def _sample_utterance() -> np.ndarray:
         return read_wav_as(path, CAPTURE_RATE)
 
 
-__all__ = ["AudioDeviceError", "SimulationOptions", "SimulationResult", "register", "simulate"]
+__all__ = ["AudioDeviceError", "RunControl", "SimulationOptions", "SimulationResult", "register", "simulate"]
