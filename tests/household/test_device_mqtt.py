@@ -115,26 +115,31 @@ def device_overrides(port: int, socket_dir: Path) -> dict:
     }
 
 
+def start_device(tmp_path: Path, emulator, mqtt_port: int, *, press: tuple[float, float]) -> asyncio.Task:
+    """The daemon on simulated hardware, in real time, publishing to the broker on ``mqtt_port``."""
+    return asyncio.create_task(
+        simulate(
+            SimulationOptions(
+                mic=tmp_path / "mic.wav",
+                presses=[press],
+                out=tmp_path / "out.wav",
+                earcons=False,
+                realtime=True,
+                overrides=device_overrides(mqtt_port, tmp_path),
+                emulator=emulator,
+                state_dir=tmp_path / "state",
+            )
+        )
+    )
+
+
 async def test_discovery_state_commands_and_an_mqtt_announcement_heard_after_the_chime(
     tmp_path: Path, emulator_factory, mosquitto
 ) -> None:
     noise_wav(tmp_path / "mic.wav", 6.0)
     emulator = await emulator_factory(pace=1.0, default={"reply": NEWS + "."})
     async with watch(mosquitto.port) as broker:
-        run = asyncio.create_task(
-            simulate(
-                SimulationOptions(
-                    mic=tmp_path / "mic.wav",
-                    presses=[(5.0, 5.3)],
-                    out=tmp_path / "out.wav",
-                    earcons=False,
-                    realtime=True,
-                    overrides=device_overrides(mosquitto.port, tmp_path),
-                    emulator=emulator,
-                    state_dir=tmp_path / "state",
-                )
-            )
-        )
+        run = start_device(tmp_path, emulator, mosquitto.port, press=(5.0, 5.3))
         await broker.wait(f"{BASE}/availability", lambda v: v == "online")
         await broker.wait(f"{BASE}/state", lambda v: v == "idle")
         configs = {
@@ -240,20 +245,7 @@ async def test_home_assistant_shows_the_device_follows_it_and_drives_it(
     noise_wav(tmp_path / "mic.wav", 8.0)
     emulator = await emulator_factory(pace=1.0, default={"reply": NEWS + "."})
     async with watch(ha.mqtt_port) as broker, HomeAssistantStates(ha.url, ha.token) as home:
-        run = asyncio.create_task(
-            simulate(
-                SimulationOptions(
-                    mic=tmp_path / "mic.wav",
-                    presses=[(6.0, 6.6)],
-                    out=tmp_path / "out.wav",
-                    earcons=False,
-                    realtime=True,
-                    overrides=device_overrides(ha.mqtt_port, tmp_path),
-                    emulator=emulator,
-                    state_dir=tmp_path / "state",
-                )
-            )
-        )
+        run = start_device(tmp_path, emulator, ha.mqtt_port, press=(6.0, 6.6))
         try:
             await broker.wait(f"{BASE}/availability", lambda v: v == "online")
             await home.wait_state(STATE, lambda v: v == "idle")
