@@ -226,6 +226,7 @@ class RunControl:
         self._run: _SimulatedRun | None = None
         self._armed: list[tuple[Callable[[Daemon, Event], bool], asyncio.Future[str]]] = []
         self._press_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._running_waiters: list[asyncio.Future[None]] = []
 
     @property
     def daemon(self) -> Daemon | None:
@@ -257,6 +258,17 @@ class RunControl:
         self._press_waiters.append((count, future))
         await future
 
+    async def running(self) -> None:
+        """Return once a daemon runs that no restart is taking down and it listens: after a
+        restart, the new one. Whatever the caller does next (a fault, another restart)
+        then reaches that daemon, not one on its way out."""
+        run = self._run
+        if run is not None and run.daemons and run.may_restart() and run.daemon.ready.is_set():
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._running_waiters.append(future)
+        await future
+
     def disarm(self) -> None:
         for _, future in self._armed:
             future.cancel()
@@ -272,6 +284,11 @@ class RunControl:
         run = self._run
         if run is None or daemon is not run.daemon or not run.may_restart():
             return  # a daemon on its way out, or a restart already under way
+        if daemon.ready.is_set() and self._running_waiters:
+            waiters, self._running_waiters = self._running_waiters, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
         for armed in list(self._armed):
             moment, future = armed
             if future.done():
