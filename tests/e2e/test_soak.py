@@ -65,7 +65,13 @@ OFFLINE_FAULT = "refuse:1.2"
 OFFLINE_QUESTIONS = 4
 # Restarts by SIGTERM per 1,000 utterances, at each kind of moment.
 RESTARTS = {"mid-utterance": 7, "mid-reply": 7, "idle": 6, "offline": 6}
-RESTART_WAIT_S = 10.0
+# An offline restart's outage: the server refuses connections until the storm ends it
+# (after the new daemon is up), so the restart meets questions queued offline however
+# slowly the machine runs, and the new daemon starts offline with them.
+RESTART_OUTAGE_FAULT = "refuse:600"
+# The longest the storm waits for anything: a moment of the conversation, a restarted
+# daemon, an open connection. Each comes within a few presses; not coming is a failure.
+STEP_TIMEOUT_S = 30.0
 
 
 @dataclass
@@ -83,7 +89,6 @@ class Storm:
     """What the storm did: faults by kind (as the server fired them) and restarts."""
 
     restarts: Counter[str] = field(default_factory=Counter)
-    restart_attempts: int = 0
     # Presses (from 0) cut by a restart while the daemon was taking their audio (the
     # latest press: its button may be up already with its last periods in flight).
     cut_presses: set[int | None] = field(default_factory=set)
@@ -121,11 +126,11 @@ def planned(counts: dict[str, int], utterances: int) -> list[str]:
 
 
 def restart_moment(
-    kind: str, rng: random.Random, cut: Callable[[], None] = lambda: None, queued: int = 2
+    kind: str, rng: random.Random, cut: Callable[[], None] = lambda: None
 ) -> Callable[[Daemon, Event], bool]:
     """When a restart of ``kind`` happens: at a random frame of an utterance, a random
     chunk of a reply, a quiet moment, or offline with questions queued. ``cut`` is called
-    when it happens while the button is held."""
+    when it happens while the daemon takes a press's audio."""
     skip = [rng.randint(1, 8) if kind == "mid-utterance" else rng.randint(1, 3)]
 
     def moment(daemon: Daemon, event: Event) -> bool:
@@ -140,7 +145,7 @@ def restart_moment(
         if kind == "idle":
             return conversation.idle and conversation.link_up
         if kind == "offline":
-            return not conversation.link_up and conversation.pending_utterances >= queued
+            return not conversation.link_up and conversation.pending_utterances >= 2
         wanted = Captured if kind == "mid-utterance" else ServerAudio
         if not isinstance(event, wanted) or (kind == "mid-utterance" and not conversation.capturing):
             return False
@@ -179,40 +184,43 @@ async def run_storm(
         if step.startswith("restart:"):
             await restart(emulator, control, step.removeprefix("restart:"), rng, storm)
             continue
-        await inject(emulator, OFFLINE_FAULT if step == "offline" else step, rng)
+        await inject(emulator, OFFLINE_FAULT if step == "offline" else step)
 
 
-async def inject(emulator: EmulatorProcess, kind: str, rng: random.Random) -> None:
+async def inject(emulator: EmulatorProcess, kind: str) -> None:
     """Into an open connection only: a fault with none open would wait for the next one
-    (or, a refusal, strike none). Between attempts the device is reconnecting."""
-    for _ in range(2000):
-        if await asyncio.to_thread(emulator.call, "inject_if_open", kind):
-            return
-        await asyncio.sleep(rng.uniform(0.005, 0.02))
-    raise AssertionError(f"no connection open to inject {kind} into")
+    (or, a refusal, strike none). With none open the device is reconnecting: the
+    emulator waits for the next one set up."""
+    if not await asyncio.to_thread(emulator.call, "inject_when_open", (kind, STEP_TIMEOUT_S)):
+        raise AssertionError(f"no connection opened within {STEP_TIMEOUT_S:g} s to inject {kind} into")
 
 
 async def restart(
     emulator: EmulatorProcess, control: RunControl, kind: str, rng: random.Random, storm: Storm
 ) -> None:
-    for attempt in itertools.count():
-        storm.restart_attempts += 1
+    """Restart the daemon at a moment of ``kind``, and return once the new one listens (so
+    that the next fault or restart reaches it, not the daemon on its way out)."""
+    moment = control.restart_when(
+        restart_moment(kind, rng, lambda: storm.cut_presses.add(control.last_press))
+    )
+    try:
         if kind == "offline":
-            # Offline long enough that the user asks several things first.
-            await inject(emulator, OFFLINE_FAULT, rng)
-        moment = control.restart_when(
-            # Offline with questions queued; if that moment did not come, offline at all.
-            restart_moment(
-                kind, rng, lambda: storm.cut_presses.add(control.last_press), queued=2 if attempt == 0 else 0
-            )
-        )
-        try:
-            await asyncio.wait_for(moment, RESTART_WAIT_S)
-        except TimeoutError:
-            control.disarm()  # that moment did not come this time: try again
-            continue
-        storm.restarts[kind] += 1
-        return
+            # Offline until the new daemon is up: the user asks several things meanwhile.
+            await inject(emulator, RESTART_OUTAGE_FAULT)
+        await within(moment, f"a moment to restart {kind}")
+        await within(control.running(), f"the daemon restarted {kind}")
+    finally:
+        control.disarm()
+        if kind == "offline":
+            await asyncio.to_thread(emulator.call, "end_refusal")
+    storm.restarts[kind] += 1
+
+
+async def within(awaitable: Any, what: str) -> None:
+    try:
+        await asyncio.wait_for(awaitable, STEP_TIMEOUT_S)
+    except TimeoutError:
+        raise AssertionError(f"the storm waited {STEP_TIMEOUT_S:g} s for {what}") from None
 
 
 async def sample(label: str, emulator: EmulatorProcess) -> Sample:
@@ -283,8 +291,10 @@ def judge(
     each part is answered once. What is said between the signal and the new daemon's
     first period is captured by nobody (as on a device while the service restarts), so
     such a press may have a gap, or lack its end if released meanwhile; never its start,
-    except ``uncaptured`` ones: pressed an instant before the signal (the old daemon had
-    none of its audio yet) or while the restart was under way.
+    except ``uncaptured`` ones: pressed an instant before the signal (the old daemon's
+    core had not taken its first period yet) or while the restart was under way. Those
+    may be heard by nobody, or (held through the restart) from where the new daemon
+    began.
 
     An answer counts when the server finished the reply (turnComplete sent, not
     interrupted). A press answered twice is a defect unless the first answer may never
@@ -338,7 +348,9 @@ def judge(
         parts = sorted(answers, key=lambda a: (a[0], a[2]))
         covered_from = parts[0][0]
         covered_to = max(a[1] for a in parts)
-        if covered_from != start or (covered_to != end and press not in cut_presses):
+        if (covered_from != start and press not in uncaptured) or (
+            covered_to != end and press not in cut_presses
+        ):
             verdict.lost.append(press)  # the beginning or the end was never answered
         pieces = {(a[0], a[1]) for a in parts}
         if len(pieces) > 1:
@@ -358,6 +370,67 @@ def judge(
 # -- the soak ------------------------------------------------------------------------------------
 
 
+def soak_options(
+    tmp_path: Path, press_times: list[tuple[float, float]], emulator: EmulatorProcess, control: RunControl
+) -> SimulationOptions:
+    """The soak's simulation: fast mode, a user who asks while offline, quick reconnects."""
+    return SimulationOptions(
+        mic=tmp_path / "mic.wav",
+        presses=press_times,
+        out=tmp_path / "out.wav",
+        earcons=False,
+        emulator=emulator,
+        state_dir=tmp_path / "state",
+        timeout_s=max(600.0, len(press_times) * 0.6),
+        control=control,
+        press_while_offline=OFFLINE_QUESTIONS,
+        keep_daemons=False,
+        overrides={
+            "audio": {"preroll_ms": 0},
+            "live": {"reconnect_initial_s": 0.02, "reconnect_max_s": 0.1, "reply_timeout_s": 1.0},
+        },
+    )
+
+
+def soak_scenario() -> dict[str, Any]:
+    return {"voice": "tone", "pace": "fast", "default": {"input_transcript": "q", "reply": "Okay, noted."}}
+
+
+def press_schedule(utterances: int) -> list[tuple[float, float]]:
+    return [(0.2 + i * SPACING_S, 0.2 + i * SPACING_S + PRESS_S) for i in range(utterances)]
+
+
+async def test_a_restart_while_offline_keeps_what_was_asked_offline(tmp_path: Path) -> None:
+    """The storm's offline restart on its own: the server refuses connections, the user
+    asks twice or more, the daemon is restarted, the new one starts offline with those
+    questions, and once the server takes connections again each is answered once."""
+    press_times = press_schedule(10)
+    mic = noise_wav(tmp_path / "mic.wav", len(press_times) * SPACING_S + 1.0, seed=3)
+    presses = [(round(a * RATE), round(b * RATE)) for a, b in press_times]
+    emulator = await asyncio.to_thread(EmulatorProcess, soak_scenario())
+    control = RunControl()
+    storm = Storm()
+
+    async def offline_restart_at_press_3() -> None:
+        await control.presses_reach(3)
+        await restart(emulator, control, "offline", random.Random(1), storm)
+
+    storm_task = asyncio.create_task(offline_restart_at_press_3())
+    try:
+        result = await simulate(soak_options(tmp_path, press_times, emulator, control))
+        assert storm_task.done(), "the conversation ended before the restart"
+        await storm_task
+        record = await asyncio.to_thread(emulator.call, "record")
+    finally:
+        storm_task.cancel()
+        await asyncio.to_thread(emulator.close)
+    assert storm.restarts == {"offline": 1} and result.restarts == 1
+    cut = {press for press in storm.cut_presses if press is not None} | control.cut_presses
+    verdict = judge(mic, presses, record, cut, cut - control.taken_presses)
+    assert (verdict.lost, verdict.twice, verdict.out_of_order, verdict.strays) == ([], [], [], 0), verdict
+    assert not record["errors"], record["errors"][:3]
+
+
 def soak_size() -> int:
     minutes = os.environ.get("EDGEVOICE_SOAK_MINUTES")
     if minutes:
@@ -372,13 +445,10 @@ async def test_soak_with_every_fault_and_sigterm_restarts_loses_nothing_and_leak
     seed = int(os.environ.get("EDGEVOICE_SOAK_SEED", "2026"))
     rng = random.Random(seed)
     mic = noise_wav(tmp_path / "mic.wav", utterances * SPACING_S + 1.0, seed=seed)
-    press_times = [(0.2 + i * SPACING_S, 0.2 + i * SPACING_S + PRESS_S) for i in range(utterances)]
+    press_times = press_schedule(utterances)
     presses = [(round(a * RATE), round(b * RATE)) for a, b in press_times]
     # The emulator lives in its own process, so this process's memory is the daemon's.
-    emulator = await asyncio.to_thread(
-        EmulatorProcess,
-        {"voice": "tone", "pace": "fast", "default": {"input_transcript": "q", "reply": "Okay, noted."}},
-    )
+    emulator = await asyncio.to_thread(EmulatorProcess, soak_scenario())
     control = RunControl()
     storm = Storm()
     # pytest keeps every log record it captures; thousands of "connection lost" lines
@@ -393,24 +463,7 @@ async def test_soak_with_every_fault_and_sigterm_restarts_loses_nothing_and_leak
     started = time.monotonic()
     storm_task = asyncio.create_task(run_storm(emulator, control, utterances, rng, storm))
     try:
-        result = await simulate(
-            SimulationOptions(
-                mic=tmp_path / "mic.wav",
-                presses=press_times,
-                out=tmp_path / "out.wav",
-                earcons=False,
-                emulator=emulator,
-                state_dir=tmp_path / "state",
-                timeout_s=max(600.0, utterances * 0.6),
-                control=control,
-                press_while_offline=OFFLINE_QUESTIONS,
-                keep_daemons=False,
-                overrides={
-                    "audio": {"preroll_ms": 0},
-                    "live": {"reconnect_initial_s": 0.02, "reconnect_max_s": 0.1, "reply_timeout_s": 1.0},
-                },
-            )
-        )
+        result = await simulate(soak_options(tmp_path, press_times, emulator, control))
         wall_s = time.monotonic() - started
         storm_finished = storm_task.done()
         if storm_finished:
@@ -429,9 +482,8 @@ async def test_soak_with_every_fault_and_sigterm_restarts_loses_nothing_and_leak
         import pickle
 
         await asyncio.to_thread(Path(dump).write_bytes, pickle.dumps((mic, presses, record)))
-    captured_cuts = {press for press in storm.cut_presses if press is not None}
-    cut = captured_cuts | control.cut_presses
-    verdict = judge(mic, presses, record, cut, control.cut_presses - captured_cuts)
+    cut = {press for press in storm.cut_presses if press is not None} | control.cut_presses
+    verdict = judge(mic, presses, record, cut, cut - control.taken_presses)
     fired = Counter(_fault_kind(fault) for connection, fault in record["faults"] if connection is not None)
     samples = {s.label: s for s in storm.samples}
     figures = {

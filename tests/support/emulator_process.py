@@ -27,14 +27,21 @@ def _serve(scenario: dict[str, Any], ca_path: str, channel: Connection) -> None:
             if command == "stop":
                 channel.send(None)
                 return
-            if command == "inject_if_open":
+            if command == "inject_when_open":
                 # Only into an open connection: a fault with none open would wait for the
-                # next one, or (a refusal) strike no connection at all.
-                # The newest one set up: a newer one still opening may never be.
-                is_open = any(c.accepted and c.closed_t is None for c in reversed(emulator.connections[-8:]))
-                if is_open:
-                    emulator.inject_fault(argument)
-                channel.send(is_open)
+                # next one, or (a refusal) strike no connection at all. False if none
+                # opened within the timeout.
+                kind, timeout = argument
+                try:
+                    emulator.wait_for(_has_open_connection, timeout)
+                except TimeoutError:
+                    channel.send(False)
+                    continue
+                emulator.inject_fault(kind)
+                channel.send(True)
+            elif command == "end_refusal":
+                emulator.end_refusal()
+                channel.send(None)
             elif command == "hits":
                 channel.send(sum(1 for r in emulator.fired_faults if r.connection_id is not None))
             elif command == "report":
@@ -50,6 +57,11 @@ def _serve(scenario: dict[str, Any], ca_path: str, channel: Connection) -> None:
                 channel.send(_record(emulator))
             elif command == "memory":
                 channel.send(_rss_mb())
+
+
+def _has_open_connection(emulator: Any) -> bool:
+    # The newest ones set up: a newer one still opening may never be.
+    return any(c.accepted and c.closed_t is None for c in reversed(emulator.connections[-8:]))
 
 
 def _rss_mb() -> float:
@@ -117,6 +129,10 @@ def _record(emulator: Any) -> dict[str, Any]:
     }
 
 
+# How long a command may take, waits included (inject_when_open's timeout must be less).
+CALL_TIMEOUT_S = 60.0
+
+
 class EmulatorProcess:
     def __init__(self, scenario: dict[str, Any]) -> None:
         self._directory = tempfile.TemporaryDirectory(prefix="ev-emu-")
@@ -141,7 +157,7 @@ class EmulatorProcess:
     def call(self, command: str, argument: Any = None) -> Any:
         """Blocking: call it from a thread (asyncio.to_thread) inside a running loop."""
         self._channel.send((command, argument))
-        if not self._channel.poll(30):
+        if not self._channel.poll(CALL_TIMEOUT_S):
             raise TimeoutError(f"the emulator process did not answer {command!r}")
         return self._channel.recv()
 

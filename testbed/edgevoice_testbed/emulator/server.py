@@ -576,6 +576,10 @@ class EmulatorThread(_RecordViews):
             fault = parse_fault(fault)
         self._call(lambda: self._emulator.inject_fault(fault), timeout, "the fault")
 
+    def end_refusal(self, timeout: float = 5.0) -> None:
+        """As :meth:`Emulator.end_refusal`, from another thread."""
+        self._call(self._emulator.end_refusal, timeout, "the end of the refusal")
+
     def arm_injections(self, injections: list[InjectSpec | dict[str, Any]], *,
                        replace: bool = False, timeout: float = 5.0) -> None:
         """As :meth:`Emulator.arm_injections`, from another thread."""

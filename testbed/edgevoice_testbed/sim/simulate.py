@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import contextlib
 import json
 import os
@@ -223,9 +224,16 @@ class RunControl:
         # while one was under way: what of them the old daemon had not taken when the
         # signal came is heard by nobody.
         self.cut_presses: set[int] = set()
+        # Presses (from 0) whose first sample a daemon's core took before it began to
+        # stop: from there on it holds them, and must keep them across a restart. A press
+        # cut at its very start (the signal came before its first period reached the
+        # core) is heard from its start by nobody, as on a device whose service stops as
+        # the button goes down.
+        self.taken_presses: set[int] = set()
         self._run: _SimulatedRun | None = None
         self._armed: list[tuple[Callable[[Daemon, Event], bool], asyncio.Future[str]]] = []
         self._press_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._running_waiters: list[asyncio.Future[None]] = []
 
     @property
     def daemon(self) -> Daemon | None:
@@ -257,12 +265,40 @@ class RunControl:
         self._press_waiters.append((count, future))
         await future
 
+    async def running(self) -> None:
+        """Return once a daemon runs that no restart is taking down and it listens: after a
+        restart, the new one. Whatever the caller does next (a fault, another restart)
+        then reaches that daemon, not one on its way out."""
+        run = self._run
+        if run is not None and run.daemons and run.may_restart() and run.daemon.ready.is_set():
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._running_waiters.append(future)
+        await future
+
     def disarm(self) -> None:
         for _, future in self._armed:
             future.cancel()
         self._armed.clear()
 
+    def _note_taken(self, daemon: Daemon, event: Captured) -> None:
+        run = self._run
+        capture = run.devices.capture if run is not None else None
+        if capture is None or daemon is not run.daemon:  # type: ignore[union-attr]
+            return
+        if daemon.conversation.connection_state is LinkState.STOPPED:
+            return  # handed over after the stop: the core no longer takes audio
+        start = capture.base + event.position
+        end = start + len(event.pcm) // 2
+        starts = run._press_starts  # type: ignore[union-attr]
+        index = bisect.bisect_left(starts, start)
+        while index < len(starts) and starts[index] < end:
+            self.taken_presses.add(index)
+            index += 1
+
     def _observe(self, daemon: Daemon, event: Event) -> None:
+        if isinstance(event, Captured):
+            self._note_taken(daemon, event)
         if isinstance(event, Pressed):
             self.presses += 1
             for waiter in [w for w in self._press_waiters if w[0] <= self.presses]:
@@ -272,6 +308,11 @@ class RunControl:
         run = self._run
         if run is None or daemon is not run.daemon or not run.may_restart():
             return  # a daemon on its way out, or a restart already under way
+        if daemon.ready.is_set() and self._running_waiters:
+            waiters, self._running_waiters = self._running_waiters, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
         for armed in list(self._armed):
             moment, future = armed
             if future.done():
@@ -553,6 +594,8 @@ class _SimulatedRun:
         self.button_edges: list[tuple[bool, int]] = []
         self._edge_lock = threading.Lock()
         self._held_press: int | None = None  # the schedule's press held now, from 0
+        # Where each press starts, in microphone samples, in schedule order.
+        self._press_starts = [edge.position for edge in schedule.edges if edge.pressed]
         self._presses_driven = 0
         self.daemons: list[Daemon] = []
         self.restarts = 0
