@@ -112,6 +112,9 @@ async def test_offline_an_announcement_chimes_at_once_and_is_spoken_when_back_on
     )
     await emulator.wait_for(lambda e: bool(e.fired_faults), timeout=30)
     fault_t = emulator.fired_faults[0].t
+    # The daemon knows it is offline once it tries again (before that, an announcement
+    # would be queued as online and never chimed).
+    await emulator.wait_for(lambda e: bool(e.rejected_handshakes), timeout=30)
     old = await asyncio.to_thread(request, socket_path, {"command": "announce", "text": "The post has come"})
     assert old == {"ok": True}
     # More than the maximum age later, still offline: a second one.
