@@ -223,13 +223,20 @@ async def within(awaitable: Any, what: str) -> None:
         raise AssertionError(f"the storm waited {STEP_TIMEOUT_S:g} s for {what}") from None
 
 
+def threads_of_our_own() -> int:
+    """Threads, less the loop's default executor: a bounded pool (at most min(32, cores + 4)
+    workers) that grows on demand when the harness's own calls to the emulator overlap,
+    which a loaded machine makes likelier; a leak shows in every other thread."""
+    return sum(1 for thread in threading.enumerate() if not thread.name.startswith("asyncio_"))
+
+
 async def sample(label: str, emulator: EmulatorProcess) -> Sample:
     return Sample(
         label,
         rss_mb(),
         python_heap_mb(),
         open_fds(),
-        threading.active_count(),
+        threads_of_our_own(),
         await asyncio.to_thread(emulator.call, "memory"),
     )
 
