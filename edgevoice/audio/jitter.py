@@ -200,6 +200,9 @@ class JitterBuffer:
         if self.adaptive is not None and frames:
             self._arrivals.append((self._clock, frames))
             self._arrived += frames
+            # Only the last catch-up window is ever asked about (device time only grows):
+            # forget older arrivals now, or answers without a gap would pile them up.
+            self._arrived_since(self._clock - self._frames(self.adaptive.catch_up_ms))
 
     def end_of_reply(self) -> None:
         """No more audio for the current reply (generationComplete / turnComplete)."""

@@ -222,3 +222,14 @@ def test_small_late_chunks_give_at_most_one_underrun_then_none(jitter, chunk_ms)
     card = play(jb, [late])
     assert jb.counters.underruns <= 1 and card.card_xruns == 0
     assert audio_only(card) == ramp(0, 2000 * FRAMES_PER_MS)
+
+
+def test_answers_without_a_gap_leave_no_record_behind():
+    # The buffer keeps the arrivals of the last catch-up window only: a device that answers
+    # for months without an underrun must not remember every chunk it ever received.
+    jb = JitterBuffer(RATE, adaptive=AdaptiveTarget())
+    for _ in range(50):
+        play(jb, [arrivals([[200, 100]], reply_ms=1000)])
+    assert jb.counters.underruns == 0
+    window_chunks = AdaptiveTarget().catch_up_ms // 20 + 2
+    assert len(jb._arrivals) <= window_chunks
