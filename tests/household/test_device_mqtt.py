@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -133,6 +135,17 @@ def start_device(tmp_path: Path, emulator, mqtt_port: int, *, press: tuple[float
     )
 
 
+async def simulate_process(tmp_path: Path, config: Path, *, stderr: int) -> asyncio.subprocess.Process:
+    """`edgevoice simulate` as its own process (so it can be SIGKILLed), pressing at 50 s."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "edgevoice", "simulate", "--config", str(config),
+        "--mic", str(tmp_path / "mic.wav"), "--press", "50:51", "--realtime",
+        "--out", str(tmp_path / "out.wav"), "--no-earcons",
+        stdout=asyncio.subprocess.DEVNULL, stderr=stderr,
+        env={**os.environ, "EDGEVOICE_CONFIG": ""},
+    )
+
+
 async def test_discovery_state_commands_and_an_mqtt_announcement_heard_after_the_chime(
     tmp_path: Path, emulator_factory, mosquitto
 ) -> None:
@@ -185,9 +198,7 @@ async def test_a_daemon_that_dies_is_shown_unavailable_through_its_last_will(
     tmp_path: Path, mosquitto
 ) -> None:
     """Killed with SIGKILL (no goodbye): the broker publishes the will."""
-    import os
     import signal
-    import sys
 
     config = tmp_path / "edgevoice.toml"
     config.write_text(
@@ -197,13 +208,7 @@ async def test_a_daemon_that_dies_is_shown_unavailable_through_its_last_will(
     )
     noise_wav(tmp_path / "mic.wav", 60.0)
     async with watch(mosquitto.port) as broker:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "edgevoice", "simulate", "--config", str(config),
-            "--mic", str(tmp_path / "mic.wav"), "--press", "50:51", "--realtime",
-            "--out", str(tmp_path / "out.wav"), "--no-earcons",
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "EDGEVOICE_CONFIG": ""},
-        )
+        process = await simulate_process(tmp_path, config, stderr=asyncio.subprocess.PIPE)
         try:
             await broker.wait(f"{BASE}/availability", lambda v: v == "online", timeout=60)
             process.send_signal(signal.SIGKILL)
@@ -341,9 +346,7 @@ async def test_home_assistant_shows_a_killed_daemon_unavailable(
 ) -> None:
     """SIGKILL (no goodbye): the broker publishes the last will and HA's entities become
     unavailable."""
-    import os
     import signal
-    import sys
 
     ha = home_assistant_with_mqtt
     config = tmp_path / "edgevoice.toml"
@@ -354,13 +357,7 @@ async def test_home_assistant_shows_a_killed_daemon_unavailable(
     )
     noise_wav(tmp_path / "mic.wav", 60.0)
     async with HomeAssistantStates(ha.url, ha.token) as home:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "edgevoice", "simulate", "--config", str(config),
-            "--mic", str(tmp_path / "mic.wav"), "--press", "50:51", "--realtime",
-            "--out", str(tmp_path / "out.wav"), "--no-earcons",
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-            env={**os.environ, "EDGEVOICE_CONFIG": ""},
-        )
+        process = await simulate_process(tmp_path, config, stderr=asyncio.subprocess.DEVNULL)
         try:
             await home.wait_state(STATE, lambda v: v == "idle", timeout=60)
             await home.wait_state(VOLUME, lambda v: v != "unavailable")
