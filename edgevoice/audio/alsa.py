@@ -1,16 +1,18 @@
 """Opening ALSA PCMs with pyalsaaudio, and the small interface the audio threads use.
 
 The capture and playback threads talk to a :class:`CaptureDevice` / :class:`PlaybackDevice`
-(the gpiozero pin-factory idea): the production implementation is a pyalsaaudio ``PCM``
-as it is; the simulator wraps the same real ``PCM`` (libasound's file plugin) to pace it
-like a sound card. Errors become :class:`AudioDeviceError` with one sentence a user can act
-on.
+(the gpiozero pin-factory idea): the production implementations are a pyalsaaudio ``PCM``
+(playback as it is, capture in :class:`AlsaCapture`); the simulator wraps the same real
+``PCM`` (libasound's file plugin) to pace it like a sound card. Errors become
+:class:`AudioDeviceError` with one sentence a user can act on.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import select
+import threading
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -28,7 +30,15 @@ class AudioDeviceError(Exception):
 
 
 class CaptureDevice(Protocol):
-    def read(self) -> tuple[int, bytes]: ...
+    def read(self) -> tuple[int, bytes]:
+        """A period of audio, waiting for it: ``(frames, pcm)``; ``(0, b"")`` for nothing
+        this time, a negative ``frames`` for an ALSA error code (``-EPIPE``: an overrun)."""
+        ...
+
+    def cut_short(self) -> None:
+        """From another thread: end the read in progress (or the next) with the samples
+        captured so far, fewer than a period. A device that cannot may ignore it."""
+        ...
 
     def close(self) -> None: ...
 
@@ -59,13 +69,14 @@ def open_pcm(
     channels: int,
     period_frames: int,
     periods: int = 4,
+    blocking: bool = True,
 ) -> tuple[alsaaudio.PCM, OpenedFormat]:
-    """Open a blocking S16_LE PCM. ``kind`` is "capture" or "playback"."""
+    """Open an S16_LE PCM. ``kind`` is "capture" or "playback"."""
     pcm_type = alsaaudio.PCM_CAPTURE if kind == "capture" else alsaaudio.PCM_PLAYBACK
     try:
         pcm = alsaaudio.PCM(
             pcm_type,
-            alsaaudio.PCM_NORMAL,
+            alsaaudio.PCM_NORMAL if blocking else alsaaudio.PCM_NONBLOCK,
             device=device,
             rate=rate,
             channels=channels,
@@ -82,6 +93,97 @@ def open_pcm(
         period_frames=int(info.get("period_size", period_frames)),
         buffer_frames=int(info.get("buffer_size", period_frames * periods)),
     )
+
+
+class AlsaCapture:
+    """A capture PCM opened non-blocking, read by waiting in ``poll()`` on its descriptors
+    and on an eventfd that :meth:`cut_short` writes.
+
+    A blocking ``read()`` always waits for a whole period, so the button's release would
+    wait up to a period (20 ms) for the samples before it. Here a cut ends the wait at
+    once and the read takes what the card holds (a non-blocking ``snd_pcm_readi`` gives
+    what is available, up to the period). Reads then end off the card's period boundaries;
+    a card whose wake-ups come only at its boundaries would hold each later period back
+    until the next one, so the read after the cut's next whole period takes the rest
+    without waiting, which puts them back on the boundaries.
+    """
+
+    def __init__(self, pcm: alsaaudio.PCM, period_frames: int) -> None:
+        self._pcm = pcm
+        self._period_frames = period_frames
+        self._alsa_fds: list[tuple[int, int]] = pcm.polldescriptors()
+        self._cut_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._poll = select.poll()
+        for fd, mask in self._alsa_fds:
+            self._poll.register(fd, mask)
+        self._poll.register(self._cut_fd, select.POLLIN)
+        self._closing = threading.Lock()
+        # A wait that ends without the card or a cut (a card that stopped delivering)
+        # returns nothing, so that the capture thread can see stop() and beat its heartbeat.
+        self._poll_timeout_ms = 250
+        self._cut = False
+        # A capture stream starts with its first read: none may wait before it.
+        self._started = False
+        # After a cut: the next whole period ends off the card's boundary, and the read
+        # after it takes the rest without waiting.
+        self._rest_after_next = False
+        self._take_rest = False
+
+    def read(self) -> tuple[int, bytes]:
+        if not self._started or self._take_rest:
+            self._take_rest = False
+            length, data = self._take()
+            if length != 0:
+                return length, data
+        while True:
+            if not self._cut and not self._wait():
+                return 0, b""
+            length, data = self._take()
+            if self._cut:
+                if length < self._period_frames:
+                    self._cut = False  # caught up with the cut
+                    self._rest_after_next = length > 0
+            elif self._rest_after_next and length > 0:
+                self._rest_after_next = False
+                self._take_rest = True
+            if length != 0:
+                return length, data
+
+    def cut_short(self) -> None:
+        # Under the lock: once close() has freed the eventfd its number may be another file's.
+        with self._closing:
+            if self._cut_fd >= 0:
+                os.eventfd_write(self._cut_fd, 1)
+
+    def close(self) -> None:
+        with self._closing:
+            self._poll.unregister(self._cut_fd)
+            os.close(self._cut_fd)
+            self._cut_fd = -1
+        self._pcm.close()
+
+    def _wait(self) -> bool:
+        """Until the card holds a period or a cut comes; False if neither came."""
+        while True:
+            fired = dict(self._poll.poll(self._poll_timeout_ms))
+            if not fired:
+                return False
+            if fired.pop(self._cut_fd, 0):
+                os.eventfd_read(self._cut_fd)
+                self._cut = True
+                return True
+            if fired:
+                card = [(fd, fired.get(fd, 0)) for fd, _mask in self._alsa_fds]
+                if self._pcm.polldescriptors_revents(card):
+                    return True
+
+    def _take(self) -> tuple[int, bytes]:
+        self._started = True
+        length, data = self._pcm.read()
+        if length < 0:  # an overrun: pyalsaaudio prepared the stream again, from a boundary
+            self._started = False
+            self._rest_after_next = self._take_rest = False
+        return length, data
 
 
 def alsa_errno(exc: BaseException) -> int | None:

@@ -1,4 +1,4 @@
-"""The microphone: a thread blocked in ALSA ``read()``, handing periods to the event loop.
+"""The microphone: a thread waiting on the sound card, handing periods to the event loop.
 
 Each period is delivered with its sample position (16 kHz mono samples since the
 microphone opened) and the monotonic time it was read. The same numbers make the capture
@@ -40,6 +40,8 @@ class Microphone:
     until the card holds that many periods and reads them back to back, so an idle
     microphone wakes its thread twice per stretch instead of once per period; the card's
     buffer must hold them, with room to spare. A press wakes it at once.
+    A button edge also cuts the read in progress short (:meth:`CaptureDevice.cut_short`):
+    the samples up to a release go to the loop at once, not when the period fills.
     ``on_problem(text | None)`` reports a device problem (and its end) for the status line.
     """
 
@@ -77,6 +79,8 @@ class Microphone:
         self.held_back = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # The device being read (the thread's), for cut_short() from other threads.
+        self._device: CaptureDevice | None = None
         # (end position, time it was read) of the last read that waited for the card (one
         # that returned at once took older audio, so its time says nothing), and the end of
         # everything delivered: one tuple so another thread reads a consistent triple.
@@ -99,6 +103,7 @@ class Microphone:
     def stop(self, timeout: float = 2.0) -> None:
         self._stop.set()
         self._wake.set()
+        self._cut_read_short()
         if self._thread is not None:
             self._thread.join(timeout)
 
@@ -126,6 +131,14 @@ class Microphone:
             self.batch = 1
             self._wake.set()
             post(exact() if exact is not None else self.position_now())
+        # The samples up to the edge are wanted now (a release's end the utterance): the
+        # read in progress ends with what the card holds rather than waiting for the period.
+        self._cut_read_short()
+
+    def _cut_read_short(self) -> None:
+        device = self._device
+        if device is not None:
+            device.cut_short()
 
     def _run(self, device: CaptureDevice | None) -> None:
         make_this_thread_realtime("capture")
@@ -151,6 +164,7 @@ class Microphone:
                 self.reopens += 1
                 self._on_problem(None)
                 delay = self._retry_initial_s
+            self._device = device
             read_ahead = self.idle_read_ahead if self.batch > 1 else 0
             if read_ahead > 0 and caught_up:
                 # Nobody speaks: let the card gather periods, then read them together.
@@ -180,6 +194,7 @@ class Microphone:
             except Exception as exc:  # the device went away (ENODEV, EBADFD, EIO...)
                 log.warning("microphone read failed: %s; reopening", exc)
                 self._on_problem(f"microphone failed: {exc}")
+                self._device = None
                 _close_quietly(device)
                 device = None
                 continue
@@ -213,6 +228,7 @@ class Microphone:
                 self._clock_point = (position, t, position) if waited else (end, read_t, position)
             self.frames_delivered += 1
             self._heartbeat()
+        self._device = None
         if device is not None:
             _close_quietly(device)
 

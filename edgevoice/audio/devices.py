@@ -17,9 +17,18 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from edgevoice.audio.alsa import SAMPLE_BYTES, CaptureDevice, OpenedFormat, PlaybackDevice, open_pcm
+from edgevoice.audio.alsa import (
+    SAMPLE_BYTES,
+    AlsaCapture,
+    CaptureDevice,
+    OpenedFormat,
+    PlaybackDevice,
+    open_pcm,
+)
 
 if TYPE_CHECKING:  # imported when a card needs converting: numpy and soxr cost about 15 MB
+    import alsaaudio
+
     from edgevoice.audio.convert import CaptureConverter, PlaybackConverter
 
 log = logging.getLogger(__name__)
@@ -45,6 +54,9 @@ class ConvertingCapture:
             if out:
                 return len(out) // SAMPLE_BYTES, out
         return 0, b""
+
+    def cut_short(self) -> None:
+        self._pcm.cut_short()
 
     def close(self) -> None:
         self._pcm.close()
@@ -109,15 +121,16 @@ def open_capture(
 ) -> tuple[CaptureDevice, OpenedFormat]:
     """Open ``device`` for capture, delivering mono at ``rate`` whatever the card runs at."""
     pcm, opened = _open_negotiated(
-        "capture", device, rate, 1, period_ms, device_rate, device_channels, periods=periods
+        "capture", device, rate, 1, period_ms, device_rate, device_channels, periods=periods, blocking=False
     )
+    capture = AlsaCapture(pcm, opened.period_frames)
     if opened.rate == rate and opened.channels == 1:
-        return pcm, opened
+        return capture, opened
     log.info("the microphone runs at %d Hz, %d channel(s): converting", opened.rate, opened.channels)
     from edgevoice.audio.convert import CaptureConverter
 
     converter = CaptureConverter(opened.rate, opened.channels, channel, target_rate=rate)
-    return ConvertingCapture(pcm, converter), opened
+    return ConvertingCapture(capture, converter), opened
 
 
 def open_playback(
@@ -156,7 +169,8 @@ def _open_negotiated(
     device_channels: int | None,
     *,
     periods: int = 4,
-) -> tuple[CaptureDevice, OpenedFormat]:
+    blocking: bool = True,
+) -> tuple[alsaaudio.PCM, OpenedFormat]:
     want_rate = device_rate or rate
     want_channels = device_channels or channels
     pcm, opened = open_pcm(
@@ -166,6 +180,7 @@ def _open_negotiated(
         channels=want_channels,
         period_frames=want_rate * period_ms // 1000,
         periods=periods,
+        blocking=blocking,
     )
     if (opened.rate, opened.channels) == (want_rate, want_channels):
         return pcm, opened
@@ -179,4 +194,5 @@ def _open_negotiated(
         channels=opened.channels,
         period_frames=opened.rate * period_ms // 1000,
         periods=periods,
+        blocking=blocking,
     )

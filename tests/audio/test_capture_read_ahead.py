@@ -33,6 +33,9 @@ class PacedCard:
         self.taken += 1
         return PERIOD, pcm
 
+    def cut_short(self) -> None:
+        """A card that only gives whole periods."""
+
     def close(self) -> None:
         self.closed.set()
 

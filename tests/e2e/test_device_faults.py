@@ -37,6 +37,9 @@ class LateOnce:
             threading.Event().wait(0.3)  # the late reader itself: longer than the card's buffer
         return self._device.read()
 
+    def cut_short(self) -> None:
+        self._device.cut_short()
+
     def close(self) -> None:
         self._device.close()
 

@@ -48,6 +48,9 @@ class PacedMicrophone:
         self._closed.wait(max(0.0, self._next - time.monotonic()))
         return self._device.read()
 
+    def cut_short(self) -> None:
+        self._device.cut_short()
+
     def close(self) -> None:
         self._closed.set()
         self._device.close()

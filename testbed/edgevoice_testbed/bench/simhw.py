@@ -81,6 +81,9 @@ class GatedCapture:
     def edge_position_now(self) -> int:
         return self.inner.edge_position_now()
 
+    def cut_short(self) -> None:
+        self.inner.cut_short()
+
     def close(self) -> None:
         self._closed = True
         self._gate.set()  # a thread still waiting for the start must not hang

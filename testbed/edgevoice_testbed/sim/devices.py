@@ -111,6 +111,12 @@ class SimulatedCapture:
             self.schedule_done.set()
         self._reading = threading.Lock()
         self._generation = 0
+        # A cut (the daemon's microphone at a button edge): a paced read ends with the
+        # samples due by the clock, as a card read without blocking does.
+        self._cut = False
+        self._interrupt = threading.Event()
+        # The rest of a period the card gave beyond a cut read, for the next read.
+        self._carry = bytearray()
 
     def frame_consumed(self) -> None:
         """The daemon has taken one period (releases the back-pressure credit)."""
@@ -154,10 +160,12 @@ class SimulatedCapture:
             self._edges.popleft()
             self.edge_position = max(edge.position, start)
             self._drive_button(edge.pressed)
+        frames = self.period_frames
         if self._realtime or self.schedule_done.is_set():
             # After the last edge even a fast run is paced: the tail is only silence.
-            self._wait_until(self._t0 + end / self.rate)
+            frames = self._frames_due(start)
         else:
+            self._cut = False  # a fast run has no clock to cut by
             credits = self._credits
             while not credits.acquire(timeout=0.1):
                 if self._closed.is_set() or generation != self._generation:
@@ -165,7 +173,7 @@ class SimulatedCapture:
         with self._reading:
             if generation != self._generation:
                 return 0, b""
-            length, data = self._pcm.read()
+            length, data = self._take(frames)
             self.position += max(length, 0)
         if not self._edges and self.position > start:
             self.schedule_done.set()
@@ -173,12 +181,48 @@ class SimulatedCapture:
                 self._t0 = self._clock() - self.position / self.rate
         return length, data
 
+    def cut_short(self) -> None:
+        self._cut = True
+        self._interrupt.set()
+
     def close(self) -> None:
         """The daemon let go of the device; it stays open for a restarted daemon."""
 
     def shutdown(self) -> None:
         self._closed.set()
+        self._interrupt.set()
         self._pcm.close()
+
+    def _frames_due(self, start: int) -> int:
+        """Wait until the period from ``start`` is captured by the clock, or a cut comes
+        and part of it is; how many frames that is."""
+        assert self._t0 is not None
+        while not self._closed.is_set():
+            due = int((self._clock() - self._t0) * self.rate) - start
+            if due >= self.period_frames:
+                break
+            if self._cut:
+                self._cut = False
+                if due > 0:
+                    return due
+            self._interrupt.clear()
+            if not self._cut:  # (one that came meanwhile is seen at once)
+                # Pacing a simulated device by the clock, the way a sound card blocks.
+                self._interrupt.wait((self.period_frames - due) / self.rate)
+        self._cut = False
+        return self.period_frames
+
+    def _take(self, frames: int) -> tuple[int, bytes]:
+        """``frames`` from the card, which gives whole periods: the rest waits for the next read."""
+        wanted = frames * SAMPLE_BYTES
+        while len(self._carry) < wanted:
+            length, data = self._pcm.read()
+            if length <= 0:
+                return length, data
+            self._carry += data
+        data = bytes(self._carry[:wanted])
+        del self._carry[:wanted]
+        return frames, data
 
     def _wait_until(self, deadline: float) -> None:
         remaining = deadline - self._clock()
