@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
 
 from gpiozero.exc import GPIOZeroError
@@ -58,6 +58,7 @@ from edgevoice.core.events import (
     Pressed,
     Released,
     RunTool,
+    SavedLedger,
     SendActivityEnd,
     SendActivityStart,
     SendAudio,
@@ -154,10 +155,15 @@ class Daemon:
         self._session_id: str | None = None
         self._earcons = _earcons(settings)
         self.handle_store = HandleStore(settings.paths.state_dir)
-        # The handle is saved off the loop: an atomic write (two fsyncs) took 8-16 ms on the
-        # bench machine and can take tens of ms on an SD card, time the loop owes the
-        # microphone and the speaker. One thread keeps the writes in order; idle, it sleeps.
-        self._handle_writes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edgevoice-handle")
+        # The handle and the ledger are saved off the loop: an atomic write (two fsyncs) took
+        # 8-16 ms on the bench machine and can take tens of ms on an SD card, time the loop
+        # owes the microphone, the speaker and the sends queued in the same turn (a release's
+        # activityEnd waited for the ledger's write). One thread keeps the writes in order;
+        # idle, it sleeps.
+        self._state_writes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edgevoice-state")
+        self._ledger_written: Future[None] | None = None
+        # Function calls waiting for the ledger that remembers them to reach the disk.
+        self._calls_awaiting_disk: dict[str, RunTool] = {}
         self._instance_lock = InstanceLock(settings.paths.state_dir)
         self._clock: Callable[[], float] = time.monotonic
         # Timers, volume, mute and announcements: the device's own features.
@@ -442,8 +448,8 @@ class Daemon:
         self._execute(self.conversation.stop(self._clock()))
         assert self.live_link is not None
         await self.live_link.shutdown()
-        # Every handle saved so far is on disk before the last activity is recorded.
-        await asyncio.wrap_future(self._handle_writes.submit(self._touch_handle))
+        # Every handle and ledger saved so far is on disk before the last activity is recorded.
+        await asyncio.wrap_future(self._state_writes.submit(self._touch_handle))
 
     def _touch_handle(self) -> None:
         try:
@@ -641,6 +647,25 @@ class Daemon:
             self.speaker.earcon(pcm)
 
     def _run_tool(self, action: RunTool) -> None:
+        written = self._ledger_written
+        if written is not None and not written.done():
+            # The ledger that remembers this call is on disk before it runs, so that a
+            # restart cannot run it twice.
+            loop = self._loop
+            assert loop is not None
+            call_id = action.call.id
+            self._calls_awaiting_disk[call_id] = action
+            start = self._start_after_disk
+            written.add_done_callback(lambda _written: loop.call_soon_threadsafe(start, call_id))
+            return
+        self._start_tool(action)
+
+    def _start_after_disk(self, call_id: str) -> None:
+        action = self._calls_awaiting_disk.pop(call_id, None)
+        if action is not None:  # (None: cancelled meanwhile)
+            self._start_tool(action)
+
+    def _start_tool(self, action: RunTool) -> None:
         call: ToolCall = action.call
 
         def done(outcome: Any) -> None:
@@ -662,11 +687,14 @@ class Daemon:
         self.toolbox.start(call, done)
 
     def _cancel_tools(self, action: CancelTools) -> None:
+        unstarted = [call_id for call_id in action.ids if self._calls_awaiting_disk.pop(call_id, None)]
+        if unstarted:
+            log.info("tool calls cancelled: %s (before they started)", ", ".join(unstarted))
         if self.toolbox is not None:
             self.toolbox.cancel(action.ids)
 
     def _persist_handle(self, action: PersistHandle) -> None:
-        self._handle_writes.submit(self._save_handle, action.handle)
+        self._state_writes.submit(self._save_handle, action.handle)
 
     def _save_handle(self, handle: str | None) -> None:
         try:
@@ -675,8 +703,11 @@ class Daemon:
             log.warning("could not save the session handle: %s", exc)
 
     def _persist_ledger(self, action: PersistLedger) -> None:
+        self._ledger_written = self._state_writes.submit(self._save_ledger, action.ledger)
+
+    def _save_ledger(self, ledger: SavedLedger) -> None:
         try:
-            self.ledger_store.save(action.ledger)
+            self.ledger_store.save(ledger)
         except OSError as exc:
             log.warning("could not save the unanswered utterances: %s", exc)
 

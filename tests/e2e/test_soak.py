@@ -123,22 +123,29 @@ def python_heap_mb() -> float:
 
 
 # What the harness itself keeps for the judgement (the simulator's button edges, transcript
-# lines and taken presses, the mock pin's history of states, the storm's records): about
-# 0.5 kB a press, which over a 30-minute run would hide a device leak or fake one.
+# lines and taken presses, the storm's records): about 0.3 kB a press, which over a
+# 30-minute run would hide a device leak or fake one.
 HARNESS_ALLOCATIONS = (
     tracemalloc.Filter(False, "*/edgevoice_testbed/*"),
     tracemalloc.Filter(False, "*/tests/*"),
-    tracemalloc.Filter(False, "*/gpiozero/pins/mock.py"),
     tracemalloc.Filter(False, tracemalloc.__file__),
 )
 
 
-def device_heap_mb() -> float:
+def device_heap() -> tracemalloc.Snapshot:
     """The traced heap less what the harness's own code allocated (by the innermost frame):
     what the daemon, its libraries and the standard library hold for it."""
     gc.collect()
-    snapshot = tracemalloc.take_snapshot().filter_traces(HARNESS_ALLOCATIONS)
+    return tracemalloc.take_snapshot().filter_traces(HARNESS_ALLOCATIONS)
+
+
+def megabytes(snapshot: tracemalloc.Snapshot) -> float:
     return sum(stat.size for stat in snapshot.statistics("filename")) / 2**20
+
+
+# EDGEVOICE_SOAK_HEAP_LINES=N: print the N lines of code whose allocations grew most from
+# the first sample to the last (with a few frames of their callers), to look at a growth.
+HEAP_LINES = int(os.environ.get("EDGEVOICE_SOAK_HEAP_LINES", "0"))
 
 
 def planned(counts: dict[str, int], utterances: int) -> list[str]:
@@ -251,15 +258,30 @@ def threads_of_our_own() -> int:
 
 
 async def sample(label: str, emulator: EmulatorProcess) -> Sample:
+    heap = device_heap()
+    if HEAP_LINES:
+        HEAP_SNAPSHOTS.append(heap)
     return Sample(
         label,
         rss_mb(),
         python_heap_mb(),
-        device_heap_mb(),
+        megabytes(heap),
         open_fds(),
         threads_of_our_own(),
         await asyncio.to_thread(emulator.call, "memory"),
     )
+
+
+HEAP_SNAPSHOTS: list[tracemalloc.Snapshot] = []
+
+
+def print_heap_growth() -> None:
+    first, last = HEAP_SNAPSHOTS[0], HEAP_SNAPSHOTS[-1]
+    print(f"\nlines whose device heap grew most from the first sample to the last ({HEAP_LINES}):")
+    for stat in last.compare_to(first, "traceback")[:HEAP_LINES]:
+        print(f"{stat.size_diff / 1024:+.1f} kB in {stat.count_diff:+d} blocks")
+        for line in stat.traceback.format()[-8:]:
+            print("   ", line)
 
 
 # -- the judgement: the server's own record ---------------------------------------------------
@@ -487,7 +509,7 @@ async def test_soak_with_every_fault_and_sigterm_restarts_loses_nothing_and_leak
     daemon_logger.propagate = False
     fds_before = open_fds()
     tasks_before = len(asyncio.all_tasks())
-    tracemalloc.start()
+    tracemalloc.start(6 if HEAP_LINES else 1)
     started = time.monotonic()
     storm_task = asyncio.create_task(run_storm(emulator, control, utterances, rng, storm))
     try:
@@ -505,6 +527,8 @@ async def test_soak_with_every_fault_and_sigterm_restarts_loses_nothing_and_leak
         daemon_logger.removeHandler(quiet)
         await asyncio.to_thread(emulator.close)
 
+    if HEAP_LINES and len(HEAP_SNAPSHOTS) >= 2:
+        print_heap_growth()
     dump = os.environ.get("EDGEVOICE_SOAK_DUMP")
     if dump:  # for a look at a failed run: mic, presses and the server's record
         import pickle

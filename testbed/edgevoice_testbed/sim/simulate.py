@@ -706,6 +706,9 @@ class _SimulatedRun:
             pin.drive_low()
         else:
             pin.drive_high()
+        # A mock pin keeps every change it saw (for gpiozero's assertions, which the
+        # button's pin never needs): a long run would hold thousands.
+        pin.clear_states()
 
     def _ready_for_press(self, timeout: float) -> bool:
         daemon = self.daemon
