@@ -70,20 +70,22 @@ async def test_drop_mid_reply_asks_again_and_plays_the_answer_once(tmp_path: Pat
     assert output.count(whole[0].audio) == 1
 
 
+# A question answered with a function call, and words after its result.
+LIGHT_ON = [
+    {
+        "input_transcript": "turn on the kitchen light",
+        "reply": "Turning it on.",
+        "tool_calls": [{"name": "set_light", "args": {"entity": "kitchen light", "on": True}}],
+        "follow_up": "Done.",
+    }
+]
+
+
 async def test_drop_while_a_tool_call_runs_delivers_the_result_as_text(
     tmp_path: Path, emulator_factory
 ) -> None:
     noise_wav(tmp_path / "mic.wav", 3.0)
-    emulator = await emulator_factory(
-        turns=[
-            {
-                "input_transcript": "turn on the kitchen light",
-                "reply": "Turning it on.",
-                "tool_calls": [{"name": "set_light", "args": {"entity": "kitchen light", "on": True}}],
-                "follow_up": "Done.",
-            }
-        ],
-    )
+    emulator = await emulator_factory(turns=LIGHT_ON)
     overrides = {**NO_PREROLL, "home": {"simulated": {"latency_s": 1.0}}}
     await run(tmp_path, emulator, [(0.3, 1.2)], faults=["drop@reply:1:chunk:1"], overrides=overrides)
     # The call's id belongs to the dead connection: the result reached the new one in words.

@@ -15,7 +15,7 @@ from edgevoice.live.handle_store import HandleStore
 from edgevoice.service.ledger_store import LedgerStore
 from edgevoice.tools.toolbox import ToolBox
 from tests.e2e.conftest import noise_wav
-from tests.e2e.test_resumption import TWO_TURNS, run
+from tests.e2e.test_resumption import LIGHT_ON, TWO_TURNS, run
 
 DISK_WAIT_S = 20.0
 
@@ -88,16 +88,7 @@ async def test_a_function_call_runs_only_once_the_ledger_remembering_it_is_on_di
     tmp_path: Path, emulator_factory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     noise_wav(tmp_path / "mic.wav", 3.0)
-    emulator = await emulator_factory(
-        turns=[
-            {
-                "input_transcript": "turn on the kitchen light",
-                "reply": "Turning it on.",
-                "tool_calls": [{"name": "set_light", "args": {"entity": "kitchen light", "on": True}}],
-                "follow_up": "Done.",
-            }
-        ],
-    )
+    emulator = await emulator_factory(turns=LIGHT_ON)
     disk = SlowDisk(monkeypatch)
     real_start = ToolBox.start
 
