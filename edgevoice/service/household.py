@@ -42,6 +42,7 @@ from edgevoice.core.events import (
 from edgevoice.core.timers import RingPulse, RingStarted, RingStopped, TimerBook
 from edgevoice.tools.backends.simulated import write_json_atomically
 from edgevoice.tools.device_functions import MAX_VOLUME_LEVEL, DeviceFunctions
+from edgevoice.tools.device_settings import device_mqtt_settings
 
 if TYPE_CHECKING:
     from edgevoice.config import Settings
@@ -227,10 +228,11 @@ class Household:
                 log.warning("no control socket (edgevoice announce will not work): %s", exc)
             else:
                 self._control = server
-        from edgevoice.service.device_mqtt import DeviceMqtt, device_mqtt_settings
-
         mqtt = device_mqtt_settings(self.settings)
         if mqtt is not None:
+            # Only a device shown over MQTT loads the MQTT client (aiomqtt and paho, 1 MB).
+            from edgevoice.service.device_mqtt import DeviceMqtt
+
             self._mqtt = DeviceMqtt(self.settings, mqtt, self)
             await self._mqtt.start()
         return self

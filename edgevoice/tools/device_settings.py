@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator
 
 from edgevoice.sections import Section, section
 from edgevoice.tools.settings import MqttSettings, SchedulingName
+
+if TYPE_CHECKING:
+    from edgevoice.config import Settings
 
 DeviceFunctionName = Literal["set_timer", "get_timers", "cancel_timer", "set_volume", "mute_microphone"]
 
@@ -59,4 +62,17 @@ class DeviceSettings(Section):
         return value.rstrip("/")
 
 
-__all__ = ["DeviceFunctionName", "DeviceSettings"]
+__all__ = ["DeviceFunctionName", "DeviceSettings", "device_mqtt_settings"]
+
+
+def device_mqtt_settings(settings: Settings) -> MqttSettings | None:
+    """The broker the device shows itself on, or None.
+
+    Decided here, from the settings alone, so a device without MQTT never imports the
+    MQTT client (:mod:`edgevoice.service.device_mqtt` and aiomqtt).
+    """
+    if settings.device.mqtt is not None:
+        return settings.device.mqtt
+    if settings.home.enabled and settings.home.backend == "mqtt":
+        return settings.home.mqtt
+    return None
