@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import aiomqtt
 
 from edgevoice import __version__
+from edgevoice.tools.device_settings import device_mqtt_settings
 from edgevoice.tools.settings import MqttSettings
 
 if TYPE_CHECKING:
@@ -43,15 +44,6 @@ log = logging.getLogger("edgevoice")
 STATES = ("idle", "listening", "thinking", "speaking", "offline", "error", "ringing", "muted")
 MQTT_PASSWORD_CREDENTIAL = "mqtt-password"
 MQTT_PASSWORD_ENV = "MQTT_PASSWORD"
-
-
-def device_mqtt_settings(settings: Settings) -> MqttSettings | None:
-    """The broker the device shows itself on, or None."""
-    if settings.device.mqtt is not None:
-        return settings.device.mqtt
-    if settings.home.enabled and settings.home.backend == "mqtt":
-        return settings.home.mqtt
-    return None
 
 
 class DeviceTopics:
