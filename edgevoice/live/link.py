@@ -246,11 +246,19 @@ class LiveLink:
                 key,
                 base_url=self._live.base_url,
                 api_version=self._live.api_version,
-                ssl_context=self._ssl_context,
+                ssl_context=self._tls(),
             )
             # One credential at a time: an ephemeral token is never used twice.
             self._clients = {key: client}
         return client
+
+    def _tls(self) -> ssl.SSLContext:
+        """The TLS context of every client until the settings change: loading a trust
+        store is most of what making a client costs, and an ephemeral token needs a new
+        client for each connection."""
+        if self._ssl_context is None:
+            self._ssl_context = sdk.default_tls_context()
+        return self._ssl_context
 
     def _numbered(self, audio: ServerAudio) -> ServerAudio:
         self._audio_chunks += 1

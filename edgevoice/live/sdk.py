@@ -26,12 +26,14 @@ import asyncio
 import base64
 import json
 import logging
+import os
 import re
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
+import certifi
 import pydantic
 from google import genai
 from google.genai import errors, types
@@ -399,8 +401,21 @@ def make_client(
         # The Live API takes ephemeral tokens on v1alpha only.
         options.api_version = "v1alpha"
     if ssl_context is not None:
-        options.async_client_args = {"ssl": ssl_context}
+        # Given to every transport the client makes (the websocket takes "ssl", httpx
+        # "verify"): without it the SDK loads a trust store for each, ~50 ms of CPU apiece.
+        options.async_client_args = {"ssl": ssl_context, "verify": ssl_context}
+        options.client_args = {"verify": ssl_context}
     return genai.Client(api_key=key, http_options=options)
+
+
+def default_tls_context() -> ssl.SSLContext:
+    """The trust google-genai gives its Live websocket when told none (certifi's store, or
+    ``SSL_CERT_FILE``/``SSL_CERT_DIR``), built here so that one context serves every
+    client: a device on ephemeral tokens makes a client per connection."""
+    return ssl.create_default_context(
+        cafile=os.environ.get("SSL_CERT_FILE", certifi.where()),
+        capath=os.environ.get("SSL_CERT_DIR"),
+    )
 
 
 def model_path(model: str) -> str:

@@ -15,6 +15,7 @@ import json
 import ssl
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 
 import trustme
@@ -53,6 +54,10 @@ class RawLiveServer:
         context = ssl.create_default_context()
         self._ca.configure_trust(context)
         return context
+
+    def write_ca(self, path: Path) -> None:
+        """The CA's certificate (PEM), for a client that reads its trust from a file."""
+        self._ca.cert_pem.write_to_path(str(path))
 
     async def __aenter__(self) -> RawLiveServer:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

@@ -255,6 +255,41 @@ async def test_tool_results_and_context_reach_the_wire_as_the_sdk_writes_them(ru
     assert start == {"realtime_input": {"activityStart": {}}}
 
 
+async def test_one_tls_context_serves_every_connection_and_honours_ssl_cert_file(
+    tmp_path, monkeypatch
+):
+    # As with ephemeral tokens: a new credential, hence a new client, per connection. The
+    # trust store is loaded once (what the SDK would trust: here SSL_CERT_FILE), not per client.
+    built: list[object] = []
+    default_tls_context = sdk.default_tls_context
+
+    def counted() -> object:
+        built.append(default_tls_context())
+        return built[-1]
+
+    monkeypatch.setattr(sdk, "default_tls_context", counted)
+    events = Events()
+    tokens = iter(f"key-of-connection-{n}" for n in range(1, 10))
+
+    async def credentials() -> str:
+        return next(tokens)
+
+    async with RawLiveServer() as server:
+        ca_file = tmp_path / "ca.pem"
+        server.write_ca(ca_file)
+        monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+        link = LiveLink(LiveSettings(base_url=server.base_url), credentials=credentials, post=events.post)
+        task = asyncio.create_task(link.run())
+        for n in (1, 2, 3):
+            link.connect(Connect(n, None))
+            await events.first(LinkUp, lambda e, n=n: e.link == n)
+        await link.shutdown()
+        await asyncio.wait_for(task, TIMEOUT)
+        assert server.upgrades == 3
+    assert len(built) == 1
+    assert not events.of(LinkFailed)
+
+
 async def test_keepalive_survives_pongs_that_take_30_seconds(running):
     async with RawLiveServer() as server:
         link, events = await running(server)
