@@ -213,6 +213,10 @@ class Daemon:
             loop.call_soon_threadsafe(self._dispatch_captured, periods)
 
     def _dispatch_captured(self, periods: list[tuple[int, bytes, float]]) -> None:
+        if len(periods) == 1:  # while talking: one period per hand-over
+            position, pcm, t = periods[0]
+            self._dispatch(Captured(position, pcm, t))
+            return
         # One event per contiguous run: the core takes audio of any length, and a dispatch
         # costs far more than joining the bytes (an idle hand-over carries a dozen periods).
         for position, pcm, t in contiguous_runs(periods):
@@ -557,10 +561,12 @@ class Daemon:
             # A bug must not leave the device deaf: log it with its stack and go on with
             # the next event (the core's state stays as it was before this one, or close).
             log.exception("internal error while handling %s", type(event).__name__)
-        if self.conversation.idle and self.conversation.link_up:
-            self.quiet.set()
-        else:
-            self.quiet.clear()
+        quiet = self.conversation.idle and self.conversation.link_up
+        if quiet != self.quiet.is_set():  # set() and clear() take a lock: only on a change
+            if quiet:
+                self.quiet.set()
+            else:
+                self.quiet.clear()
         self._arm_timer()
         capturing = self.conversation.capturing
         if capturing != self._capturing and self.microphone is not None:

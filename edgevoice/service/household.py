@@ -302,6 +302,9 @@ class Household:
 
     def _service(self, now: float) -> None:
         """Expire old notices; at a quiet moment, speak the next one."""
+        if not len(self.notices):  # most events (every captured period): nothing to do
+            self._arm()
+            return
         for dropped in self.notices.expire(now):
             log.warning("not spoken, too old: %s", dropped.text)
         daemon = self._daemon
