@@ -46,8 +46,12 @@ class JournalRecorder:
 def clean_logging():
     root = logging.getLogger()
     saved_level = root.level
+    # setup_logging quiets the chatty libraries; later tests count their records.
+    chatty_levels = {name: logging.getLogger(name).level for name in evlog.CHATTY_LOGGERS}
     evlog.clear_log_fields()
     yield
+    for name, level in chatty_levels.items():
+        logging.getLogger(name).setLevel(level)
     for handler in list(root.handlers):
         if getattr(handler, "_edgevoice", False):
             root.removeHandler(handler)
