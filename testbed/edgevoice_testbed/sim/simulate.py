@@ -232,6 +232,7 @@ class RunControl:
         self.taken_presses: set[int] = set()
         self._run: _SimulatedRun | None = None
         self._armed: list[tuple[Callable[[Daemon, Event], bool], asyncio.Future[str]]] = []
+        self._watched: list[tuple[Callable[[Daemon, Event], bool], asyncio.Future[None]]] = []
         self._press_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._running_waiters: list[asyncio.Future[None]] = []
 
@@ -255,6 +256,13 @@ class RunControl:
         name of that event's type once the restart is requested."""
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._armed.append((moment, future))
+        return future
+
+    def when(self, moment: Callable[[Daemon, Event], bool]) -> asyncio.Future[None]:
+        """Done at the first event after which ``moment`` holds for the running daemon
+        (not one a restart is taking down); nothing else happens then."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._watched.append((moment, future))
         return future
 
     async def presses_reach(self, count: int) -> None:
@@ -311,6 +319,12 @@ class RunControl:
         if daemon.ready.is_set() and self._running_waiters:
             waiters, self._running_waiters = self._running_waiters, []
             for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+        for watched in list(self._watched):
+            moment, waiter = watched
+            if waiter.done() or moment(daemon, event):
+                self._watched.remove(watched)
                 if not waiter.done():
                     waiter.set_result(None)
         for armed in list(self._armed):
