@@ -241,6 +241,8 @@ class Microphone:
 def contiguous_runs(periods: list[tuple[int, bytes, float]]) -> list[tuple[int, bytes, float]]:
     """Consecutive periods joined: ``(position, pcm, t)`` of each run of periods where each
     starts where the one before ended; ``t`` is when the run's newest period was read."""
+    if len(periods) == 1:  # while talking: one period per hand-over, nothing to join
+        return periods
     runs: list[tuple[int, bytes, float]] = []
     chunks: list[bytes] = []
     start = end = 0

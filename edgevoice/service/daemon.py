@@ -213,10 +213,6 @@ class Daemon:
             loop.call_soon_threadsafe(self._dispatch_captured, periods)
 
     def _dispatch_captured(self, periods: list[tuple[int, bytes, float]]) -> None:
-        if len(periods) == 1:  # while talking: one period per hand-over
-            position, pcm, t = periods[0]
-            self._dispatch(Captured(position, pcm, t))
-            return
         # One event per contiguous run: the core takes audio of any length, and a dispatch
         # costs far more than joining the bytes (an idle hand-over carries a dozen periods).
         for position, pcm, t in contiguous_runs(periods):

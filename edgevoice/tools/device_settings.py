@@ -62,9 +62,6 @@ class DeviceSettings(Section):
         return value.rstrip("/")
 
 
-__all__ = ["DeviceFunctionName", "DeviceSettings", "device_mqtt_settings"]
-
-
 def device_mqtt_settings(settings: Settings) -> MqttSettings | None:
     """The broker the device shows itself on, or None.
 
@@ -76,3 +73,6 @@ def device_mqtt_settings(settings: Settings) -> MqttSettings | None:
     if settings.home.enabled and settings.home.backend == "mqtt":
         return settings.home.mqtt
     return None
+
+
+__all__ = ["DeviceFunctionName", "DeviceSettings", "device_mqtt_settings"]
