@@ -74,9 +74,11 @@ async def test_the_release_reaches_the_server_while_the_ledger_is_still_being_wr
     disk = SlowDisk(monkeypatch)
     conversation = asyncio.create_task(run(tmp_path, emulator, [(0.3, 1.2)], state_dir=tmp_path / "state"))
     try:
-        # The utterance, activityEnd included, is at the server while its write waits.
+        # The utterance, activityEnd included, reaches the server while no ledger write
+        # that remembers it can finish: the disk lets none through until `go`. The writer
+        # thread may take the write up only after the server has it (a busy machine).
         await emulator.wait_for(lambda e: any(u.complete for u in e.utterances), timeout=DISK_WAIT_S)
-        assert disk.held.is_set() and not disk.go.is_set()
+        assert await asyncio.to_thread(disk.held.wait, DISK_WAIT_S), "no ledger write reached the disk"
     finally:
         disk.go.set()
     await conversation
