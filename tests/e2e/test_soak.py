@@ -152,6 +152,9 @@ def megabytes(snapshot: tracemalloc.Snapshot) -> float:
 # EDGEVOICE_SOAK_HEAP_LINES=N: print the N lines of code whose allocations grew most from
 # the first sample to the last, to look at a growth.
 HEAP_LINES = int(os.environ.get("EDGEVOICE_SOAK_HEAP_LINES", "0"))
+# EDGEVOICE_SOAK_HEAP_FRAMES=N: keep N frames per allocation and print each growing
+# line's callers too (slower; for finding who allocates, not for the judgement).
+HEAP_FRAMES = max(1, int(os.environ.get("EDGEVOICE_SOAK_HEAP_FRAMES", "1")))
 
 
 def planned(counts: dict[str, int], utterances: int) -> list[str]:
@@ -298,6 +301,12 @@ def print_heap_growth() -> None:
     print(f"\nlines whose device heap grew most from the first sample to the last ({HEAP_LINES}):")
     for stat in last.compare_to(first, "lineno")[:HEAP_LINES]:
         print(f"{stat.size_diff / 1024:+.1f} kB in {stat.count_diff:+d} blocks at {stat.traceback[0]}")
+    if HEAP_FRAMES > 1:
+        print(f"\ncall chains whose device heap grew most ({HEAP_LINES}):")
+        for stat in last.compare_to(first, "traceback")[:HEAP_LINES]:
+            print(f"{stat.size_diff / 1024:+.1f} kB in {stat.count_diff:+d} blocks, innermost last:")
+            for line in stat.traceback.format(most_recent_first=False):
+                print(f"    {line}")
 
 
 # -- the judgement: the server's own record ---------------------------------------------------
@@ -525,7 +534,7 @@ async def test_soak_with_every_fault_and_sigterm_restarts_loses_nothing_and_leak
     daemon_logger.propagate = False
     fds_before = open_fds()
     tasks_before = len(asyncio.all_tasks())
-    tracemalloc.start()
+    tracemalloc.start(HEAP_FRAMES)
     started = time.monotonic()
     storm_task = asyncio.create_task(run_storm(emulator, control, utterances, rng, storm))
     try:
