@@ -58,6 +58,10 @@ CLOSE_TIMEOUT_S = 1.0
 # Frames in a row the SDK cannot parse before the connection is declared broken.
 MAX_BAD_FRAMES = 20
 
+# What the link writes as frames of its own (the rest goes through the SDK's methods).
+_FRAMES = (SendAudio, SendActivityStart, SendActivityEnd)
+_MARKERS = {SendActivityStart: ACTIVITY_START_FRAME, SendActivityEnd: ACTIVITY_END_FRAME}
+
 CredentialSource = Callable[[], Awaitable[str]]
 # Plain function declarations, as the Live API spells them (edgevoice.tools makes them).
 FunctionDeclarations = Sequence[Mapping[str, Any]]
@@ -81,6 +85,8 @@ class _Connection:
     link: int
     session: sdk.LiveSession
     outbox: asyncio.Queue[Action] = field(default_factory=asyncio.Queue)
+    # Actions put in the outbox and not yet sent: a frame written at once must not pass them.
+    queued: int = 0
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     # Function calls already reported: the service can send one call twice (as toolCall
     # and inside the model turn).
@@ -152,8 +158,36 @@ class LiveLink:
 
     def send(self, action: Action) -> None:
         current = self._current
-        if current is not None and current.link == getattr(action, "link", None):
-            current.outbox.put_nowait(action)
+        if current is None or current.link != getattr(action, "link", None):
+            return
+        # Audio and the activity markers go out at once when nothing is queued before them:
+        # the frame leaves in this loop iteration, not the send task's next step.
+        if not current.queued and isinstance(action, _FRAMES) and self._send_now(current, action):
+            return
+        current.queued += 1
+        current.outbox.put_nowait(action)
+
+    def _send_now(
+        self, connection: _Connection, action: SendAudio | SendActivityStart | SendActivityEnd
+    ) -> bool:
+        frame = audio_frame(action.pcm) if isinstance(action, SendAudio) else _MARKERS[type(action)]
+        try:
+            if not connection.session.send_frame_now(frame):
+                return False
+        except LinkError as exc:
+            self._down(connection.link, exc)
+            return True
+        self._sent(action)
+        return True
+
+    def _sent(self, action: SendAudio | SendActivityStart | SendActivityEnd) -> None:
+        metrics = self._metrics
+        if not metrics.enabled:
+            return
+        if isinstance(action, SendAudio):
+            metrics.audio_sent(action.position, action.end, self._clock())
+        elif isinstance(action, SendActivityEnd):
+            metrics.activity_end_sent(action.utterance, self._clock())
 
     # -- the owning task --------------------------------------------------------------------
 
@@ -271,20 +305,15 @@ class LiveLink:
 
     async def _send_loop(self, connection: _Connection) -> None:
         session = connection.session
-        metrics = self._metrics
         while True:
             action = await connection.outbox.get()
             try:
                 if isinstance(action, SendAudio):
                     await session.send_frame(audio_frame(action.pcm))
-                    if metrics.enabled:
-                        metrics.audio_sent(action.position, action.end, self._clock())
-                elif isinstance(action, SendActivityStart):
-                    await session.send_frame(ACTIVITY_START_FRAME)
-                elif isinstance(action, SendActivityEnd):
-                    await session.send_frame(ACTIVITY_END_FRAME)
-                    if metrics.enabled:
-                        metrics.activity_end_sent(action.utterance, self._clock())
+                    self._sent(action)
+                elif isinstance(action, SendActivityStart | SendActivityEnd):
+                    await session.send_frame(_MARKERS[type(action)])
+                    self._sent(action)
                 elif isinstance(action, SendToolResponses):
                     await session.send_tool_responses(action.results)
                 elif isinstance(action, SendContext):
@@ -297,6 +326,7 @@ class LiveLink:
                 # a bug to log, not a reason to drop the conversation.
                 log.error("could not send %s: %s", type(action).__name__, _short(exc))
             finally:
+                connection.queued -= 1
                 connection.outbox.task_done()
 
     async def _receive_loop(self, connection: _Connection) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from http import HTTPStatus
 from typing import Any
 
@@ -22,7 +22,9 @@ from edgevoice.core.events import (
     LinkFailed,
     LinkUp,
     ResumptionUpdate,
+    SendActivityEnd,
     SendActivityStart,
+    SendAudio,
     SendContext,
     SendToolResponses,
     ServerAudio,
@@ -253,6 +255,61 @@ async def test_tool_results_and_context_reach_the_wire_as_the_sdk_writes_them(ru
     assert context["client_content"]["turns"][0]["parts"] == [{"text": "Earlier you turned the light on."}]
     assert context["client_content"]["turnComplete"] is True
     assert start == {"realtime_input": {"activityStart": {}}}
+
+
+@pytest.fixture
+def wire() -> Iterator[list[str]]:
+    """The client's frames, as the tap sees them leave."""
+    sent: list[str] = []
+    sdk.set_frame_observer(lambda side, frame, _t: sent.append(frame) if side == "client" else None)
+    yield sent
+    sdk.set_frame_observer(None)
+
+
+async def test_audio_and_activity_markers_leave_before_send_returns(running, wire):
+    async with RawLiveServer() as server:
+        link, events = await running(server)
+        await events.first(LinkUp)
+        setup_frames = len(wire)
+        link.send(SendActivityStart(1, 1))
+        link.send(SendAudio(1, b"\x01\x02" * 320, 0))
+        link.send(SendActivityEnd(1, 1))
+        # Written in this loop iteration, not when the send task next runs.
+        assert wire[setup_frames:] == [sdk.ACTIVITY_START_FRAME, sdk.audio_frame(b"\x01\x02" * 320),
+                                       sdk.ACTIVITY_END_FRAME]
+        await link.shutdown()
+        await asyncio.wait_for(server.read_all.wait(), TIMEOUT)
+    assert [next(iter(f["realtime_input"])) for f in server.frames[1:]] == ["activityStart", "audio", "activityEnd"]
+
+
+async def test_a_frame_never_passes_one_queued_before_it(running, wire):
+    async with RawLiveServer() as server:
+        link, events = await running(server)
+        await events.first(LinkUp)
+        link.send(SendToolResponses(1, (ToolResult("c1", "set_light", {"ok": True}, "WHEN_IDLE", 0.0),)))
+        link.send(SendActivityStart(1, 2))
+        link.send(SendAudio(1, b"\x00\x00" * 320, 0))
+        assert sdk.ACTIVITY_START_FRAME not in wire  # behind the tool response, in the outbox
+        await link.shutdown()
+        await asyncio.wait_for(server.read_all.wait(), TIMEOUT)
+    kinds = [next(iter(f.get("realtime_input") or f)) for f in server.frames[1:]]
+    assert kinds == ["tool_response", "activityStart", "audio"]
+
+
+async def test_a_socket_that_cannot_take_more_gets_the_frame_once_it_drains(running, wire):
+    async with RawLiveServer() as server:
+        link, events = await running(server)
+        await events.first(LinkUp)
+        ws = link._current.session.socket.ws
+        ws.pause_writing()  # what asyncio calls when the transport's buffer is full
+        link.send(SendAudio(1, b"\x03\x00" * 320, 0))
+        assert sdk.audio_frame(b"\x03\x00" * 320) not in wire
+        ws.resume_writing()
+        await link.shutdown()
+        await asyncio.wait_for(server.read_all.wait(), TIMEOUT)
+    assert [f["realtime_input"]["audio"]["data"] for f in server.frames[1:]] == [
+        base64.urlsafe_b64encode(b"\x03\x00" * 320).decode()
+    ]
 
 
 async def test_one_tls_context_serves_every_connection_and_honours_ssl_cert_file(
