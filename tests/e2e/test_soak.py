@@ -20,7 +20,9 @@ import logging
 import math
 import os
 import random
+import re
 import sys
+import tempfile
 import threading
 import time
 import tracemalloc
@@ -84,6 +86,9 @@ class Sample:
     fds: int
     threads: int
     emulator_rss_mb: float = 0.0
+    # glibc's malloc: arenas in use and what they hold from the system (native memory).
+    malloc_arenas: int = 0
+    malloc_mb: float = 0.0
 
     @property
     def device_rss_mb(self) -> float:
@@ -118,6 +123,35 @@ def rss_mb() -> float:
 
 
 _LIBC = ctypes.CDLL("libc.so.6")
+_LIBC.fopen.restype = ctypes.c_void_p
+_LIBC.fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+_LIBC.fclose.argtypes = [ctypes.c_void_p]
+_LIBC.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+
+
+def malloc_arenas() -> tuple[int, float]:
+    """glibc's arenas and the memory they hold from the system (``malloc_info``), to tell
+    native growth (a new arena per thread that comes and goes) from the daemon's."""
+    with tempfile.TemporaryDirectory() as scratch:
+        report = Path(scratch, "malloc-info.xml")
+        stream = _LIBC.fopen(str(report).encode(), b"w")
+        if not stream:
+            return 0, 0.0
+        try:
+            _LIBC.malloc_info(0, stream)
+        finally:
+            _LIBC.fclose(stream)
+        text = report.read_text()
+    # After the last arena: the totals, arenas' pages and mmapped chunks.
+    totals = text.rpartition("</heap>")[2]
+    held = sum(
+        int(found.group(1)) if found else 0
+        for found in (
+            re.search(r'<system type="current" size="(\d+)"', totals),
+            re.search(r'<total type="mmap" count="\d+" size="(\d+)"', totals),
+        )
+    )
+    return text.count("<heap nr="), held / 2**20
 
 
 def open_fds() -> int:
@@ -297,6 +331,7 @@ async def sample(label: str, emulator: EmulatorProcess) -> Sample:
     heap = device_heap()
     if HEAP_LINES:
         HEAP_SNAPSHOTS.append(heap)
+    arenas, malloc_mb = malloc_arenas()
     return Sample(
         label,
         rss_mb(),
@@ -305,11 +340,16 @@ async def sample(label: str, emulator: EmulatorProcess) -> Sample:
         open_fds(),
         threads_of_our_own(),
         await asyncio.to_thread(emulator.call, "memory"),
+        arenas,
+        malloc_mb,
     )
 
 
 HEAP_SNAPSHOTS: list[tracemalloc.Snapshot] = []
-SAMPLED = ("rss_mb", "device_rss_mb", "heap_mb", "device_heap_mb", "fds", "threads", "emulator_rss_mb")
+SAMPLED = (
+    "rss_mb", "device_rss_mb", "heap_mb", "device_heap_mb", "fds", "threads", "emulator_rss_mb",
+    "malloc_arenas", "malloc_mb",
+)
 
 
 def print_heap_growth() -> None:
