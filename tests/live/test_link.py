@@ -279,7 +279,8 @@ async def test_audio_and_activity_markers_leave_before_send_returns(running, wir
                                        sdk.ACTIVITY_END_FRAME]
         await link.shutdown()
         await asyncio.wait_for(server.read_all.wait(), TIMEOUT)
-    assert [next(iter(f["realtime_input"])) for f in server.frames[1:]] == ["activityStart", "audio", "activityEnd"]
+    kinds = [next(iter(f["realtime_input"])) for f in server.frames[1:]]
+    assert kinds == ["activityStart", "audio", "activityEnd"]
 
 
 async def test_a_frame_never_passes_one_queued_before_it(running, wire):
