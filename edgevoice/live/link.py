@@ -62,6 +62,10 @@ MAX_BAD_FRAMES = 20
 _FRAMES = (SendAudio, SendActivityStart, SendActivityEnd)
 _MARKERS = {SendActivityStart: ACTIVITY_START_FRAME, SendActivityEnd: ACTIVITY_END_FRAME}
 
+
+def _frame(action: SendAudio | SendActivityStart | SendActivityEnd) -> str:
+    return audio_frame(action.pcm) if isinstance(action, SendAudio) else _MARKERS[type(action)]
+
 CredentialSource = Callable[[], Awaitable[str]]
 # Plain function declarations, as the Live API spells them (edgevoice.tools makes them).
 FunctionDeclarations = Sequence[Mapping[str, Any]]
@@ -170,9 +174,8 @@ class LiveLink:
     def _send_now(
         self, connection: _Connection, action: SendAudio | SendActivityStart | SendActivityEnd
     ) -> bool:
-        frame = audio_frame(action.pcm) if isinstance(action, SendAudio) else _MARKERS[type(action)]
         try:
-            if not connection.session.send_frame_now(frame):
+            if not connection.session.send_frame_now(_frame(action)):
                 return False
         except LinkError as exc:
             self._down(connection.link, exc)
@@ -308,11 +311,8 @@ class LiveLink:
         while True:
             action = await connection.outbox.get()
             try:
-                if isinstance(action, SendAudio):
-                    await session.send_frame(audio_frame(action.pcm))
-                    self._sent(action)
-                elif isinstance(action, SendActivityStart | SendActivityEnd):
-                    await session.send_frame(_MARKERS[type(action)])
+                if isinstance(action, _FRAMES):
+                    await session.send_frame(_frame(action))
                     self._sent(action)
                 elif isinstance(action, SendToolResponses):
                     await session.send_tool_responses(action.results)

@@ -162,6 +162,12 @@ class _TappedConnect:
         return await self._inner.__aexit__(*exc_info)
 
 
+def _observe_sent(message: Any) -> None:
+    observer = _observer
+    if observer is not None:
+        observer("client", message, time.monotonic())
+
+
 class TappedSocket:
     """Delegates to the real websocket, telling the observer about each frame and keeping
     the last frame received (what the SDK could not parse is still there to read)."""
@@ -172,9 +178,7 @@ class TappedSocket:
 
     async def send(self, message: Any, *args: Any, **kwargs: Any) -> None:
         await self.ws.send(message, *args, **kwargs)
-        observer = _observer
-        if observer is not None:
-            observer("client", message, time.monotonic())
+        _observe_sent(message)
 
     def send_now(self, message: str) -> bool:
         """Write a text frame at once, as ``send()`` would, when it would not have to wait:
@@ -201,9 +205,7 @@ class TappedSocket:
         for data in protocol.data_to_send():
             if data:
                 transport.write(data)
-        observer = _observer
-        if observer is not None:
-            observer("client", message, time.monotonic())
+        _observe_sent(message)
         return True
 
     async def recv(self, *args: Any, **kwargs: Any) -> Any:
