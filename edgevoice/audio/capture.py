@@ -40,8 +40,13 @@ class Microphone:
     until the card holds that many periods and reads them back to back, so an idle
     microphone wakes its thread twice per stretch instead of once per period; the card's
     buffer must hold them, with room to spare. A press wakes it at once.
+    ``read_periods``: how many periods make one read, handed over as one piece. While an
+    utterance streams the daemon reads two (40 ms), as a client that opens the card with
+    a longer period would: each piece is one hand-over, one dispatch and one frame on the
+    wire, and the model answers only after the release, so the speech that waits a period
+    longer in the middle of an utterance costs the user nothing.
     A button edge also cuts the read in progress short (:meth:`CaptureDevice.cut_short`):
-    the samples up to a release go to the loop at once, not when the period fills.
+    the samples up to a release go to the loop at once, not when the read fills.
     ``on_problem(text | None)`` reports a device problem (and its end) for the status line.
     """
 
@@ -65,6 +70,7 @@ class Microphone:
         self.period_frames = period_frames
         self._on_frames = on_frames
         self.batch = 1
+        self.read_periods = 1
         self.idle_read_ahead = idle_read_ahead
         # Set by a press (and stop()): ends an idle read-ahead sleep at once.
         self._wake = threading.Event()
@@ -114,11 +120,11 @@ class Microphone:
     def position_now(self) -> int:
         """The sample position of this instant by the capture clock: the time elapsed since
         the last read that waited for the card, kept between the newest delivered sample and
-        one period past it (the period being filled now; after an idle read-ahead sleep the
+        one read past it (the read being filled now; after an idle read-ahead sleep the
         periods still in the card follow the press)."""
         end, read_t, delivered = self._clock_point
         now = end + int((self._clock() - read_t) * self.rate)
-        return min(max(now, delivered), delivered + self.period_frames)
+        return min(max(now, delivered), delivered + self.period_frames * max(1, self.read_periods))
 
     def stamp_and_post(self, post: Callable[[int], None], exact: Callable[[], int] | None = None) -> None:
         """Call ``post(position)`` so that every period before that position reaches the
@@ -150,6 +156,8 @@ class Microphone:
         due_t = self._clock()
         period_s = self.period_frames / self.rate
         gathered_s = 0.0  # audio the card was left to gather on purpose (idle read-ahead)
+        # The periods of a read of several (read_periods) taken so far.
+        piece: list[bytes] = []
         while not self._stop.is_set():
             if device is None:
                 try:
@@ -192,6 +200,7 @@ class Microphone:
                 asked_t = self._clock()
                 length, data = device.read()
             except Exception as exc:  # the device went away (ENODEV, EBADFD, EIO...)
+                position = self._deliver_piece(piece, position)
                 log.warning("microphone read failed: %s; reopening", exc)
                 self._on_problem(f"microphone failed: {exc}")
                 self._device = None
@@ -206,6 +215,7 @@ class Microphone:
             if length < 0:
                 # -EPIPE: an overrun. pyalsaaudio has already re-prepared the PCM; audio
                 # was lost but the stream goes on.
+                position = self._deliver_piece(piece, position)
                 self.overruns += 1
                 log.debug("capture overrun (%d)", length)
                 continue
@@ -215,6 +225,18 @@ class Microphone:
             # A read that returned at once took audio the card already held.
             waited = t - asked_t >= self.period_frames / self.rate / 4
             caught_up = caught_up or waited
+            if piece or self.read_periods > 1:
+                # One read of several periods: whole periods wait for the rest; a short
+                # one (a cut) or the last ends the piece, which goes over with its time.
+                piece.append(data)
+                taken = sum(len(part) for part in piece) // SAMPLE_BYTES
+                if len(data) // SAMPLE_BYTES >= self.period_frames and taken < (
+                    self.read_periods * self.period_frames
+                ):
+                    self._heartbeat()
+                    continue
+                data = b"".join(piece)
+                piece.clear()
             # Reading what the card gathered during an idle sleep: hand it over in one go
             # when the stretch ends (one loop wake-up), unless it grows unusually long.
             stretch = read_ahead > 0 and not waited
@@ -231,6 +253,21 @@ class Microphone:
         self._device = None
         if device is not None:
             _close_quietly(device)
+
+    def _deliver_piece(self, piece: list[bytes], position: int) -> int:
+        """Hand over the periods of an unfinished read (before an error ends it); the
+        position after them."""
+        if not piece:
+            return position
+        data = b"".join(piece)
+        piece.clear()
+        with self._handover:
+            self._pending.append((position, data, self._clock()))
+            self._flush()
+            position += len(data) // SAMPLE_BYTES
+            self._clock_point = (*self._clock_point[:2], position)
+        self.frames_delivered += 1
+        return position
 
     def _flush(self) -> None:
         if self._pending:

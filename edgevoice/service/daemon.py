@@ -124,6 +124,11 @@ def no_tools(settings: Settings) -> None:
 # Capture periods handed to the loop together while no utterance is open (100 ms at 20 ms
 # periods): the pre-roll history does not need them sooner, and a press flushes them.
 IDLE_CAPTURE_BATCH = 5
+# Periods per microphone read while an utterance streams (40 ms at 20 ms periods): half the
+# hand-overs, dispatches and websocket frames of one a period. The model answers only
+# after activityEnd, and a release cuts the read short, so nothing the user waits for is
+# later.
+STREAMING_READ_PERIODS = 2
 
 
 class Daemon:
@@ -568,6 +573,7 @@ class Daemon:
         if capturing != self._capturing and self.microphone is not None:
             self._capturing = capturing
             self.microphone.batch = 1 if capturing else IDLE_CAPTURE_BATCH
+            self.microphone.read_periods = STREAMING_READ_PERIODS if capturing else 1
         self.household.after_dispatch()
         for watcher in self.watchers:
             watcher(event)

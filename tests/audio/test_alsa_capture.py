@@ -157,6 +157,48 @@ def test_an_edge_cuts_the_microphones_read_and_the_samples_before_it_reach_the_l
     assert [(position, len(pcm) // 2) for position, pcm, _t in delivered] == [(0, PERIOD), (PERIOD, 200)]
 
 
+
+def test_while_streaming_two_periods_make_one_read_and_a_cut_ends_it_with_what_is_there() -> None:
+    card = BoundaryCard()
+    capture = AlsaCapture(card, PERIOD)  # type: ignore[arg-type]
+    delivered: list[tuple[int, bytes, float]] = []
+    handed_over: list[int] = []
+    frames_in = threading.Condition()
+
+    def sink(periods: list[tuple[int, bytes, float]]) -> None:
+        with frames_in:
+            handed_over.append(len(periods))
+            delivered.extend(periods)
+            frames_in.notify_all()
+
+    def wait_for_frames(count: int) -> None:
+        with frames_in:
+            assert frames_in.wait_for(
+                lambda: sum(len(pcm) for _p, pcm, _t in delivered) // 2 >= count, WAIT_S
+            ), delivered
+
+    microphone = Microphone(lambda: capture, rate=16000, period_frames=PERIOD, on_frames=sink, paced=False)
+    microphone.read_periods = 2
+    microphone.start()
+    try:
+        for _ in range(4):
+            card.capture(PERIOD)
+        wait_for_frames(4 * PERIOD)
+        card.capture(PERIOD + 200)  # the release comes 200 frames into the second period
+        microphone.stamp_and_post(lambda _position: None, exact=lambda: 5 * PERIOD + 200)
+        wait_for_frames(5 * PERIOD + 200)
+    finally:
+        microphone.stop()
+    # One hand-over and one piece per two periods; the cut read is one piece too.
+    assert [(position, len(pcm) // 2) for position, pcm, _t in delivered] == [
+        (0, 2 * PERIOD),
+        (2 * PERIOD, 2 * PERIOD),
+        (4 * PERIOD, PERIOD + 200),
+    ]
+    assert handed_over == [1, 1, 1]
+    assert b"".join(pcm for _p, pcm, _t in delivered) == samples_bytes(0, 5 * PERIOD + 200)
+
+
 SAMPLE_FOR_SAMPLE = """
 import sys
 from edgevoice.audio.alsa import AlsaCapture, open_pcm
