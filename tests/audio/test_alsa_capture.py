@@ -157,7 +157,6 @@ def test_an_edge_cuts_the_microphones_read_and_the_samples_before_it_reach_the_l
     assert [(position, len(pcm) // 2) for position, pcm, _t in delivered] == [(0, PERIOD), (PERIOD, 200)]
 
 
-
 def test_while_streaming_two_periods_make_one_read_and_a_cut_ends_it_with_what_is_there() -> None:
     card = BoundaryCard()
     capture = AlsaCapture(card, PERIOD)  # type: ignore[arg-type]
