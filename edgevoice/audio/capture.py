@@ -94,6 +94,12 @@ class Microphone:
         # Held while a period is handed over, and while a button event is stamped and
         # handed over, so the loop receives them in sample order.
         self._handover = threading.Lock()
+        # The read of several periods in progress (read_periods): the periods taken so
+        # far, where they start and when the newest was read. Under the hand-over lock, so
+        # that a button edge hands them over before it is posted.
+        self._piece: list[bytes] = []
+        self._piece_start = 0
+        self._piece_t = 0.0
         self.overruns = 0
         self.reopens = 0
         self.frames_delivered = 0
@@ -131,7 +137,10 @@ class Microphone:
         loop first, and none after it. ``position`` is ``position_now()`` by the capture
         clock, or ``exact()`` where the sample of the edge is known (the simulator)."""
         with self._handover:
-            self._flush()  # the loop must hold every period before the press reaches it
+            # The loop must hold every period before the edge when the edge reaches it,
+            # the periods of an unfinished read included.
+            self._end_piece()
+            self._flush()
             # A button edge means someone is talking: every period counts from now on,
             # even before the loop has seen the press.
             self.batch = 1
@@ -156,8 +165,6 @@ class Microphone:
         due_t = self._clock()
         period_s = self.period_frames / self.rate
         gathered_s = 0.0  # audio the card was left to gather on purpose (idle read-ahead)
-        # The periods of a read of several (read_periods) taken so far.
-        piece: list[bytes] = []
         while not self._stop.is_set():
             if device is None:
                 try:
@@ -200,7 +207,7 @@ class Microphone:
                 asked_t = self._clock()
                 length, data = device.read()
             except Exception as exc:  # the device went away (ENODEV, EBADFD, EIO...)
-                position = self._deliver_piece(piece, position)
+                self._hand_over_piece()
                 log.warning("microphone read failed: %s; reopening", exc)
                 self._on_problem(f"microphone failed: {exc}")
                 self._device = None
@@ -215,7 +222,7 @@ class Microphone:
             if length < 0:
                 # -EPIPE: an overrun. pyalsaaudio has already re-prepared the PCM; audio
                 # was lost but the stream goes on.
-                position = self._deliver_piece(piece, position)
+                self._hand_over_piece()
                 self.overruns += 1
                 log.debug("capture overrun (%d)", length)
                 continue
@@ -225,49 +232,47 @@ class Microphone:
             # A read that returned at once took audio the card already held.
             waited = t - asked_t >= self.period_frames / self.rate / 4
             caught_up = caught_up or waited
-            if piece or self.read_periods > 1:
-                # One read of several periods: whole periods wait for the rest; a short
-                # one (a cut) or the last ends the piece, which goes over with its time.
-                piece.append(data)
-                taken = sum(len(part) for part in piece) // SAMPLE_BYTES
-                if len(data) // SAMPLE_BYTES >= self.period_frames and taken < (
-                    self.read_periods * self.period_frames
-                ):
-                    self._heartbeat()
-                    continue
-                data = b"".join(piece)
-                piece.clear()
             # Reading what the card gathered during an idle sleep: hand it over in one go
             # when the stretch ends (one loop wake-up), unless it grows unusually long.
             stretch = read_ahead > 0 and not waited
             with self._handover:
-                self._pending.append((position, data, t))
-                pending = len(self._pending)
-                if pending >= self.batch and not (stretch and pending < 4 * self.batch):
-                    self._flush()
+                self._piece.append(data)
+                self._piece_t = t
                 position += len(data) // SAMPLE_BYTES
-                end, read_t, _ = self._clock_point
-                self._clock_point = (position, t, position) if waited else (end, read_t, position)
-            self.frames_delivered += 1
+                # A short read (a cut) or the last of its periods ends the read.
+                if len(data) // SAMPLE_BYTES < self.period_frames or (
+                    position - self._piece_start >= self.read_periods * self.period_frames
+                ):
+                    self._end_piece()
+                    pending = len(self._pending)
+                    if pending >= self.batch and not (stretch and pending < 4 * self.batch):
+                        self._flush()
+                end, read_t, delivered = self._clock_point
+                self._clock_point = (position, t, delivered) if waited else (end, read_t, delivered)
             self._heartbeat()
         self._device = None
         if device is not None:
             _close_quietly(device)
 
-    def _deliver_piece(self, piece: list[bytes], position: int) -> int:
-        """Hand over the periods of an unfinished read (before an error ends it); the
-        position after them."""
-        if not piece:
-            return position
-        data = b"".join(piece)
-        piece.clear()
+    def _hand_over_piece(self) -> None:
+        """The periods of a read that an error ends go to the loop as they are."""
         with self._handover:
-            self._pending.append((position, data, self._clock()))
-            self._flush()
-            position += len(data) // SAMPLE_BYTES
-            self._clock_point = (*self._clock_point[:2], position)
+            if self._piece:
+                self._end_piece()
+                self._flush()
+
+    def _end_piece(self) -> None:
+        """Under the hand-over lock: the periods read so far become one (position, pcm, t)
+        for the loop."""
+        if not self._piece:
+            return
+        data = self._piece[0] if len(self._piece) == 1 else b"".join(self._piece)
+        self._piece = []
+        self._pending.append((self._piece_start, data, self._piece_t))
+        self._piece_start += len(data) // SAMPLE_BYTES
+        end, read_t, _ = self._clock_point
+        self._clock_point = (end, read_t, self._piece_start)
         self.frames_delivered += 1
-        return position
 
     def _flush(self) -> None:
         if self._pending:

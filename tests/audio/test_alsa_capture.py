@@ -198,6 +198,39 @@ def test_while_streaming_two_periods_make_one_read_and_a_cut_ends_it_with_what_i
     assert b"".join(pcm for _p, pcm, _t in delivered) == samples_bytes(0, 5 * PERIOD + 200)
 
 
+
+def test_an_edge_hands_over_the_periods_of_an_unfinished_read_before_it_is_posted() -> None:
+    """The release comes on the boundary between the two periods of a read: the card holds
+    nothing of the second yet, so the cut read takes nothing; the first period must still
+    reach the loop before the edge does, not a period later."""
+    card = BoundaryCard()
+    capture = AlsaCapture(card, PERIOD)  # type: ignore[arg-type]
+    delivered: list[tuple[int, bytes, float]] = []
+    # The thread beats its heartbeat once a read's samples are taken in.
+    first_read = threading.Event()
+    microphone = Microphone(
+        lambda: capture,
+        rate=16000,
+        period_frames=PERIOD,
+        on_frames=delivered.extend,
+        heartbeat=first_read.set,
+        paced=False,
+    )
+    microphone.read_periods = 2
+    microphone.start()
+    try:
+        card.capture(PERIOD)
+        assert first_read.wait(WAIT_S)
+        seen_at_the_edge: list[list[tuple[int, int]]] = []
+        microphone.stamp_and_post(
+            lambda _position: seen_at_the_edge.append([(p, len(pcm) // 2) for p, pcm, _t in delivered]),
+            exact=lambda: PERIOD,
+        )
+    finally:
+        microphone.stop()
+    assert seen_at_the_edge == [[(0, PERIOD)]]
+
+
 SAMPLE_FOR_SAMPLE = """
 import sys
 from edgevoice.audio.alsa import AlsaCapture, open_pcm
