@@ -556,8 +556,11 @@ class Bench:
                 until = (
                     script.exchanges[index + 1].press_s if index + 1 < len(script.exchanges) else math.inf
                 )
+                late = [g - exchange.release_s for g in gaps if exchange.release_s <= g < until]
                 per_pattern[name] = {
-                    "underruns_after_first_sound": sum(1 for g in gaps if exchange.release_s <= g < until),
+                    "underruns_after_first_sound": len(late),
+                    # When each gap came, from the release: a rare one is placed in the answer.
+                    "underruns_s_after_release": [round(g, 3) for g in late],
                     "first_sound_ms": round(first_sounds[index], 3) if index < len(first_sounds) else None,
                 }
             clients[run.spec.name] = per_pattern
