@@ -100,6 +100,9 @@ class Microphone:
         self._piece: list[bytes] = []
         self._piece_start = 0
         self._piece_t = 0.0
+        # Set by a button edge: the read in progress ends its piece, whole period or not
+        # (a cut that comes once the card holds the whole period takes it all).
+        self._end_piece_at_next_read = False
         self.overruns = 0
         self.reopens = 0
         self.frames_delivered = 0
@@ -141,6 +144,7 @@ class Microphone:
             # the periods of an unfinished read included.
             self._end_piece()
             self._flush()
+            self._end_piece_at_next_read = True
             # A button edge means someone is talking: every period counts from now on,
             # even before the loop has seen the press.
             self.batch = 1
@@ -239,10 +243,13 @@ class Microphone:
                 self._piece.append(data)
                 self._piece_t = t
                 position += len(data) // SAMPLE_BYTES
-                # A short read (a cut) or the last of its periods ends the read.
-                if len(data) // SAMPLE_BYTES < self.period_frames or (
-                    position - self._piece_start >= self.read_periods * self.period_frames
+                # A cut, a short read or the last of its periods ends the read.
+                if (
+                    self._end_piece_at_next_read
+                    or len(data) // SAMPLE_BYTES < self.period_frames
+                    or position - self._piece_start >= self.read_periods * self.period_frames
                 ):
+                    self._end_piece_at_next_read = False
                     self._end_piece()
                     pending = len(self._pending)
                     if pending >= self.batch and not (stretch and pending < 4 * self.batch):

@@ -188,13 +188,15 @@ def test_while_streaming_two_periods_make_one_read_and_a_cut_ends_it_with_what_i
         wait_for_frames(5 * PERIOD + 200)
     finally:
         microphone.stop()
-    # One hand-over and one piece per two periods; the cut read is one piece too.
+    # One hand-over and one piece per two periods. The edge ends the read in progress at
+    # once: its whole period goes, then the part the cut took.
     assert [(position, len(pcm) // 2) for position, pcm, _t in delivered] == [
         (0, 2 * PERIOD),
         (2 * PERIOD, 2 * PERIOD),
-        (4 * PERIOD, PERIOD + 200),
+        (4 * PERIOD, PERIOD),
+        (5 * PERIOD, 200),
     ]
-    assert handed_over == [1, 1, 1]
+    assert handed_over == [1, 1, 1, 1]
     assert b"".join(pcm for _p, pcm, _t in delivered) == samples_bytes(0, 5 * PERIOD + 200)
 
 
@@ -229,6 +231,46 @@ def test_an_edge_hands_over_the_periods_of_an_unfinished_read_before_it_is_poste
     finally:
         microphone.stop()
     assert seen_at_the_edge == [[(0, PERIOD)]]
+
+
+
+def test_the_read_an_edge_cuts_goes_over_at_once_even_when_the_card_already_holds_the_whole_period() -> None:
+    """A slow edge: by the time the cut reaches the card it holds the whole period, so the
+    cut read takes a whole period. That read still ends its piece (no wait for a second)."""
+    card = BoundaryCard()
+    capture = AlsaCapture(card, PERIOD)  # type: ignore[arg-type]
+    delivered: list[tuple[int, bytes, float]] = []
+    frames_in = threading.Condition()
+
+    def sink(periods: list[tuple[int, bytes, float]]) -> None:
+        with frames_in:
+            delivered.extend(periods)
+            frames_in.notify_all()
+
+    first_read = threading.Event()
+    microphone = Microphone(
+        lambda: capture,
+        rate=16000,
+        period_frames=PERIOD,
+        on_frames=sink,
+        heartbeat=first_read.set,
+        paced=False,
+    )
+    microphone.read_periods = 2
+    microphone.start()
+    try:
+        card.capture(PERIOD)
+        assert first_read.wait(WAIT_S)
+        # The whole next period is captured while the edge is being stamped.
+        microphone.stamp_and_post(lambda _position: card.capture(PERIOD), exact=lambda: PERIOD + 300)
+        with frames_in:
+            arrived = frames_in.wait_for(
+                lambda: sum(len(pcm) for _p, pcm, _t in delivered) >= 2 * PERIOD, WAIT_S
+            )
+    finally:
+        microphone.stop()
+    assert arrived, delivered
+    assert [(position, len(pcm) // 2) for position, pcm, _t in delivered] == [(0, PERIOD), (PERIOD, PERIOD)]
 
 
 SAMPLE_FOR_SAMPLE = """
