@@ -141,8 +141,8 @@ class Microphone:
         clock, or ``exact()`` where the sample of the edge is known (the simulator)."""
         with self._handover:
             # The loop must hold every period before the edge when the edge reaches it,
-            # the periods of an unfinished read included.
-            self._end_piece()
+            # the periods of an unfinished read included: the edge ends that read now.
+            self._end_piece(ended_t=self._clock())
             self._flush()
             self._end_piece_at_next_read = True
             # A button edge means someone is talking: every period counts from now on,
@@ -268,14 +268,15 @@ class Microphone:
                 self._end_piece()
                 self._flush()
 
-    def _end_piece(self) -> None:
+    def _end_piece(self, ended_t: float | None = None) -> None:
         """Under the hand-over lock: the periods read so far become one (position, pcm, t)
-        for the loop."""
+        for the loop; ``t`` is when the read ended: its last period's, or ``ended_t``."""
         if not self._piece:
             return
         data = self._piece[0] if len(self._piece) == 1 else b"".join(self._piece)
         self._piece = []
-        self._pending.append((self._piece_start, data, self._piece_t))
+        t = self._piece_t if ended_t is None else ended_t
+        self._pending.append((self._piece_start, data, t))
         self._piece_start += len(data) // SAMPLE_BYTES
         end, read_t, _ = self._clock_point
         self._clock_point = (end, read_t, self._piece_start)
