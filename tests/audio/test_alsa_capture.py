@@ -19,11 +19,12 @@ import select
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from edgevoice.audio.alsa import AlsaCapture
-from edgevoice.audio.capture import Microphone
+from edgevoice.audio.capture import FrameSink, Microphone
 from tests.support.alsa import simulated_alsa_env
 
 PERIOD = 320
@@ -157,6 +158,26 @@ def test_an_edge_cuts_the_microphones_read_and_the_samples_before_it_reach_the_l
     assert [(position, len(pcm) // 2) for position, pcm, _t in delivered] == [(0, PERIOD), (PERIOD, 200)]
 
 
+def streaming_microphone(
+    capture: AlsaCapture,
+    on_frames: FrameSink,
+    heartbeat: Callable[[], None] | None = None,
+) -> Microphone:
+    """A started microphone reading two periods at once, as while an utterance streams;
+    its heartbeat beats once a read's samples are taken in."""
+    microphone = Microphone(
+        lambda: capture,
+        rate=16000,
+        period_frames=PERIOD,
+        on_frames=on_frames,
+        heartbeat=heartbeat,
+        paced=False,
+    )
+    microphone.read_periods = 2
+    microphone.start()
+    return microphone
+
+
 def test_while_streaming_two_periods_make_one_read_and_a_cut_ends_it_with_what_is_there() -> None:
     card = BoundaryCard()
     capture = AlsaCapture(card, PERIOD)  # type: ignore[arg-type]
@@ -176,9 +197,7 @@ def test_while_streaming_two_periods_make_one_read_and_a_cut_ends_it_with_what_i
                 lambda: sum(len(pcm) for _p, pcm, _t in delivered) // 2 >= count, WAIT_S
             ), delivered
 
-    microphone = Microphone(lambda: capture, rate=16000, period_frames=PERIOD, on_frames=sink, paced=False)
-    microphone.read_periods = 2
-    microphone.start()
+    microphone = streaming_microphone(capture, sink)
     try:
         for _ in range(4):
             card.capture(PERIOD)
@@ -210,16 +229,7 @@ def test_an_edge_hands_over_the_periods_of_an_unfinished_read_before_it_is_poste
     delivered: list[tuple[int, bytes, float]] = []
     # The thread beats its heartbeat once a read's samples are taken in.
     first_read = threading.Event()
-    microphone = Microphone(
-        lambda: capture,
-        rate=16000,
-        period_frames=PERIOD,
-        on_frames=delivered.extend,
-        heartbeat=first_read.set,
-        paced=False,
-    )
-    microphone.read_periods = 2
-    microphone.start()
+    microphone = streaming_microphone(capture, delivered.extend, heartbeat=first_read.set)
     try:
         card.capture(PERIOD)
         assert first_read.wait(WAIT_S)
@@ -231,7 +241,6 @@ def test_an_edge_hands_over_the_periods_of_an_unfinished_read_before_it_is_poste
     finally:
         microphone.stop()
     assert seen_at_the_edge == [[(0, PERIOD)]]
-
 
 
 def test_the_read_an_edge_cuts_goes_over_at_once_even_when_the_card_already_holds_the_whole_period() -> None:
@@ -248,16 +257,7 @@ def test_the_read_an_edge_cuts_goes_over_at_once_even_when_the_card_already_hold
             frames_in.notify_all()
 
     first_read = threading.Event()
-    microphone = Microphone(
-        lambda: capture,
-        rate=16000,
-        period_frames=PERIOD,
-        on_frames=sink,
-        heartbeat=first_read.set,
-        paced=False,
-    )
-    microphone.read_periods = 2
-    microphone.start()
+    microphone = streaming_microphone(capture, sink, heartbeat=first_read.set)
     try:
         card.capture(PERIOD)
         assert first_read.wait(WAIT_S)
