@@ -124,6 +124,11 @@ class Calls:
         """The call a result answers (None: cancelled or overdue meanwhile, nothing owed)."""
         return self._pending.pop(call_id, None)
 
+    @property
+    def running(self) -> int:
+        """Calls started and still owed a result."""
+        return len(self._pending)
+
     def unanswered_on(self, link: int) -> bool:
         return any(call.link == link for call in self._pending.values())
 

@@ -319,6 +319,13 @@ class Conversation:
     def pending_utterances(self) -> int:
         return len(self._ledger)
 
+    @property
+    def calls_running(self) -> int:
+        """Function calls started and not yet answered. A result that comes after
+        :meth:`stop` is still remembered with its question (and persisted), so that the
+        question asked again after a restart hears what was done."""
+        return self._calls.running
+
     # -- hardware events ----------------------------------------------------------------
 
     def _on_pressed(self, event: Pressed, actions: list[Action]) -> None:

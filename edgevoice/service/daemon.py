@@ -129,6 +129,9 @@ IDLE_CAPTURE_BATCH = 5
 # after activityEnd, and a release cuts the read short, so nothing the user waits for is
 # later.
 STREAMING_READ_PERIODS = 2
+# How long a stop waits for device actions already started: their results are remembered
+# with the question, which a restart asks again. Well inside the unit's TimeoutStopSec.
+STOP_CALLS_GRACE_S = 3.0
 
 
 class Daemon:
@@ -453,8 +456,34 @@ class Daemon:
         self._execute(self.conversation.stop(self._clock()))
         assert self.live_link is not None
         await self.live_link.shutdown()
+        await self._let_calls_finish()
         # Every handle and ledger saved so far is on disk before the last activity is recorded.
         await asyncio.wrap_future(self._state_writes.submit(self._touch_handle))
+
+    async def _let_calls_finish(self) -> None:
+        """A function started before the stop (a light switching, a timer being set) has
+        done its work or is about to: its result, once here, is persisted with the
+        question, so that the question asked again after a restart is answered with it
+        rather than with "already requested, result unknown"."""
+        if not self.conversation.calls_running:
+            return
+        finished = asyncio.Event()
+
+        def watch(_event: Event) -> None:
+            if not self.conversation.calls_running:
+                finished.set()
+
+        self.watchers.append(watch)
+        try:
+            await asyncio.wait_for(finished.wait(), STOP_CALLS_GRACE_S)
+        except TimeoutError:
+            log.warning(
+                "stopping with %d function call(s) unfinished after %g s: their results are not known",
+                self.conversation.calls_running,
+                STOP_CALLS_GRACE_S,
+            )
+        finally:
+            self.watchers.remove(watch)
 
     def _touch_handle(self) -> None:
         try:

@@ -100,6 +100,23 @@ def test_a_call_still_running_at_a_restart_is_never_run_again() -> None:
     assert result.id == "c2" and result.response["ok"] is True and result.response["already_done"] is True
 
 
+def test_a_result_that_comes_while_stopping_is_remembered_for_the_question_asked_again() -> None:
+    h = Harness()
+    h.up()
+    h.utter(1000, 3000)
+    call(h, "c1")
+    h._record(h.core.stop(h.t))
+    assert h.core.calls_running == 1  # the daemon lets it finish before it exits
+    h.send(ToolResult("c1", "set_timer", SET, "WHEN_IDLE", h.t))
+    assert h.core.calls_running == 0
+    assert not h.of(SendToolResponses)  # stopped: nothing goes to the server
+    assert last_saved(h).utterances[0].calls[0].response == SET
+    h = restart(h)
+    h.up()
+    call(h, "c2")
+    assert responses(h)[-1].response == {**SET, "already_done": True}
+
+
 def test_a_call_the_server_cancelled_before_its_result_is_run_when_the_question_is_asked_again() -> None:
     h = Harness()
     h.up()
