@@ -29,6 +29,17 @@ log = logging.getLogger(__name__)
 IDLE_WAIT_S = 1.0
 
 
+def starving_below(period_frames: int) -> int:
+    """Mid-reply with too little queued for a period, the speaker waits for the next chunk
+    until the card holds less than this, and only then hands out what there is (or
+    silence, a gap). A quarter of a period (5 ms at 20 ms): a chunk that comes up to that
+    late after the card's last audio still plays without a gap, and the thread's own
+    wake-up (well under a millisecond under SCHED_FIFO) still comes before the card is dry.
+    Half a period gave a gap whenever a server's chunk came a hair after the moment the
+    card held half a period."""
+    return max(1, period_frames // 4)
+
+
 class Speaker:
     def __init__(
         self,
@@ -55,11 +66,8 @@ class Speaker:
         # A clock-paced device runs dry if not fed; an unpaced one (a simulated file sink
         # run as fast as possible) never does, so it must not be fed invented silence.
         self._paced = paced
-        # Mid-reply with too little queued for a period, the thread waits for the next
-        # chunk until the card holds less than this, and only then hands out what there
-        # is (or silence). Half a period: room for the thread's own wake-up latency.
         self._starving_below = (
-            max(1, period_frames // 2) if starving_below_frames is None else starving_below_frames
+            starving_below(period_frames) if starving_below_frames is None else starving_below_frames
         )
         # The last write held reply audio (a card running dry after silence is no gap).
         self._wrote_audio = False

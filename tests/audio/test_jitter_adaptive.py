@@ -2,8 +2,8 @@
 
 A small model of the speaker drives the buffer: a sound card holding two 20 ms periods
 drains one frame per 1/24000 s of virtual time; whenever it has room for a period the
-speaker pulls, saying the card is starving only when it holds less than half a period
-(what ``Speaker`` does). Reply chunks arrive on the bench's scripted patterns.
+speaker pulls, saying the card is starving only when it holds less than
+:func:`starving_below` (what ``Speaker`` does). Reply chunks arrive on the bench's scripted patterns.
 """
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edgevoice.audio.jitter import AdaptiveTarget, JitterBuffer
+from edgevoice.audio.playback import starving_below
 from edgevoice_testbed.bench.script import CHUNK_PATTERNS
 
 RATE = 24000
 PERIOD = 480  # 20 ms
 CARD = 2 * PERIOD
-STARVING_BELOW = PERIOD // 2
+STARVING_BELOW = starving_below(PERIOD)
 FRAMES_PER_MS = RATE // 1000
 REPLY_MS = 4600
 
@@ -109,6 +110,18 @@ def test_small_chunks_and_bursts_play_without_an_underrun(name):
     assert audio_only(card) == ramp(0, REPLY_MS * FRAMES_PER_MS)
     # It started with the first chunk (it holds a whole period): no waiting at all.
     assert card.first_sound_ms == [0]
+
+
+@pytest.mark.parametrize("late_ms", [1, 2, 3, 4])
+def test_small_chunks_that_come_a_few_ms_late_still_play_without_a_gap(late_ms):
+    # The first chunk on time, every later one late: the pattern's first chunks come
+    # exactly when the card holds half a period, so this is the closest call it makes.
+    chunks = arrivals(CHUNK_PATTERNS["small"])
+    late = chunks[:1] + [(t + late_ms, frames) for t, frames in chunks[1:]]
+    jb = adaptive()
+    card = play(jb, [late])
+    assert jb.counters.underruns == 0 and card.card_xruns == 0
+    assert audio_only(card) == ramp(0, REPLY_MS * FRAMES_PER_MS)
 
 
 def test_a_server_slower_than_real_time_for_two_seconds_gives_one_gap_then_none():
