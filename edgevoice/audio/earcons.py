@@ -91,6 +91,14 @@ class Earcons:
         self.enabled = enabled
         self.disabled = disabled
 
+    def warm(self) -> None:
+        """Render every enabled earcon now. Rendering is pure Python (3-13 ms an earcon
+        here, several times that on a Pi): done lazily, the first press waited for its
+        beep, and so did the microphone's audio queued behind it on the loop."""
+        for kind in EARCON_KINDS:
+            if kind not in self.disabled:
+                render(kind)
+
     def get(self, kind: str) -> bytes | None:
         sound = render(kind)  # validates the name even when disabled: a typo is a bug
         if not self.enabled or kind in self.disabled:

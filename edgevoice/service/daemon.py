@@ -828,7 +828,9 @@ def _backoff(live: LiveSettings) -> Backoff:
 def _earcons(settings: Settings) -> Callable[[str], bytes | None] | None:
     if not settings.audio.earcons:
         return None
-    return Earcons(True, settings.audio.disabled_earcons).get
+    earcons = Earcons(True, settings.audio.disabled_earcons)
+    earcons.warm()
+    return earcons.get
 
 
 def _watchdog_policy(notifier: SystemdNotifier) -> WatchdogPolicy:

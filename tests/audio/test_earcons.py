@@ -74,6 +74,18 @@ def test_get_returns_cached_sounds_and_none_when_disabled():
     assert all(Earcons(enabled=False, disabled=[]).get(kind) is None for kind in EXPECTED)
 
 
+def test_warm_renders_every_enabled_earcon_before_it_is_first_played():
+    render.cache_clear()
+    Earcons(enabled=True, disabled=["chime"]).warm()
+    # Each enabled earcon is in the cache; the disabled one was not rendered.
+    assert render.cache_info().currsize == len(EARCON_KINDS) - 1
+    hits = render.cache_info().hits
+    for kind in EARCON_KINDS:
+        if kind != "chime":
+            render(kind)
+    assert render.cache_info().hits == hits + len(EARCON_KINDS) - 1
+
+
 def test_unknown_names_are_clear_errors():
     with pytest.raises(ValueError, match="unknown earcon 'beep'"):
         Earcons(enabled=True, disabled=[]).get("beep")
