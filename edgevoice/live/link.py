@@ -117,6 +117,8 @@ class LiveLink:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         sdk.install()
+        # Before the daemon reports ready: none of it on the loop in the first answer.
+        sdk.warm_up()
         self._live = live
         self._credentials = credentials
         self._post = post
