@@ -26,6 +26,8 @@ FrameSink = Callable[[list[tuple[int, bytes, float]]], None]
 # one that returns at once (ALSA's `null`, a broken driver) would spin this thread, flood
 # the event loop with periods and starve its signal handling.
 MAX_PERIODS_AHEAD = 2
+# The most periods one piece takes while the thread catches up with what the card holds.
+MAX_CATCH_UP_PERIODS = 16
 
 
 class Microphone:
@@ -243,11 +245,15 @@ class Microphone:
                 self._piece.append(data)
                 self._piece_t = t
                 position += len(data) // SAMPLE_BYTES
-                # A cut, a short read or the last of its periods ends the read.
+                # A cut, a short read or the last of its periods ends the read; behind the
+                # card, the read goes on with what it holds.
                 if (
                     self._end_piece_at_next_read
                     or len(data) // SAMPLE_BYTES < self.period_frames
-                    or position - self._piece_start >= self.read_periods * self.period_frames
+                    or (
+                        position - self._piece_start >= self.read_periods * self.period_frames
+                        and (waited or not self._catching_up(position, t))
+                    )
                 ):
                     self._end_piece_at_next_read = False
                     self._end_piece()
@@ -260,6 +266,21 @@ class Microphone:
         self._device = None
         if device is not None:
             _close_quietly(device)
+
+    def _catching_up(self, position: int, t: float) -> bool:
+        """The card already holds another whole period past ``position`` (by the capture
+        clock), and someone is talking: the thread is behind, reading what the card
+        gathered (at a press, after an idle read-ahead sleep), and its next reads return at
+        once. They go to the loop in one piece rather than one hand-over each: each
+        hand-over is a loop wake-up, a dispatch and a websocket frame, and the last of a
+        dozen waited for all the others. Only on a paced card (the clock says what it
+        holds) and up to :data:`MAX_CATCH_UP_PERIODS`."""
+        if not self._paced or self.batch != 1:
+            return False
+        if position - self._piece_start >= MAX_CATCH_UP_PERIODS * self.period_frames:
+            return False
+        end, read_t, _ = self._clock_point
+        return end + (t - read_t) * self.rate - position >= self.period_frames
 
     def _hand_over_piece(self) -> None:
         """The periods of a read that an error ends go to the loop as they are."""

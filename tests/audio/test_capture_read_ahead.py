@@ -75,7 +75,13 @@ def start(read_ahead: int, batch: int) -> tuple[Microphone, PacedCard, Sink]:
 
 
 def contiguous(periods: list[tuple[int, bytes, float]]) -> bool:
-    return [p for p, _, _ in periods] == [i * PERIOD for i in range(len(periods))]
+    """From position 0, each hand-over's piece (one period or several) where the last ended."""
+    end = 0
+    for position, pcm, _t in periods:
+        if position != end or len(pcm) % (2 * PERIOD):
+            return False
+        end += len(pcm) // 2
+    return True
 
 
 def test_while_idle_the_thread_waits_for_the_card_once_per_stretch_not_once_per_period():
@@ -138,3 +144,43 @@ def test_contiguous_periods_are_joined_into_one_event_each_run():
     assert contiguous_runs(periods) == [(0, a + b, 2.0), (100, c + a, 4.0)]
     assert contiguous_runs([(7, a, 1.5)]) == [(7, a, 1.5)]
     assert contiguous_runs([]) == []
+
+
+
+def test_what_the_card_gathered_before_a_press_goes_to_the_loop_in_one_piece():
+    # A long idle stretch (200 ms); the press comes 100 ms into it, so the card holds
+    # about ten periods when the thread wakes.
+    mic, card, sink = start(read_ahead=20, batch=5)
+    # Each hand-over: the card's count of reads that waited, and its periods.
+    handovers: list[tuple[int, int]] = []
+
+    def noting(periods: list[tuple[int, bytes, float]]) -> None:
+        handovers.append((card.waited_reads, sum(len(pcm) // 2 // PERIOD for _, pcm, _ in periods)))
+        sink(periods)
+
+    mic._on_frames = noting
+    pressed = threading.Event()
+    at_press: dict[str, int] = {}
+
+    def press() -> None:
+        with sink.lock:
+            at_press["waited"], at_press["handovers"] = card.waited_reads, len(handovers)
+        mic.stamp_and_post(lambda _position: pressed.set())
+
+    try:
+        sink.wait_for(25)
+        # The scenario's press, 100 ms into the stretch that began with the hand-over
+        # just made; a later one only finds more in the card.
+        timer = threading.Timer(0.1, press)
+        timer.start()
+        assert pressed.wait(5)
+        sink.wait_for(len(sink.periods) + 15)
+    finally:
+        mic.stop()
+    assert contiguous(sink.periods)  # nothing lost, nothing twice, in order
+    # What went to the loop after the press before the thread waited for the card again:
+    # what it held (a backlog of several periods) in at most three hand-overs (the
+    # edge's own, the read the edge ended, and the rest in one piece), not one a period.
+    at_once = [n for waited, n in handovers[at_press["handovers"]:] if waited == at_press["waited"]]
+    assert sum(at_once) >= 3, handovers
+    assert len(at_once) <= 3, handovers
