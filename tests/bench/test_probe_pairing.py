@@ -14,18 +14,37 @@ def figures(probe: Probe, name: str) -> list[float]:
     return list(probe.series.get(name, []))
 
 
-def test_a_live_frame_is_timed_from_the_read_of_the_period_that_holds_it() -> None:
+def test_each_read_after_the_press_is_timed_to_the_first_frame_that_carries_it() -> None:
     probe = Probe()
     for n in range(10):
         probe.audio_captured(n * PERIOD, (n + 1) * PERIOD, n * 0.02)
     probe.pressed(0.185)  # after the period read at 0.18
     probe.audio_captured(10 * PERIOD, 11 * PERIOD, 0.2)
-    probe.audio_sent(5 * PERIOD, 11 * PERIOD, 0.2005)  # pre-roll and the first period: not live
+    # Pre-roll (read before the press: not counted) and the first read after it.
+    probe.audio_sent(5 * PERIOD, 11 * PERIOD, 0.2005)
     probe.audio_captured(11 * PERIOD, 12 * PERIOD, 0.22)
     probe.audio_sent(11 * PERIOD, 12 * PERIOD, 0.2211)
     probe.audio_captured(12 * PERIOD, 13 * PERIOD, 0.24)
-    probe.audio_sent(12 * PERIOD, 12 * PERIOD + 100, 0.2412)  # the release fell inside the period
-    assert figures(probe, "capture_to_wire_ms") == [pytest.approx(1.1), pytest.approx(1.2)]
+    probe.audio_sent(12 * PERIOD, 12 * PERIOD + 100, 0.2412)  # the release fell inside the read
+    probe.audio_sent(12 * PERIOD + 100, 13 * PERIOD, 0.26)  # its rest, later: counted once
+    assert figures(probe, "capture_to_wire_ms") == [
+        pytest.approx(0.5), pytest.approx(1.1), pytest.approx(1.2)
+    ]
+
+
+def test_reads_joined_in_one_frame_each_count_from_their_own_read() -> None:
+    probe = Probe()
+    probe.pressed(0.0)
+    # The card's backlog at a press: three reads in a millisecond, sent in one frame.
+    for n, t in enumerate((0.0101, 0.0104, 0.0107)):
+        probe.audio_captured(n * PERIOD, (n + 1) * PERIOD, t)
+    probe.audio_sent(0, 3 * PERIOD, 0.0117)
+    probe.audio_captured(3 * PERIOD, 4 * PERIOD, 0.03)
+    probe.audio_sent(3 * PERIOD, 4 * PERIOD, 0.0306)
+    probe.audio_sent(3 * PERIOD, 4 * PERIOD, 2.0)  # sent again after a reconnect: not counted
+    assert figures(probe, "capture_to_wire_ms") == [
+        pytest.approx(1.6), pytest.approx(1.3), pytest.approx(1.0), pytest.approx(0.6)
+    ]
 
 
 def test_periods_read_before_a_press_are_not_paired_with_its_pre_roll() -> None:

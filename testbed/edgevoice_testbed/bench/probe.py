@@ -9,9 +9,9 @@ happen here.
 
 Series (milliseconds):
 
-- ``capture_to_wire_ms``: capture period read from ALSA -> its websocket frame written;
-  paired by capture position: a frame counts for the period that holds all its samples
-  (streamed live; pre-roll, a re-send or a backlog spans more and is not counted);
+- ``capture_to_wire_ms``: capture read from ALSA -> the first websocket frame carrying
+  its samples written; paired by capture position, one sample per read made after the
+  press (reads before it go out as pre-roll and are not counted, nor is a re-send);
 - ``release_to_activity_end_ms``: button callback -> the activityEnd written next, of
   an utterance not ended before (a re-send after a reconnect is not counted);
 - ``reply_to_speaker_ms``: reply chunk received -> its first sample handed to ALSA
@@ -60,6 +60,8 @@ class Probe(Metrics):
         self._press_to_pair: float | None = None
         # (start, end, read time) of capture periods not yet carried by a frame.
         self._periods: deque[tuple[int, int, float]] = deque(maxlen=self.KEPT_PERIODS)
+        # The oldest of them has been counted (a frame carried part of it).
+        self._head_counted = False
         # Reply chunk number -> when the link received it, until written (or passed over:
         # dropped by the core or by a stop).
         self._received: dict[int, float] = {}
@@ -78,20 +80,24 @@ class Probe(Metrics):
 
     def audio_captured(self, position: int, end: int, t: float) -> None:
         with self._lock:
+            if len(self._periods) == self._periods.maxlen:
+                self._head_counted = False  # the append drops the oldest
             self._periods.append((position, end, t))
 
     def audio_sent(self, position: int, end: int, t: float) -> None:
         with self._lock:
             periods = self._periods
-            # Periods wholly before this frame can no longer be carried by a live frame.
-            while periods and periods[0][1] < end:
-                periods.popleft()
-            for start, period_end, read_t in periods:
-                if start >= end:
-                    break
-                if start <= position and end <= period_end:
+            while periods and periods[0][0] < end:
+                _start, period_end, read_t = periods[0]
+                # Each read since the press counts once, with the first frame that carries
+                # any of it (a read cut by a release, several reads joined in one frame).
+                if period_end > position and not self._head_counted:
                     self.add("capture_to_wire_ms", (t - read_t) * 1000)
-                    break
+                    self._head_counted = True
+                if period_end > end:
+                    break  # the rest of this read may go in the next frame
+                periods.popleft()
+                self._head_counted = False
 
     def pressed(self, t: float) -> None:
         with self._lock:
@@ -100,6 +106,7 @@ class Probe(Metrics):
             # samples go out as pre-roll, not streamed live.
             while self._periods and self._periods[0][2] <= t:
                 self._periods.popleft()
+                self._head_counted = False
 
     def released(self, t: float) -> None:
         with self._lock:
