@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
@@ -50,19 +51,25 @@ _RECIPES: Final[dict[str, tuple[_Note, ...]]] = {
 EARCON_KINDS: Final[tuple[str, ...]] = tuple(_RECIPES)
 
 
-def _note(note: _Note) -> list[float]:
+def _note(note: _Note) -> array:
+    """The note's samples in [-1, 1], as doubles in one flat array (not a list of float
+    objects: the daemon renders every earcon at start and keeps none of the scratch)."""
     n = round(RATE * note.ms / 1000)
     if note.start_hz == 0 and note.end_hz == 0:
-        return [0.0] * n  # a rest between notes
+        return array("d", bytes(8 * n))  # a rest between notes
     # Integrate the frequency so a glide has a continuous phase (from zero at the start).
     step = (note.end_hz - note.start_hz) / (n - 1) if n > 1 else 0.0
     edge = min(round(RATE * EDGE_MS / 1000), n // 2)
-    ramp = [0.5 * (1 - math.cos(math.pi * i / edge)) for i in range(edge)]
-    envelope = ramp + [1.0] * (n - 2 * edge) + ramp[::-1]
-    wave = []
+    wave = array("d", bytes(8 * n))
     cycles = 0.0
     for i in range(n):
-        wave.append(math.sin(2 * math.pi * cycles / RATE) * envelope[i])
+        if i < edge:
+            envelope = 0.5 * (1 - math.cos(math.pi * i / edge))
+        elif i >= n - edge:
+            envelope = 0.5 * (1 - math.cos(math.pi * (n - 1 - i) / edge))
+        else:
+            envelope = 1.0
+        wave[i] = math.sin(2 * math.pi * cycles / RATE) * envelope
         cycles += note.start_hz + step * (i + 1)
     return wave
 
@@ -72,9 +79,11 @@ def render(kind: str) -> bytes:
     """The earcon ``kind`` as 24 kHz mono S16_LE bytes (computed once per process)."""
     if kind not in _RECIPES:
         raise ValueError(f"unknown earcon {kind!r}; known earcons: {', '.join(EARCON_KINDS)}")
-    signal = [x for note in _RECIPES[kind] for x in _note(note)]
-    scale = 10 ** (PEAK_DBFS / 20) * 32767 / max(abs(x) for x in signal)
-    return pcm16.to_pcm([round(x * scale) for x in signal])
+    signal = array("d")
+    for note in _RECIPES[kind]:
+        signal.extend(_note(note))
+    scale = 10 ** (PEAK_DBFS / 20) * 32767 / max(max(signal), -min(signal))
+    return pcm16.to_pcm(round(x * scale) for x in signal)
 
 
 class Earcons:

@@ -27,7 +27,7 @@ def samples(pcm: bytes) -> array:
 
 def to_pcm(values: Iterable[int]) -> bytes:
     """Integer samples as S16_LE bytes, clipped to the 16-bit range."""
-    out = array("h", [-32768 if v < -32768 else 32767 if v > 32767 else v for v in values])
+    out = array("h", (-32768 if v < -32768 else 32767 if v > 32767 else v for v in values))
     if _BIG_ENDIAN:
         out.byteswap()
     return out.tobytes()
