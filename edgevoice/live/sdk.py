@@ -18,12 +18,17 @@ version, if either is gone):
   it directly: for a 20 ms period the SDK's pydantic validation and converters cost several
   times the rest of the send path. The frames are byte-identical to the SDK's
   (``tests/live/test_sdk.py`` compares them).
+
+One more, used only if present and not checked: ``LiveServerMessage._from_response``, the
+SDK's own parse, which :func:`warm_up` runs once before the daemon is ready (without it,
+the public validation of the same message does most of the work).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import copy
 import json
 import logging
 import os
@@ -62,34 +67,56 @@ MAX_FRAME_BYTES = 16 * 1024 * 1024
 # The websocket close code the client sends when a frame exceeds MAX_FRAME_BYTES.
 CLOSE_MESSAGE_TOO_BIG = 1009
 
-# The SDK's pydantic models are built on their first use (``defer_build``): 0.3-13 ms
-# each here, 52 ms for the ones a conversation uses, several times that on a Pi. Built
-# lazily, that time was spent on the event loop during the first answer, where the first
-# reply's parse held the microphone's audio 12 ms and the first tool response 7 ms.
-# :func:`warm_up` builds them before the device says it is ready. A test runs a whole
-# conversation after it and checks that nothing more was built.
-CONVERSATION_MODELS = (
-    # connecting
-    "HttpOptions", "LiveConnectParameters", "LiveConnectConfig", "SpeechConfig", "Tool",
-    "FunctionDeclaration",
-    # what the server sends
-    "LiveServerMessage", "LiveServerSetupComplete", "LiveServerContent", "Transcription", "Blob",
-    "Part", "Content", "LiveServerToolCall", "LiveServerToolCallCancellation", "FunctionCall",
-    "LiveServerGoAway", "LiveServerSessionResumptionUpdate", "UsageMetadata", "ModalityTokenCount",
-    # what the device sends through the SDK (audio and activity frames are built here)
-    "LiveClientToolResponse", "FunctionResponse", "LiveClientContent",
-)
+# The SDK's pydantic models are built on their first use (``defer_build``). Lazily, the
+# first server message's parse held the event loop 12.6 ms here (several times that on a
+# Pi), mid-answer, and the first tool response 7.5 ms. :func:`warm_up` takes the same
+# paths once before the daemon is ready, with a message that has every part the device
+# reads, so it builds what the conversation would build and no more (building every
+# model on its own cost 4 MB of RSS; this costs about 1.2). The connection's config is
+# built at the first connect, before anyone can talk. A test runs a whole conversation
+# after the first connect and checks that nothing more was built.
+_SERVER_MESSAGE_SAMPLE: dict[str, Any] = {
+    "setup_complete": {},
+    "server_content": {
+        "model_turn": {"parts": [{"inline_data": {"mime_type": "audio/pcm;rate=24000", "data": b"\0\0"}}]},
+        "input_transcription": {"text": "a"},
+        "output_transcription": {"text": "a"},
+        "turn_complete": True,
+        "generation_complete": True,
+        "interrupted": False,
+    },
+    "tool_call": {"function_calls": [{"id": "a", "name": "a", "args": {}}]},
+    "tool_call_cancellation": {"ids": ["a"]},
+    "go_away": {"time_left": "1s"},
+    "session_resumption_update": {"new_handle": "a", "resumable": True},
+    "usage_metadata": {
+        "total_token_count": 1,
+        "prompt_tokens_details": [{"modality": "AUDIO", "token_count": 1}],
+    },
+}
+_warmed = False
 
 
 def warm_up() -> None:
-    """Build the SDK's message models now rather than on the loop mid-conversation
-    (idempotent; a name this SDK version lacks is skipped)."""
-    for name in CONVERSATION_MODELS:
-        model = getattr(types, name, None)
-        if not (isinstance(model, type) and issubclass(model, pydantic.BaseModel)):
-            continue
-        if not model.__pydantic_complete__:
-            model.model_rebuild(force=True)
+    """Build what parsing the server's messages and sending tool responses and context
+    build on first use, now (once per process)."""
+    global _warmed
+    if _warmed:
+        return
+    _warmed = True
+    sample = copy.deepcopy(_SERVER_MESSAGE_SAMPLE)
+    # The SDK's own parse (it prunes unknown keys, building each nested model it meets):
+    # used where this version has it, else the public validation of the same message.
+    parse = getattr(types.LiveServerMessage, "_from_response", None)
+    if callable(parse):
+        parse(response=sample, kwargs={})
+    else:
+        types.LiveServerMessage.model_validate(sample)
+    responses = function_responses([ToolResult("warm-up", "warm_up", {"ok": True}, "WHEN_IDLE", 0.0)])
+    types.LiveClientToolResponse(function_responses=responses)
+    types.LiveClientContent(
+        turns=[types.Content(role="user", parts=[types.Part(text="a")])], turn_complete=True
+    )
 
 
 # -- the check -----------------------------------------------------------------------------

@@ -1,6 +1,7 @@
-"""The SDK's message models are built before the daemon is ready (``sdk.warm_up``), so that
-none is built on the event loop in the middle of a conversation. Checked in a fresh
-interpreter: in this one, other tests have built models already."""
+"""The SDK's message models are built before the daemon is ready (``sdk.warm_up``) or at
+its first connect, so that none is built on the event loop in the middle of a
+conversation. Checked in a fresh interpreter: in this one, other tests have built models
+already."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 # A conversation with everything the SDK parses or builds for the device: setup, audio,
 # transcriptions, a function call and its response, a GoAway and the resumed session.
+# (A timer's prompt would add client content: the warm-up builds that too.)
 CONVERSATION = """
 import asyncio, inspect, json, sys
 from pathlib import Path
@@ -31,8 +33,19 @@ def built() -> set[str]:
     }
 
 
-sdk.warm_up()
-warmed = built()
+# What is built by the time the first connection is open: the warm-up, then the connect.
+warmed: set[str] = set()
+open_session = sdk.open_session
+
+
+async def open_and_note(*args, **kwargs):
+    session = await open_session(*args, **kwargs)
+    if not warmed:
+        warmed.update(built())
+    return session
+
+
+sdk.open_session = open_and_note
 
 from edgevoice_testbed.emulator.server import Emulator
 from edgevoice_testbed.sim.simulate import SimulationOptions, simulate
