@@ -90,6 +90,7 @@ def table(document: dict[str, Any]) -> str:
             f"nice {scheduling.get('nice', 0)}, audio threads "
             + (f"SCHED_FIFO {scheduling['audio_threads_sched_fifo']}"
                if scheduling.get("audio_threads_sched_fifo") else "not real-time")
+            + "".join(f", {key}={value}" for key, value in scheduling.get("environment", {}).items())
             + "; the reference as a quickstart runs (no changes)."
         )
     machine = document["machine"]

@@ -89,11 +89,13 @@ IDLE_S_QUICK = 10.0
 # A CPU-bound process that competes with the clients for the cores in the loaded run.
 COMPETITOR_CODE = "while True: pass"
 # What systemd/edgevoice.service gives the daemon: Nice=-10, LimitRTTIME=200ms:1s,
-# LimitRTPRIO=10 (the audio threads then take SCHED_FIFO). The bench gives EdgeVoice's
-# workers the same where it may; the reference runs as a quickstart would, unchanged.
+# LimitRTPRIO=10 (the audio threads then take SCHED_FIFO) and its Environment=. The bench
+# gives EdgeVoice's workers the same where it may; the reference runs as a quickstart
+# would, unchanged.
 UNIT_NICE = -10
 UNIT_RTTIME_US = (200_000, 1_000_000)
 UNIT_RTPRIO = 10
+UNIT_ENVIRONMENT = {"MALLOC_ARENA_MAX": "2"}
 
 
 def unit_scheduling() -> dict[str, Any]:
@@ -409,6 +411,8 @@ class Bench:
         env["NOTIFY_SOCKET"] = str(notify_path)
         env["ALSA_CONFIG_PATH"] = f"/usr/share/alsa/alsa.conf:{run.directory / 'asoundrc'}"
         env["GPIOZERO_PIN_FACTORY"] = "mock"
+        if run.spec.role == "edgevoice":
+            env.update(UNIT_ENVIRONMENT)
         with (run.directory / "worker.log").open("wb") as stderr:
             run.spawn_t = time.monotonic()
             run.process = await asyncio.create_subprocess_exec(
@@ -538,7 +542,8 @@ class Bench:
         try:
             out = subprocess.run([self.python, "-c", code], env=self.env, capture_output=True,
                                  text=True, timeout=60, check=True).stdout
-            return {"as_unit": json.loads(out.strip().splitlines()[-1])}
+            applied = json.loads(out.strip().splitlines()[-1])
+            return {"as_unit": {**applied, "environment": UNIT_ENVIRONMENT}}
         except (subprocess.SubprocessError, ValueError, IndexError, OSError) as exc:
             return {"as_unit": None, "error": str(exc)}
 
