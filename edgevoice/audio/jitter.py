@@ -178,6 +178,13 @@ class JitterBuffer:
         adaptive target as it stands)."""
         return self._target * 1000 / self.rate
 
+    def ready_frames(self) -> int:
+        """Reply audio the next pull hands out as it is, unpadded: what is queued of the
+        reply playing now (0 before it starts, in a dry spell, or with a fade-out due)."""
+        if not self._playing or self._dry or self._fade_out:
+            return 0
+        return self._head_reply_frames()
+
     @property
     def buffered_ms(self) -> float:
         """Audio waiting to be pulled (a pending fade-out included)."""

@@ -40,6 +40,14 @@ def starving_below(period_frames: int) -> int:
     return max(1, period_frames // 4)
 
 
+def frames_to_pull(jitter: JitterBuffer, period_frames: int, write_frames: int) -> int:
+    """How much the speaker takes for its next write: ``write_frames`` while a reply plays
+    with that much queued, else a period (a reply's first, its end, a thin queue)."""
+    if write_frames > period_frames and jitter.ready_frames() >= write_frames:
+        return write_frames
+    return period_frames
+
+
 class Speaker:
     def __init__(
         self,
@@ -57,11 +65,16 @@ class Speaker:
         metrics: Metrics = NO_METRICS,
         clock: Callable[[], float] = time.monotonic,
         starving_below_frames: int | None = None,
+        write_periods: int = 1,
     ) -> None:
         self._open_device = open_device
         self.rate = rate
         self.period_frames = period_frames
         self.buffer_frames = buffer_frames
+        # While a reply plays with this much queued, one write takes it all: fewer
+        # wake-ups of this thread. At most half the card, so that a write never waits for
+        # the card to run dry before it fits.
+        self.write_frames = period_frames * max(1, min(write_periods, buffer_frames // period_frames // 2))
         self._jitter = jitter
         # A clock-paced device runs dry if not fed; an unpaced one (a simulated file sink
         # run as fast as possible) never does, so it must not be fed invented silence.
@@ -205,7 +218,8 @@ class Speaker:
                 waited = False
                 was_playing = self._jitter.playing
                 dry_spells = self._jitter.counters.underruns
-                pulled = self._jitter.pull(self.period_frames, device_starving=False)
+                frames = frames_to_pull(self._jitter, self.period_frames, self.write_frames)
+                pulled = self._jitter.pull(frames, device_starving=False)
                 held: int | None = None
                 if pulled.kind == "idle" and self._paced and self._jitter.playing:
                     # Mid-reply, less than a period queued: starving only once the card is

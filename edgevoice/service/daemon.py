@@ -81,7 +81,14 @@ from edgevoice.live.handle_store import HandleStore
 from edgevoice.live.link import CredentialSource, LiveLink
 from edgevoice.live.netwatch import NetworkWatch
 from edgevoice.metrics import NO_METRICS, Metrics
-from edgevoice.service.devices import CAPTURE_RATE, PLAYBACK_PERIODS, PLAYBACK_RATE, AlsaDevices, Devices
+from edgevoice.service.devices import (
+    CAPTURE_RATE,
+    PLAYBACK_PERIODS,
+    PLAYBACK_RATE,
+    PLAYBACK_WRITE_PERIODS,
+    AlsaDevices,
+    Devices,
+)
 from edgevoice.service.household import Household
 from edgevoice.service.instance_lock import InstanceLock
 from edgevoice.service.ledger_store import LedgerStore
@@ -385,6 +392,7 @@ class Daemon:
             on_problem=lambda problem: self.post(DeviceProblem("speaker", problem, self._clock())),
             heartbeat=playback_beat.beat,
             metrics=self.metrics,
+            write_periods=PLAYBACK_WRITE_PERIODS,
         )
         return microphone, speaker
 

@@ -20,9 +20,12 @@ from edgevoice.config import AudioSettings
 CAPTURE_RATE = 16000
 PLAYBACK_RATE = 24000
 
-# Two periods in the card: enough to ride scheduling jitter, little enough that a barge-in
-# has almost nothing to cut.
-PLAYBACK_PERIODS = 2
+# Four periods in the card, written two at a time while an answer plays: the speaker
+# thread wakes 25 times a second instead of 50, with 40-80 ms queued to ride scheduling
+# jitter. A barge-in drops what the card holds, so its depth costs no latency there, and
+# an answer's first period is written alone, into an empty card.
+PLAYBACK_PERIODS = 4
+PLAYBACK_WRITE_PERIODS = 2
 
 # A capture buffer adds no latency (a period is read as soon as it is complete), so it can
 # be long: while nobody speaks the microphone lets it gather CAPTURE_READ_AHEAD periods and
@@ -130,6 +133,7 @@ __all__ = [
     "CAPTURE_READ_AHEAD",
     "PLAYBACK_PERIODS",
     "PLAYBACK_RATE",
+    "PLAYBACK_WRITE_PERIODS",
     "AlsaDevices",
     "Devices",
 ]

@@ -1,9 +1,11 @@
 """The adaptive jitter target on the bench's chunk patterns, in virtual time (no clock).
 
-A small model of the speaker drives the buffer: a sound card holding two 20 ms periods
-drains one frame per 1/24000 s of virtual time; whenever it has room for a period the
-speaker pulls, saying the card is starving only when it holds less than
-:func:`starving_below` (what ``Speaker`` does). Reply chunks arrive on the bench's scripted patterns.
+A small model of the speaker drives the buffer: a sound card holding the daemon's 20 ms
+periods drains one frame per 1/24000 s of virtual time; whenever it has room for what the
+speaker would write (:func:`frames_to_pull`: two periods at once while a reply plays with
+that much queued) the speaker pulls, saying the card is starving only when it holds less
+than :func:`starving_below` (what ``Speaker`` does). Reply chunks arrive on the bench's
+scripted patterns.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edgevoice.audio.jitter import AdaptiveTarget, JitterBuffer
-from edgevoice.audio.playback import starving_below
+from edgevoice.audio.playback import frames_to_pull, starving_below
+from edgevoice.service.devices import PLAYBACK_PERIODS, PLAYBACK_WRITE_PERIODS
 from edgevoice_testbed.bench.script import CHUNK_PATTERNS
 
 RATE = 24000
 PERIOD = 480  # 20 ms
-CARD = 2 * PERIOD
+CARD = PLAYBACK_PERIODS * PERIOD
+WRITE = PLAYBACK_WRITE_PERIODS * PERIOD
 STARVING_BELOW = starving_below(PERIOD)
 FRAMES_PER_MS = RATE // 1000
 REPLY_MS = 4600
@@ -52,11 +56,12 @@ class CardModel:
         self.out = bytearray()
         self.first_sound_ms: list[float] = []
         self.card_xruns = 0
+        self.writes: list[int] = []
 
     def tick(self, now_ms: int) -> None:
         """One virtual millisecond: the speaker fills the card, then the card plays 1 ms."""
-        while self.held <= CARD - PERIOD:
-            pulled = self.jb.pull(PERIOD, device_starving=False)
+        while self.held <= CARD - (frames := frames_to_pull(self.jb, PERIOD, WRITE)):
+            pulled = self.jb.pull(frames, device_starving=False)
             if pulled.kind == "idle" and self.jb.playing and self.held < STARVING_BELOW:
                 pulled = self.jb.pull(PERIOD, device_starving=True)
             if pulled.kind == "idle":
@@ -65,6 +70,7 @@ class CardModel:
                 self.first_sound_ms.append(now_ms + self.held / FRAMES_PER_MS)
             self.out += pulled.pcm
             self.held += len(pulled.pcm) // 2
+            self.writes.append(len(pulled.pcm) // 2)
         if self.held == 0 and self.jb.playing:
             self.card_xruns += 1
         self.held = max(0, self.held - FRAMES_PER_MS)
@@ -246,3 +252,15 @@ def test_answers_without_a_gap_leave_no_record_behind():
     assert jb.counters.underruns == 0
     window_chunks = AdaptiveTarget().catch_up_ms // 20 + 2
     assert len(jb._arrivals) <= window_chunks
+
+
+def test_an_answer_that_keeps_ahead_is_written_two_periods_at_a_time_after_a_first_period_alone():
+    jb = adaptive()
+    card = play(jb, [arrivals([[40.0, 20.0]])])  # twice real time: the queue stays ahead
+    assert jb.counters.underruns == 0 and card.card_xruns == 0
+    assert audio_only(card) == ramp(0, REPLY_MS * FRAMES_PER_MS)
+    # The first sound goes at once, alone; then the speaker wakes about half as often.
+    assert card.writes[0] == PERIOD and card.first_sound_ms == [0]
+    periods = REPLY_MS * FRAMES_PER_MS // PERIOD
+    assert card.writes.count(WRITE) >= periods // 2 - 2, card.writes
+    assert len(card.writes) <= periods // 2 + 3, card.writes

@@ -118,7 +118,7 @@ def ssl_context(ca_file: str) -> ssl.SSLContext:
 async def run_edgevoice(spec: WorkerSpec) -> dict[str, Any]:
     from edgevoice.config import deep_merge, load_settings
     from edgevoice.service.daemon import Daemon
-    from edgevoice.service.devices import CAPTURE_PERIODS, CAPTURE_READ_AHEAD
+    from edgevoice.service.devices import CAPTURE_PERIODS, CAPTURE_READ_AHEAD, PLAYBACK_PERIODS
     from edgevoice_testbed.bench.probe import NullProbe, Probe
     from edgevoice_testbed.bench.simhw import MIC_PCM, SPEAKER_PCM, BenchDevices, counters
 
@@ -147,7 +147,7 @@ async def run_edgevoice(spec: WorkerSpec) -> dict[str, Any]:
         capture_period=CAPTURE_RATE * settings.audio.period_ms // 1000,
         playback_rate=PLAYBACK_RATE,
         playback_period=PLAYBACK_RATE * settings.audio.period_ms // 1000,
-        playback_periods=2,
+        playback_periods=PLAYBACK_PERIODS,
         button_pin=settings.button.pin,
         pull_up=settings.button.pull_up,
         on_start=timeline.on_start,
