@@ -151,6 +151,11 @@ class JitterBuffer:
         self._target = self._frames(adaptive.start_ms) if adaptive else self.prebuffer_frames
         self._since_underrun = 0
         self._clock = 0
+        # The device clock less what the card still held at the last pull (what had been
+        # heard by then), when the caller says; arrivals are timed by it. A card that
+        # takes audio ahead of time (a deep one, filled several periods at once) would
+        # otherwise make a burst look like a server keeping up.
+        self._heard: int | None = None
         self._arrivals: deque[tuple[int, int]] = deque()
         self._arrived = 0
 
@@ -205,11 +210,12 @@ class JitterBuffer:
         frames = len(pcm) // _SAMPLE_BYTES
         self._queued_total += frames
         if self.adaptive is not None and frames:
-            self._arrivals.append((self._clock, frames))
+            now = self._device_now()
+            self._arrivals.append((now, frames))
             self._arrived += frames
             # Only the last catch-up window is ever asked about (device time only grows):
             # forget older arrivals now, or answers without a gap would pile them up.
-            self._arrived_since(self._clock - self._frames(self.adaptive.catch_up_ms))
+            self._arrived_since(now - self._frames(self.adaptive.catch_up_ms))
 
     def end_of_reply(self) -> None:
         """No more audio for the current reply (generationComplete / turnComplete)."""
@@ -247,14 +253,18 @@ class JitterBuffer:
         self._arrived = 0
         return dropped
 
-    def pull(self, frames: int, *, device_starving: bool) -> Pull:
+    def pull(self, frames: int, *, device_starving: bool, device_holds: int | None = None) -> Pull:
         """The device can take ``frames`` frames now.
 
         ``device_starving``: the device runs dry if nothing is written (a real, clock-paced
         card). False for an unpaced sink, where underrun silence must never be invented.
+        ``device_holds``: frames the card has yet to play (adaptive mode times arrivals by
+        what has been heard, not by what has been handed out).
         """
         if not isinstance(frames, int) or isinstance(frames, bool) or frames <= 0:
             raise ValueError(f"frames must be a positive integer, got {frames!r}")
+        if device_holds is not None:
+            self._heard = max(self._heard or 0, self._clock - device_holds)
         if self._fade_out:
             return self._pull_fade_out(frames)
         starts = False
@@ -334,8 +344,12 @@ class JitterBuffer:
         assert self.adaptive is not None
         if self._head_reply_frames() < max(self._target, 1):
             return False
-        window = min(self._clock, self._frames(self.adaptive.catch_up_ms))
-        return self._arrived_since(self._clock - window) >= window
+        now = self._device_now()
+        window = min(now, self._frames(self.adaptive.catch_up_ms))
+        return self._arrived_since(now - window) >= window
+
+    def _device_now(self) -> int:
+        return self._clock if self._heard is None else self._heard
 
     def _arrived_since(self, clock: int) -> int:
         while self._arrivals and self._arrivals[0][0] < clock:

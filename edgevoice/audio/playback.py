@@ -219,12 +219,18 @@ class Speaker:
                 was_playing = self._jitter.playing
                 dry_spells = self._jitter.counters.underruns
                 frames = frames_to_pull(self._jitter, self.period_frames, self.write_frames)
-                pulled = self._jitter.pull(frames, device_starving=False)
+                # An adaptive buffer times the server's pace by what has been heard.
+                holds = (
+                    self._held_frames(device)
+                    if self._paced and self._jitter.adaptive is not None and self._jitter.playing
+                    else None
+                )
+                pulled = self._jitter.pull(frames, device_starving=False, device_holds=holds)
                 held: int | None = None
                 if pulled.kind == "idle" and self._paced and self._jitter.playing:
                     # Mid-reply, less than a period queued: starving only once the card is
                     # about to run dry (what it holds still plays while the next chunk comes).
-                    held = self._held_frames(device)
+                    held = self._held_frames(device) if holds is None else holds
                     if held < self._starving_below:
                         pulled = self._jitter.pull(self.period_frames, device_starving=True)
                 earcon = self._take_earcon(len(pulled.pcm) or self.period_frames * SAMPLE_BYTES)

@@ -61,7 +61,8 @@ class CardModel:
     def tick(self, now_ms: int) -> None:
         """One virtual millisecond: the speaker fills the card, then the card plays 1 ms."""
         while self.held <= CARD - (frames := frames_to_pull(self.jb, PERIOD, WRITE)):
-            pulled = self.jb.pull(frames, device_starving=False)
+            holds = self.held if self.jb.playing else None
+            pulled = self.jb.pull(frames, device_starving=False, device_holds=holds)
             if pulled.kind == "idle" and self.jb.playing and self.held < STARVING_BELOW:
                 pulled = self.jb.pull(PERIOD, device_starving=True)
             if pulled.kind == "idle":
