@@ -1,11 +1,11 @@
 """The adaptive jitter target on the bench's chunk patterns, in virtual time (no clock).
 
 A small model of the speaker drives the buffer: a sound card holding the daemon's 20 ms
-periods drains one frame per 1/24000 s of virtual time; whenever it has room for what the
-speaker would write (:func:`frames_to_pull`: two periods at once while a reply plays with
-that much queued) the speaker pulls, saying the card is starving only when it holds less
-than :func:`starving_below` (what ``Speaker`` does). Reply chunks arrive on the bench's
-scripted patterns.
+periods drains one frame per 1/24000 s of virtual time; the speaker pulls its next write
+(:func:`frames_to_pull`: two periods at once while a reply plays with that much queued)
+and blocks until the card has room for it, saying the card is starving only when it
+holds less than :func:`starving_below` (what ``Speaker`` does). Reply chunks arrive on the
+bench's scripted patterns.
 """
 
 from __future__ import annotations
@@ -57,10 +57,22 @@ class CardModel:
         self.first_sound_ms: list[float] = []
         self.card_xruns = 0
         self.writes: list[int] = []
+        # The write the speaker has pulled and is blocked in (the card has no room yet).
+        self.pending: bytes | None = None
 
     def tick(self, now_ms: int) -> None:
-        """One virtual millisecond: the speaker fills the card, then the card plays 1 ms."""
-        while self.held <= CARD - (frames := frames_to_pull(self.jb, PERIOD, WRITE)):
+        """One virtual millisecond: the speaker fills the card, then the card plays 1 ms.
+
+        As the speaker thread does, it pulls its next write first and then blocks until
+        the card has room for all of it: what it has pulled leads what has been heard by
+        the card's depth and a write."""
+        while True:
+            if self.pending is not None:
+                if self.held > CARD - len(self.pending) // 2:
+                    break  # blocked in write()
+                self.held += len(self.pending) // 2
+                self.pending = None
+            frames = frames_to_pull(self.jb, PERIOD, WRITE)
             holds = self.held if self.jb.playing else None
             pulled = self.jb.pull(frames, device_starving=False, device_holds=holds)
             if pulled.kind == "idle" and self.jb.playing and self.held < STARVING_BELOW:
@@ -70,8 +82,8 @@ class CardModel:
             if pulled.starts_reply:
                 self.first_sound_ms.append(now_ms + self.held / FRAMES_PER_MS)
             self.out += pulled.pcm
-            self.held += len(pulled.pcm) // 2
             self.writes.append(len(pulled.pcm) // 2)
+            self.pending = pulled.pcm
         if self.held == 0 and self.jb.playing:
             self.card_xruns += 1
         self.held = max(0, self.held - FRAMES_PER_MS)
