@@ -230,12 +230,6 @@ def test_a_dynamic_user_without_capabilities(installed: Device) -> None:
     assert {int(g) for g in named} <= groups
 
 
-def test_the_daemon_runs_with_two_malloc_arenas(installed: Device) -> None:
-    pid = installed.show("MainPID")["MainPID"]
-    environment = installed.machine.sh(f"tr '\\0' '\\n' < /proc/{pid}/environ").stdout.splitlines()
-    assert "MALLOC_ARENA_MAX=2" in environment, environment
-
-
 def test_the_journal_carries_edgevoice_fields(installed: Device) -> None:
     out = installed.machine.sh("journalctl -u edgevoice.service -o json --no-pager").stdout
     entries = [json.loads(line) for line in out.splitlines() if line.startswith("{")]

@@ -154,27 +154,6 @@ def malloc_arenas() -> tuple[int, float]:
     return text.count("<heap nr="), held / 2**20
 
 
-UNIT = Path(__file__).resolve().parents[2] / "systemd" / "edgevoice.service"
-M_ARENA_MAX = -8  # glibc's <malloc.h>
-_LIBC.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-
-
-def malloc_as_the_unit_runs_it() -> int | None:
-    """The arena limit the unit's ``Environment=MALLOC_ARENA_MAX`` gives the daemon, set
-    on this process too so that the soak measures the daemon as it runs.
-
-    glibc read the environment when this process started, so the limit is set with
-    ``mallopt``, before the daemon's threads start (unless the variable gave it already).
-    """
-    found = re.search(r"^Environment=MALLOC_ARENA_MAX=(\d+)$", UNIT.read_text(encoding="utf-8"), re.M)
-    if found is None:
-        return None
-    limit = int(found.group(1))
-    if os.environ.get("MALLOC_ARENA_MAX") != found.group(1) and not _LIBC.mallopt(M_ARENA_MAX, limit):
-        raise AssertionError(f"mallopt(M_ARENA_MAX, {limit}) failed")
-    return limit
-
-
 def open_fds() -> int:
     return sum(1 for _ in Path("/proc/self/fd").iterdir())
 
@@ -595,7 +574,6 @@ async def test_soak_with_every_fault_and_sigterm_restarts_loses_nothing_and_leak
 ) -> None:
     utterances = soak_size()
     seed = int(os.environ.get("EDGEVOICE_SOAK_SEED", "2026"))
-    arena_limit = malloc_as_the_unit_runs_it()
     rng = random.Random(seed)
     mic = noise_wav(tmp_path / "mic.wav", utterances * SPACING_S + 1.0, seed=seed)
     press_times = press_schedule(utterances)
@@ -664,7 +642,6 @@ async def test_soak_with_every_fault_and_sigterm_restarts_loses_nothing_and_leak
         "refused_handshakes": record["refused_handshakes"],
         "open_never_set_up": record["open_never_set_up"],
         "emulator_handles_kept": record["handles_kept"],
-        "malloc_arena_limit": arena_limit,
         **{
             f"{what}_{s.label}": round(getattr(s, what), 2)
             for s in storm.samples

@@ -42,7 +42,6 @@ def test_unit_has_the_required_settings():
         "CapabilityBoundingSet=",
         "WorkingDirectory=%t/edgevoice",
         "LoadCredential=gemini-api-key:/etc/edgevoice/credentials/gemini-api-key",
-        "Environment=MALLOC_ARENA_MAX=2",
     ]:
         assert required in settings, required
     assert re.search(r"^WatchdogSec=\d+s$", unit_text(), re.M)
