@@ -43,9 +43,7 @@ def starving_below(period_frames: int) -> int:
 def frames_to_pull(jitter: JitterBuffer, period_frames: int, write_frames: int) -> int:
     """How much the speaker takes for its next write: ``write_frames`` while a reply plays
     with that much queued, else a period (a reply's first, its end, a thin queue)."""
-    if write_frames > period_frames and jitter.ready_frames() >= write_frames:
-        return write_frames
-    return period_frames
+    return write_frames if jitter.ready_frames() >= write_frames else period_frames
 
 
 class Speaker:
@@ -256,7 +254,7 @@ class Speaker:
             if self._metrics.enabled and was_playing and not pulled.starts_reply and self._paced:
                 # A gap in an answer: the buffer ran dry, or the card did (this thread late).
                 if held is None:
-                    held = self._held_frames(device)
+                    held = self._held_frames(device) if holds is None else holds
                 if self._jitter.counters.underruns != dry_spells or (held == 0 and self._wrote_audio):
                     self._metrics.add("playback_underrun_t", self._clock())
             self._wrote_audio = pulled.audio_frames > 0
