@@ -17,6 +17,7 @@ an administrator may fix the enrolment while the device waits.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import ssl
@@ -25,7 +26,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import aiohttp
+import httpx2
 from pydantic import SecretStr
 
 from edgevoice.config import ConfigError, Settings, read_credential_file
@@ -120,25 +121,27 @@ class BrokerCredentials:
 
     async def _fetch(self) -> str:
         url = self.token_url
-        timeout = aiohttp.ClientTimeout(total=self.auth.request_timeout_s)
         headers = {"Authorization": f"Bearer {self._secret.get_secret_value()}", "Accept": "application/json"}
         try:
+            # One deadline for the whole exchange, as the setting says; the environment's
+            # proxies are not the device's (the broker is on its own network).
             async with (
-                aiohttp.ClientSession(timeout=timeout) as session,
-                session.post(url, headers=headers, ssl=self._ssl, allow_redirects=False) as response,
+                asyncio.timeout(self.auth.request_timeout_s),
+                httpx2.AsyncClient(verify=self._ssl, trust_env=False, timeout=None) as client,
             ):
-                status = response.status
-                try:
-                    body: Any = await response.json(content_type=None)
-                except (ValueError, aiohttp.ClientError):
-                    body = None
-                retry_after = response.headers.get("Retry-After")
-        except TimeoutError:
+                response = await client.post(url, headers=headers)
+            status = response.status_code
+            try:
+                body: Any = response.json()
+            except ValueError:
+                body = None
+            retry_after = response.headers.get("Retry-After")
+        except (TimeoutError, httpx2.TimeoutException):
             raise CredentialError(
                 f"the token broker at {self.auth.broker_url} did not answer within "
                 f"{self.auth.request_timeout_s:g} s"
             ) from None
-        except (aiohttp.ClientError, OSError, ssl.SSLError) as exc:
+        except (httpx2.HTTPError, OSError) as exc:
             raise CredentialError(
                 f"the token broker at {self.auth.broker_url} cannot be reached: {_describe(exc)}"
             ) from None
@@ -247,12 +250,29 @@ def _error_message(body: Any) -> str:
 
 
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError | ssl.SSLCertVerificationError):
+    reason = _socket_error(exc)
+    if isinstance(reason, ssl.SSLCertVerificationError):
         return "its TLS certificate is not trusted (set auth.broker_ca_file to its CA)"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return exc.strerror or type(exc).__name__
+    if reason is not None:
+        return reason.strerror or type(reason).__name__
     text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _socket_error(exc: BaseException | None) -> OSError | None:
+    """The socket's own error under the HTTP client's wrappers (its causes, and the attempts
+    of a connection to several addresses): a certificate failure, or one with a strerror."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, ssl.SSLCertVerificationError) or (isinstance(exc, OSError) and exc.strerror):
+            return exc
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                if (found := _socket_error(inner)) is not None:
+                    return found
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 __all__ = [

@@ -1,4 +1,5 @@
-"""One authenticated websocket to Home Assistant (``/api/websocket``), over aiohttp.
+"""One authenticated websocket to Home Assistant (``/api/websocket``), over websockets (the
+library the Live SDK already loads: no second HTTP stack on the device).
 
 Home Assistant's protocol: the server says ``auth_required``, the client sends its token,
 the server answers ``auth_ok`` or ``auth_invalid``; then every command carries an ``id``
@@ -14,17 +15,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import logging
 import ssl
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import aiohttp
 from pydantic import SecretStr
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 log = logging.getLogger(__name__)
 
 EventCallback = Callable[[Mapping[str, Any]], None]
+
+# A ping every 30 s; no pong within 15 s ends the connection (and the backend reconnects).
+PING_INTERVAL_S = 30.0
+PING_TIMEOUT_S = 15.0
 
 
 class ConnectionLost(Exception):
@@ -56,13 +63,12 @@ class HomeAssistantConnection:
         ssl_context: ssl.SSLContext | bool = True,
         timeout_s: float = 8.0,
     ):
-        self._url = url.rstrip("/") + "/api/websocket"
+        self._url = websocket_url(url)
         self._where = f"Home Assistant at {url}"
         self._token = token
         self._ssl = ssl_context
         self._timeout_s = timeout_s
-        self._session: aiohttp.ClientSession | None = None
-        self._socket: aiohttp.ClientWebSocketResponse | None = None
+        self._socket: ClientConnection | None = None
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[Any]] = {}
         self._subscriptions: dict[int, EventCallback] = {}
@@ -80,44 +86,49 @@ class HomeAssistantConnection:
     async def open(self) -> None:
         """Connect and authenticate. Raises :class:`TokenRejected` or :class:`ConnectionLost`."""
         self._closed = asyncio.get_running_loop().create_future()
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(ssl=self._ssl),
-            timeout=aiohttp.ClientTimeout(total=None, connect=self._timeout_s),
-        )
         try:
-            self._socket = await asyncio.wait_for(
-                self._session.ws_connect(self._url, heartbeat=30, max_msg_size=0),
-                self._timeout_s,
+            self._socket = await connect(
+                self._url,
+                ssl=_client_tls(self._url, self._ssl),
+                open_timeout=self._timeout_s,
+                ping_interval=PING_INTERVAL_S,
+                ping_timeout=PING_TIMEOUT_S,
+                max_size=None,  # a whole home's states come in one message
+                proxy=None,  # Home Assistant is on the local network
             )
             async with asyncio.timeout(self._timeout_s):
                 hello = await self._receive_json()
                 if hello.get("type") != "auth_required":
                     raise ConnectionLost(f"{self._where} did not ask for authentication")
-                await self._socket.send_json(
-                    {"type": "auth", "access_token": self._token.get_secret_value()}
+                await self._socket.send(
+                    json.dumps({"type": "auth", "access_token": self._token.get_secret_value()})
                 )
                 answer = await self._receive_json()
-        except aiohttp.WSServerHandshakeError as exc:
+        except InvalidStatus as exc:
             await self._abandon()
-            if exc.status == 401:
+            status = exc.response.status_code
+            if status == 401:
                 raise TokenRejected(f"{self._where} refused the access token (HTTP 401)") from None
-            raise ConnectionLost(f"{self._where} refused the websocket (HTTP {exc.status})") from None
-        except aiohttp.ClientConnectorCertificateError:
+            raise ConnectionLost(f"{self._where} refused the websocket (HTTP {status})") from None
+        except ssl.SSLCertVerificationError:
             await self._abandon()
             raise ConnectionLost(
                 f"cannot verify the TLS certificate of {self._where}; "
                 "set home.homeassistant.ca_file"
             ) from None
-        except aiohttp.ClientConnectorError as exc:
-            await self._abandon()
-            reason = exc.os_error.strerror if exc.os_error and exc.os_error.strerror else str(exc)
-            raise ConnectionLost(f"cannot connect to {self._where}: {reason}") from None
         except TimeoutError:
             await self._abandon()
             raise ConnectionLost(
                 f"{self._where} did not answer within {self._timeout_s:g} seconds"
             ) from None
-        except (aiohttp.ClientError, OSError) as exc:
+        except ConnectionClosed:
+            await self._abandon()
+            raise ConnectionLost(f"{self._where} closed the websocket during the login") from None
+        except OSError as exc:
+            await self._abandon()
+            reason = exc.strerror or str(exc) or type(exc).__name__
+            raise ConnectionLost(f"cannot connect to {self._where}: {reason}") from None
+        except WebSocketException as exc:
             await self._abandon()
             raise ConnectionLost(f"lost the connection to {self._where} ({type(exc).__name__})") from None
         except ConnectionLost:
@@ -186,17 +197,17 @@ class HomeAssistantConnection:
     async def _send(self, message: Mapping[str, Any]) -> None:
         assert self._socket is not None
         try:
-            await self._socket.send_json(dict(message))
-        except (aiohttp.ClientError, ConnectionError, RuntimeError) as exc:
+            await self._socket.send(json.dumps(dict(message)))
+        except (WebSocketException, OSError) as exc:
             raise ConnectionLost(f"lost the connection to {self._where} ({type(exc).__name__})") from None
 
     async def _receive_json(self) -> dict[str, Any]:
         assert self._socket is not None
-        message = await self._socket.receive()
-        if message.type != aiohttp.WSMsgType.TEXT:
-            raise ConnectionLost(f"{self._where} closed the websocket during the login")
+        message = await self._socket.recv()
+        if not isinstance(message, str):
+            raise ConnectionLost(f"{self._where} sent a binary message during the login")
         try:
-            data = message.json()
+            data = json.loads(message)
         except ValueError:
             raise ConnectionLost(f"{self._where} sent an unreadable login message") from None
         return data if isinstance(data, dict) else {}
@@ -206,12 +217,11 @@ class HomeAssistantConnection:
         why = f"{self._where} closed the connection"
         try:
             async for message in self._socket:
-                if message.type != aiohttp.WSMsgType.TEXT:
-                    if message.type == aiohttp.WSMsgType.ERROR:
-                        why = f"lost the connection to {self._where}"
-                    break
+                if not isinstance(message, str):
+                    log.warning("Home Assistant sent a binary message; ignored")
+                    continue
                 try:
-                    data = message.json()
+                    data = json.loads(message)
                 except ValueError:
                     log.warning("Home Assistant sent an unreadable message; ignored")
                     continue
@@ -219,7 +229,11 @@ class HomeAssistantConnection:
                 for item in data if isinstance(data, list) else [data]:
                     if isinstance(item, dict):
                         self._dispatch(item)
-        except (aiohttp.ClientError, ConnectionError) as exc:
+        except ConnectionClosed as exc:
+            # A clean close ends the iteration above; this is a lost connection (no close
+            # frame, or a ping unanswered).
+            why = f"lost the connection to {self._where} ({type(exc).__name__})"
+        except (WebSocketException, OSError) as exc:
             why = f"lost the connection to {self._where} ({type(exc).__name__})"
         finally:
             self._end(why)
@@ -259,13 +273,33 @@ class HomeAssistantConnection:
 
     async def _abandon(self) -> None:
         socket, self._socket = self._socket, None
-        session, self._session = self._session, None
         if socket is not None:
             with contextlib.suppress(Exception):
                 await socket.close()
-        if session is not None:
-            with contextlib.suppress(Exception):
-                await session.close()
+
+
+def websocket_url(url: str) -> str:
+    """Home Assistant's websocket API under its base URL (``http`` becomes ``ws``)."""
+    base = url.rstrip("/")
+    for http, ws in (("https://", "wss://"), ("http://", "ws://")):
+        if base.lower().startswith(http):
+            base = ws + base[len(http) :]
+            break
+    return base + "/api/websocket"
+
+
+def _client_tls(url: str, setting: ssl.SSLContext | bool) -> ssl.SSLContext | None:
+    """The TLS context for ``url``: none for ``ws://``; for ``wss://`` the given context,
+    the system's trust (True), or no verification at all (False, ``verify_tls = false``)."""
+    if not url.startswith("wss://"):
+        return None
+    if isinstance(setting, ssl.SSLContext):
+        return setting
+    context = ssl.create_default_context()
+    if not setting:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 __all__ = [
