@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 def __getattr__(name: str) -> Any:
     # Lazy: edgevoice.config imports edgevoice.tools.settings, and loading the configuration
-    # must not pull in google-genai, aiohttp or aiomqtt.
+    # must not pull in google-genai, websockets or aiomqtt.
     if name == "ToolBox":
         from edgevoice.tools.toolbox import ToolBox
 

@@ -55,9 +55,7 @@ print(json.dumps(sorted(name for name in sys.argv[2:] if name in sys.modules)))
 """
 
 
-def test_a_plain_configuration_loads_no_module_of_an_unused_feature(tmp_path: Path) -> None:
-    config = tmp_path / "edgevoice.toml"
-    config.write_text(f'[paths]\nstate_dir = "{tmp_path / "state"}"\n')
+def run_without_hardware(config: Path, *, prelude: str = "") -> tuple[str, list[str]]:
     env = {
         name: value
         for name, value in os.environ.items()
@@ -65,7 +63,7 @@ def test_a_plain_configuration_loads_no_module_of_an_unused_feature(tmp_path: Pa
     }
     env["GEMINI_API_KEY"] = "test-key-not-secret"
     result = subprocess.run(
-        [sys.executable, "-c", RUN_WITHOUT_HARDWARE, str(config), *HEAVY],
+        [sys.executable, "-c", prelude + RUN_WITHOUT_HARDWARE, str(config), *HEAVY],
         capture_output=True,
         text=True,
         env=env,
@@ -73,5 +71,28 @@ def test_a_plain_configuration_loads_no_module_of_an_unused_feature(tmp_path: Pa
     )
     assert result.returncode == 0, result.stderr
     started, loaded = result.stdout.splitlines()[-2:]
+    return started, json.loads(loaded)
+
+
+def test_a_plain_configuration_loads_no_module_of_an_unused_feature(tmp_path: Path) -> None:
+    config = tmp_path / "edgevoice.toml"
+    config.write_text(f'[paths]\nstate_dir = "{tmp_path / "state"}"\n')
+    started, loaded = run_without_hardware(config)
     assert started == "started True"  # it got as far as the daemon's Live door
-    assert json.loads(loaded) == []
+    assert loaded == []
+
+
+def test_the_daemon_and_every_backend_load_where_aiohttp_is_not_installed(tmp_path: Path) -> None:
+    # The test environment has aiohttp (the token broker and the fakes need it); a device
+    # does not, and google-genai must then do without it. Home Assistant's client and the
+    # token broker's are loaded here too, since the plain run above does not load them.
+    config = tmp_path / "edgevoice.toml"
+    config.write_text(f'[paths]\nstate_dir = "{tmp_path / "state"}"\n')
+    prelude = (
+        "import sys\n"
+        "sys.modules['aiohttp'] = None  # `import aiohttp` raises ImportError, as if not installed\n"
+        "import edgevoice.tools.backends.homeassistant, edgevoice.tools.backends.mqtt\n"
+        "import edgevoice.security.credentials\n"
+    )
+    started, _ = run_without_hardware(config, prelude=prelude)
+    assert started == "started True"
