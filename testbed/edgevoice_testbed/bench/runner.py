@@ -52,6 +52,7 @@ from edgevoice_testbed.bench.worker import (
     CAPTURE_RATE,
     REFERENCE_CHUNK_FRAMES,
     REFERENCE_PLAYBACK_PERIODS,
+    TESTBED_ONLY_MODULES,
     WorkerSpec,
 )
 from edgevoice_testbed.sim.fussy import asoundrc_for
@@ -67,7 +68,7 @@ DEPENDENCIES = (
     "systemd.daemon",
     "soxr",
     "websockets",
-    "aiohttp",
+    "httpx2",
 )
 LIBRARIES = (
     "google-genai",
@@ -78,7 +79,7 @@ LIBRARIES = (
     "pydantic",
     "pydantic-settings",
     "soxr",
-    "aiohttp",
+    "httpx2",
     "systemd-python",
 )
 READY_TIMEOUT_S = 60.0
@@ -209,7 +210,8 @@ def read_proc(pid: int) -> stats.ResourceSample | None:
 
 def time_imports(python: str, env: dict[str, str], runs: int) -> list[float]:
     """Seconds from spawn to exit of a fresh interpreter importing the daemon's dependencies."""
-    code = "import " + ", ".join(DEPENDENCIES)
+    hidden = ", ".join(f"{name!r}: None" for name in TESTBED_ONLY_MODULES)
+    code = f"import sys; sys.modules.update({{{hidden}}}); import " + ", ".join(DEPENDENCIES)
     times = []
     for _ in range(runs):
         start = time.monotonic()

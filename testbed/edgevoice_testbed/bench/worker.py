@@ -31,10 +31,11 @@ PLAYBACK_RATE = 24000
 REFERENCE_CHUNK_FRAMES = 1024
 REFERENCE_PLAYBACK_PERIODS = 4
 STOP_TIMEOUT_S = 10.0
-# Installed beside the bench by its plot extra (matplotlib), never on a device or by a
-# quickstart; google-genai imports it whenever it can (2.3 MB resident). Hidden from both
-# clients so their memory is what an installed device's is.
-TESTBED_ONLY_MODULES = ("PIL",)
+# Installed beside the bench, never on a device or by a quickstart (`pip install
+# google-genai`): PIL by the plot extra (matplotlib), aiohttp by the token broker and the
+# test fakes. google-genai imports each whenever it can (PIL 2.3 MB resident, aiohttp
+# 9.8 MB). Hidden from both clients so their memory is what an installed device's is.
+TESTBED_ONLY_MODULES = ("PIL", "aiohttp")
 
 
 @dataclass
