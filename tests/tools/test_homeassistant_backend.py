@@ -108,10 +108,14 @@ async def test_tls_with_a_private_ca(tmp_path, outcomes):
         async with make_box(server.url) as untrusted:
             untrusted.start(call("bad", "get_state", entity="kitchen light"), outcomes)
             bad = await outcomes.get("bad")
+        async with make_box(server.url, verify_tls=False) as unverified:
+            unverified.start(call("unverified", "get_state", entity="kitchen light"), outcomes)
+            unchecked = await outcomes.get("unverified")
     finally:
         await server.stop()
     assert ok.ok and ok.response["state"]["state"] == "off"
     assert f"cannot verify the TLS certificate of Home Assistant at {server.url}" in bad.response["error"]
+    assert unchecked.ok  # verify_tls = false: the certificate is not checked at all
 
 
 def test_the_token_comes_from_the_credential_and_must_be_private(tmp_path):
