@@ -33,6 +33,23 @@ EventCallback = Callable[[Mapping[str, Any]], None]
 PING_INTERVAL_S = 30.0
 PING_TIMEOUT_S = 15.0
 
+LOGIN_REDACTED = "> TEXT [the login message, with the access token: not logged]"
+
+
+class _RedactLogin(logging.Filter):
+    """websockets logs every frame at DEBUG with the start of its text, and the login
+    message carries the access token: that record is rewritten before any handler sees it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args and "access_token" in record.getMessage():
+            record.msg, record.args = LOGIN_REDACTED, ()
+        return True
+
+
+# Under "websockets.client", so the level set there (the service keeps it at INFO) applies.
+ws_logger = logging.getLogger("websockets.client.edgevoice.homeassistant")
+ws_logger.addFilter(_RedactLogin())
+
 
 class ConnectionLost(Exception):
     """The websocket is closed or could not be opened; ``str()`` says why, in words."""
@@ -95,6 +112,7 @@ class HomeAssistantConnection:
                 ping_timeout=PING_TIMEOUT_S,
                 max_size=None,  # a whole home's states come in one message
                 proxy=None,  # Home Assistant is on the local network
+                logger=ws_logger,
             )
             async with asyncio.timeout(self._timeout_s):
                 hello = await self._receive_json()
