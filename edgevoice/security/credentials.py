@@ -136,7 +136,7 @@ class BrokerCredentials:
             except ValueError:
                 body = None
             retry_after = response.headers.get("Retry-After")
-        except (TimeoutError, httpx2.TimeoutException):
+        except TimeoutError:  # the client has no timeouts of its own: this deadline is all
             raise CredentialError(
                 f"the token broker at {self.auth.broker_url} did not answer within "
                 f"{self.auth.request_timeout_s:g} s"

@@ -247,11 +247,9 @@ class HomeAssistantConnection:
                 for item in data if isinstance(data, list) else [data]:
                     if isinstance(item, dict):
                         self._dispatch(item)
-        except ConnectionClosed as exc:
-            # A clean close ends the iteration above; this is a lost connection (no close
-            # frame, or a ping unanswered).
-            why = f"lost the connection to {self._where} ({type(exc).__name__})"
         except (WebSocketException, OSError) as exc:
+            # A clean close ends the iteration above; this is a lost connection (no close
+            # frame, a ping unanswered, a protocol error).
             why = f"lost the connection to {self._where} ({type(exc).__name__})"
         finally:
             self._end(why)
@@ -297,13 +295,9 @@ class HomeAssistantConnection:
 
 
 def websocket_url(url: str) -> str:
-    """Home Assistant's websocket API under its base URL (``http`` becomes ``ws``)."""
-    base = url.rstrip("/")
-    for http, ws in (("https://", "wss://"), ("http://", "ws://")):
-        if base.lower().startswith(http):
-            base = ws + base[len(http) :]
-            break
-    return base + "/api/websocket"
+    """Home Assistant's websocket API under its base URL (``http`` becomes ``ws``; the
+    settings accept only ``http://`` and ``https://``)."""
+    return "ws" + url.rstrip("/").removeprefix("http") + "/api/websocket"
 
 
 def _client_tls(url: str, setting: ssl.SSLContext | bool) -> ssl.SSLContext | None:
