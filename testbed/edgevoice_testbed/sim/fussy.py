@@ -119,6 +119,8 @@ def asoundrc_for(
     paced: bool = False,
     exclusive: bool = False,
     unplug_file: Path | None = None,
+    capture_buffer_bytes: tuple[int, int] | None = None,
+    playback_buffer_bytes: tuple[int, int] | None = None,
     plugin_cache_dir: Path | None = None,
 ) -> str:
     """asoundrc text defining ``edgevoice_mic`` (reads ``mic_raw``, S16_LE in the card's
@@ -128,7 +130,9 @@ def asoundrc_for(
     ``paced``: the card runs on the real-time clock (blocking I/O, real overruns and
     underruns) instead of returning at once. ``exclusive``: a second open of the same PCM
     fails with EBUSY (lock files next to ``speaker_raw``). ``unplug_file``: once this file
-    exists the card is gone (ENODEV). Any of these builds and uses the fussy plugin;
+    exists the card is gone (ENODEV). ``capture_buffer_bytes``/``playback_buffer_bytes``:
+    (least, most) bytes the card's ring buffer may have, as a driver's own limits (the
+    program then gets another buffer than it asked for). Any of these builds and uses the fussy plugin;
     without them the card is libasound's ``null`` PCM and no compiler is needed.
 
     Point libasound at the result with ``ALSA_CONFIG_PATH=/usr/share/alsa/alsa.conf:FILE``
@@ -140,12 +144,25 @@ def asoundrc_for(
     ):
         _positive(name, value)
     mic_raw, speaker_raw = Path(mic_raw).absolute(), Path(speaker_raw).absolute()
-    constrained = (capture_rate, capture_channels, playback_rate, playback_channels)
+    for name, bounds in (
+        ("capture_buffer_bytes", capture_buffer_bytes), ("playback_buffer_bytes", playback_buffer_bytes)
+    ):
+        if bounds is not None:
+            for value in bounds:
+                _positive(name, value)
+            if bounds[0] > bounds[1]:
+                raise ValueError(f"{name}: the least ({bounds[0]}) is above the most ({bounds[1]})")
+    constrained = (
+        capture_rate, capture_channels, playback_rate, playback_channels,
+        capture_buffer_bytes, playback_buffer_bytes,
+    )
     fussy = (
         any(v is not None for v in constrained) or paced or exclusive or unplug_file is not None
     )
 
-    def card(rate: int | None, channels: int | None, direction: str) -> str:
+    def card(
+        rate: int | None, channels: int | None, buffer_bytes: tuple[int, int] | None, direction: str
+    ) -> str:
         if not fussy:
             return '"null"'
         options = [f"type {PLUGIN_TYPE}"]
@@ -153,6 +170,8 @@ def asoundrc_for(
             options.append(f"rate {rate}")
         if channels is not None:
             options.append(f"channels {channels}")
+        if buffer_bytes is not None:
+            options.append(f"buffer_bytes_min {buffer_bytes[0]} buffer_bytes_max {buffer_bytes[1]}")
         if paced:
             options.append("paced true")
         if exclusive:
@@ -168,14 +187,14 @@ def asoundrc_for(
     lines += [
         f"pcm.{MIC_PCM} {{",
         "  type file",
-        f"  slave.pcm {card(capture_rate, capture_channels, 'capture')}",
+        f"  slave.pcm {card(capture_rate, capture_channels, capture_buffer_bytes, 'capture')}",
         '  file "/dev/null"',
         f"  infile {_quote(mic_raw)}",
         '  format "raw"',
         "}",
         f"pcm.{SPEAKER_PCM} {{",
         "  type file",
-        f"  slave.pcm {card(playback_rate, playback_channels, 'playback')}",
+        f"  slave.pcm {card(playback_rate, playback_channels, playback_buffer_bytes, 'playback')}",
         f"  file {_quote(speaker_raw)}",
         '  format "raw"',
         "}",

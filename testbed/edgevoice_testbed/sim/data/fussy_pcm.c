@@ -12,6 +12,9 @@
  *   lock_file STR     open is exclusive, like a hw: device: a second open fails -EBUSY
  *   unplug_file STR   once this file exists the card is gone: the stream enters the
  *                     DISCONNECTED state and reads/writes fail -ENODEV, like a USB unplug
+ *   buffer_bytes_min INT, buffer_bytes_max INT
+ *                     the ring buffer's bounds, as a driver's own limits: libasound then
+ *                     grants another buffer than the program asked for
  * Format is S16_LE, access RW interleaved.
  *
  * Build: cc -shared -fPIC -DPIC -o libasound_module_pcm_edgevoice_fussy.so fussy_pcm.c -lasound
@@ -38,6 +41,8 @@ typedef struct {
 	snd_pcm_ioplug_t io;
 	unsigned int rate;		/* 0: any */
 	unsigned int channels;		/* 0: any */
+	unsigned int buffer_bytes_min;
+	unsigned int buffer_bytes_max;
 	int paced;
 	char *unplug_file;
 	int lock_fd;
@@ -174,11 +179,6 @@ static int fussy_poll_revents(snd_pcm_ioplug_t *io, struct pollfd *pfd, unsigned
 	fussy_t *f = io->private_data;
 	unsigned short ready = io->stream == SND_PCM_STREAM_PLAYBACK ? POLLOUT : POLLIN;
 	(void)nfds;
-	if (f->paced && (pfd[0].revents & POLLIN)) {
-		uint64_t ticks;
-		if (read(f->poll_fd, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN)
-			return -errno;
-	}
 	/* A call blocked waiting for the card gets EBADFD when the card goes away or the
 	 * stream is stopped under it (the kernel's wait_for_avail does the same); later
 	 * calls see the DISCONNECTED state and get ENODEV. */
@@ -191,10 +191,22 @@ static int fussy_poll_revents(snd_pcm_ioplug_t *io, struct pollfd *pfd, unsigned
 		return 0;
 	}
 	snd_pcm_sframes_t avail = snd_pcm_avail_update(io->pcm);
-	if (avail < 0)
+	if (avail < 0) {
 		*revents = POLLERR;
-	else
-		*revents = (snd_pcm_uframes_t)avail >= io->period_size ? ready : 0;
+	} else if ((snd_pcm_uframes_t)avail >= io->period_size) {
+		/* Level-triggered, as a kernel PCM's poll: ready while a period is there. The
+		 * timer's ticks stay unread, so the next poll() returns at once too; a reader
+		 * that slept while periods gathered reads them back to back. */
+		*revents = ready;
+	} else {
+		/* Not ready: these ticks are spent; the next one wakes the waiter. */
+		if ((pfd[0].revents & POLLIN)) {
+			uint64_t ticks;
+			if (read(f->poll_fd, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN)
+				return -errno;
+		}
+		*revents = 0;
+	}
 	return 0;
 }
 
@@ -242,7 +254,8 @@ static int set_constraints(fussy_t *f)
 	if (err < 0)
 		return err;
 	if ((err = snd_pcm_ioplug_set_param_minmax(io, SND_PCM_IOPLUG_HW_PERIOD_BYTES, 32, 1 << 20)) < 0 ||
-	    (err = snd_pcm_ioplug_set_param_minmax(io, SND_PCM_IOPLUG_HW_BUFFER_BYTES, 64, 1 << 22)) < 0 ||
+	    (err = snd_pcm_ioplug_set_param_minmax(io, SND_PCM_IOPLUG_HW_BUFFER_BYTES,
+						   f->buffer_bytes_min, f->buffer_bytes_max)) < 0 ||
 	    (err = snd_pcm_ioplug_set_param_minmax(io, SND_PCM_IOPLUG_HW_PERIODS, 2, 1024)) < 0)
 		return err;
 	return 0;
@@ -263,7 +276,7 @@ SND_PCM_PLUGIN_DEFINE_FUNC(edgevoice_fussy)
 {
 	snd_config_iterator_t i, next;
 	const char *unplug_file = NULL, *lock_file = NULL;
-	unsigned int rate = 0, channels = 0;
+	unsigned int rate = 0, channels = 0, buffer_bytes_min = 64, buffer_bytes_max = 1 << 22;
 	int paced = 0, err;
 	fussy_t *f;
 	(void)root;
@@ -280,6 +293,12 @@ SND_PCM_PLUGIN_DEFINE_FUNC(edgevoice_fussy)
 				return err;
 		} else if (!strcmp(id, "channels")) {
 			if ((err = get_positive(n, id, &channels)) < 0)
+				return err;
+		} else if (!strcmp(id, "buffer_bytes_min")) {
+			if ((err = get_positive(n, id, &buffer_bytes_min)) < 0)
+				return err;
+		} else if (!strcmp(id, "buffer_bytes_max")) {
+			if ((err = get_positive(n, id, &buffer_bytes_max)) < 0)
 				return err;
 		} else if (!strcmp(id, "paced")) {
 			if ((paced = snd_config_get_bool(n)) < 0) {
@@ -303,6 +322,8 @@ SND_PCM_PLUGIN_DEFINE_FUNC(edgevoice_fussy)
 		return -ENOMEM;
 	f->rate = rate;
 	f->channels = channels;
+	f->buffer_bytes_min = buffer_bytes_min;
+	f->buffer_bytes_max = buffer_bytes_max;
 	f->paced = paced;
 	f->lock_fd = -1;
 	f->poll_fd = -1;
