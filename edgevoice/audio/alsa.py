@@ -30,6 +30,9 @@ class AudioDeviceError(Exception):
 
 
 class CaptureDevice(Protocol):
+    """A microphone. One that knows its card's buffer also has ``buffer_frames`` (see
+    :func:`granted_buffer_frames`)."""
+
     def read(self) -> tuple[int, bytes]:
         """A period of audio, waiting for it: ``(frames, pcm)``; ``(0, b"")`` for nothing
         this time, a negative ``frames`` for an ALSA error code (``-EPIPE``: an overrun)."""
@@ -44,6 +47,9 @@ class CaptureDevice(Protocol):
 
 
 class PlaybackDevice(Protocol):
+    """A speaker. One that knows its card's buffer also has ``buffer_frames`` (see
+    :func:`granted_buffer_frames`)."""
+
     def write(self, data: bytes) -> int: ...
 
     def avail(self) -> int: ...
@@ -51,6 +57,18 @@ class PlaybackDevice(Protocol):
     def drop(self) -> None: ...
 
     def close(self) -> None: ...
+
+
+def granted_buffer_frames(device: object) -> int | None:
+    """The frames the card's ring buffer holds, as the card granted it, in the pipeline's
+    frames (16 kHz in, 24 kHz out); None where the device does not say.
+
+    A card has its own limits, and libasound gives the nearest buffer it allows, not the
+    one asked for: an idle microphone that lets more gather than the card holds overruns,
+    and a speaker that counts on a buffer of another size misjudges what is still to play.
+    """
+    frames = getattr(device, "buffer_frames", None)
+    return frames if isinstance(frames, int) and frames > 0 else None
 
 
 @dataclass(frozen=True)
@@ -108,9 +126,10 @@ class AlsaCapture:
     without waiting, which puts them back on the boundaries.
     """
 
-    def __init__(self, pcm: alsaaudio.PCM, period_frames: int) -> None:
+    def __init__(self, pcm: alsaaudio.PCM, period_frames: int, buffer_frames: int | None = None) -> None:
         self._pcm = pcm
         self._period_frames = period_frames
+        self.buffer_frames = buffer_frames
         self._alsa_fds: list[tuple[int, int]] = pcm.polldescriptors()
         self._cut_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._poll = select.poll()

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from edgevoice.audio.alsa import SAMPLE_BYTES, AudioDeviceError, CaptureDevice
+from edgevoice.audio.alsa import SAMPLE_BYTES, AudioDeviceError, CaptureDevice, granted_buffer_frames
 from edgevoice.audio.scheduling import make_this_thread_realtime
 
 log = logging.getLogger(__name__)
@@ -28,6 +28,20 @@ FrameSink = Callable[[list[tuple[int, bytes, float]]], None]
 MAX_PERIODS_AHEAD = 2
 # The most periods one piece takes while the thread catches up with what the card holds.
 MAX_CATCH_UP_PERIODS = 16
+# Periods of the card's buffer an idle read-ahead leaves free: a thread woken late on a
+# busy board still reads before the card overruns.
+READ_AHEAD_ROOM_PERIODS = 4
+
+
+def idle_read_ahead_for(wanted: int, buffer_frames: int | None, period_frames: int) -> int:
+    """The idle read-ahead (periods) a card's buffer allows: ``wanted``, or fewer where the
+    card granted a smaller buffer than was asked for, with :data:`READ_AHEAD_ROOM_PERIODS`
+    to spare; 0 (off) where that leaves fewer than two. ``buffer_frames`` None: the device
+    does not say, and ``wanted`` stands."""
+    if wanted <= 0 or buffer_frames is None:
+        return max(wanted, 0)
+    allowed = buffer_frames // period_frames - READ_AHEAD_ROOM_PERIODS
+    return min(wanted, allowed) if allowed >= 2 else 0
 
 
 class Microphone:
@@ -40,8 +54,9 @@ class Microphone:
     utterance is open, ``batch`` is 1 and every period goes at once.
     ``idle_read_ahead`` (periods, 0: off): while ``batch`` is above 1 the thread also sleeps
     until the card holds that many periods and reads them back to back, so an idle
-    microphone wakes its thread twice per stretch instead of once per period; the card's
-    buffer must hold them, with room to spare. A press wakes it at once.
+    microphone wakes its thread twice per stretch instead of once per period. A card whose
+    buffer (as granted, :func:`idle_read_ahead_for`) cannot hold them with room to spare
+    gets a shorter stretch. A press wakes it at once.
     ``read_periods``: how many periods make one read, handed over as one piece. While an
     utterance streams the daemon reads two (40 ms), as a client that opens the card with
     a longer period would: each piece is one hand-over, one dispatch and one frame on the
@@ -74,6 +89,8 @@ class Microphone:
         self.batch = 1
         self.read_periods = 1
         self.idle_read_ahead = idle_read_ahead
+        # What the card being read allows of it.
+        self.read_ahead_now = idle_read_ahead
         # Set by a press (and stop()): ends an idle read-ahead sleep at once.
         self._wake = threading.Event()
         self._pending: list[tuple[int, bytes, float]] = []
@@ -171,6 +188,8 @@ class Microphone:
         due_t = self._clock()
         period_s = self.period_frames / self.rate
         gathered_s = 0.0  # audio the card was left to gather on purpose (idle read-ahead)
+        if device is not None:
+            self._fit_read_ahead(device)
         while not self._stop.is_set():
             if device is None:
                 try:
@@ -185,8 +204,9 @@ class Microphone:
                 self.reopens += 1
                 self._on_problem(None)
                 delay = self._retry_initial_s
+                self._fit_read_ahead(device)
             self._device = device
-            read_ahead = self.idle_read_ahead if self.batch > 1 else 0
+            read_ahead = self.read_ahead_now if self.batch > 1 else 0
             if read_ahead > 0 and caught_up:
                 # Nobody speaks: let the card gather periods, then read them together.
                 self._wake.wait(read_ahead * self.period_frames / self.rate)
@@ -266,6 +286,16 @@ class Microphone:
         self._device = None
         if device is not None:
             _close_quietly(device)
+
+    def _fit_read_ahead(self, device: CaptureDevice) -> None:
+        buffer_frames = granted_buffer_frames(device)
+        allowed = idle_read_ahead_for(self.idle_read_ahead, buffer_frames, self.period_frames)
+        if allowed != self.idle_read_ahead and allowed != self.read_ahead_now:
+            log.info(
+                "the microphone's card holds %d ms: letting %d periods gather while idle, not %d",
+                (buffer_frames or 0) * 1000 // self.rate, allowed, self.idle_read_ahead,
+            )
+        self.read_ahead_now = allowed
 
     def _catching_up(self, position: int, t: float) -> bool:
         """The card already holds another whole period past ``position`` (by the capture

@@ -37,11 +37,15 @@ MAX_READS_FOR_OUTPUT = 8
 
 
 class ConvertingCapture:
-    """A capture PCM at the card's format, read as 16 kHz mono."""
+    """A capture PCM at the card's format, read as 16 kHz mono. ``buffer_frames``: the
+    card's buffer in 16 kHz frames."""
 
-    def __init__(self, pcm: CaptureDevice, converter: CaptureConverter) -> None:
+    def __init__(
+        self, pcm: CaptureDevice, converter: CaptureConverter, buffer_frames: int | None = None
+    ) -> None:
         self._pcm = pcm
         self._converter = converter
+        self.buffer_frames = buffer_frames
 
     def read(self) -> tuple[int, bytes]:
         # The resampler holds a few milliseconds back, so one period in can give nothing
@@ -68,11 +72,17 @@ class ConvertingPlayback:
     the same on any card."""
 
     def __init__(
-        self, pcm: PlaybackDevice, converter: PlaybackConverter | None, device_rate: int, source_rate: int
+        self,
+        pcm: PlaybackDevice,
+        converter: PlaybackConverter | None,
+        device_rate: int,
+        source_rate: int,
+        device_buffer_frames: int | None = None,
     ) -> None:
         self._pcm = pcm
         self._converter = converter
         self._ratio = source_rate / device_rate
+        self.buffer_frames = None if device_buffer_frames is None else int(device_buffer_frames * self._ratio)
         self.underruns = 0
 
     def write(self, data: bytes) -> int:
@@ -123,14 +133,14 @@ def open_capture(
     pcm, opened = _open_negotiated(
         "capture", device, rate, 1, period_ms, device_rate, device_channels, periods=periods, blocking=False
     )
-    capture = AlsaCapture(pcm, opened.period_frames)
+    capture = AlsaCapture(pcm, opened.period_frames, opened.buffer_frames)
     if opened.rate == rate and opened.channels == 1:
         return capture, opened
     log.info("the microphone runs at %d Hz, %d channel(s): converting", opened.rate, opened.channels)
     from edgevoice.audio.convert import CaptureConverter
 
     converter = CaptureConverter(opened.rate, opened.channels, channel, target_rate=rate)
-    return ConvertingCapture(capture, converter), opened
+    return ConvertingCapture(capture, converter, opened.buffer_frames * rate // opened.rate), opened
 
 
 def open_playback(
@@ -156,7 +166,7 @@ def open_playback(
         from edgevoice.audio.convert import PlaybackConverter
 
         converter = PlaybackConverter(rate, device_rate=opened.rate, device_channels=opened.channels)
-    return ConvertingPlayback(pcm, converter, opened.rate, rate), opened
+    return ConvertingPlayback(pcm, converter, opened.rate, rate, opened.buffer_frames), opened
 
 
 def _open_negotiated(

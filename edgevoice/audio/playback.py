@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable
 
 from edgevoice.audio import pcm16
-from edgevoice.audio.alsa import SAMPLE_BYTES, AudioDeviceError, PlaybackDevice
+from edgevoice.audio.alsa import SAMPLE_BYTES, AudioDeviceError, PlaybackDevice, granted_buffer_frames
 from edgevoice.audio.jitter import JitterBuffer
 from edgevoice.audio.scheduling import make_this_thread_realtime
 from edgevoice.metrics import NO_METRICS, Metrics
@@ -68,11 +68,10 @@ class Speaker:
         self._open_device = open_device
         self.rate = rate
         self.period_frames = period_frames
+        # What the card holds: ``buffer_frames`` until a device says what its card granted.
         self.buffer_frames = buffer_frames
-        # While a reply plays with this much queued, one write takes it all: fewer
-        # wake-ups of this thread. At most half the card, so that a write never waits for
-        # the card to run dry before it fits.
-        self.write_frames = period_frames * max(1, min(write_periods, buffer_frames // period_frames // 2))
+        self._write_periods = write_periods
+        self.write_frames = self._write_frames_for(buffer_frames)
         self._jitter = jitter
         # A clock-paced device runs dry if not fed; an unpaced one (a simulated file sink
         # run as fast as possible) never does, so it must not be fed invented silence.
@@ -181,6 +180,8 @@ class Speaker:
         make_this_thread_realtime("playback")
         delay = 0.5
         waited = False
+        if device is not None:
+            self._fit_buffer(device)
         while True:
             if device is None:
                 try:
@@ -197,6 +198,7 @@ class Speaker:
                     continue
                 self._on_problem(None)
                 delay = 0.5
+                self._fit_buffer(device)
             with self._cond:
                 self._device = device
                 if self._stop:
@@ -292,6 +294,26 @@ class Speaker:
             self._heartbeat()
         if device is not None:
             _close_quietly(device)
+
+    def _write_frames_for(self, buffer_frames: int) -> int:
+        """While a reply plays with this much queued, one write takes it all: fewer wake-ups
+        of this thread. At most half the card, so that a write never waits for the card to
+        run dry before it fits."""
+        return self.period_frames * max(1, min(self._write_periods, buffer_frames // self.period_frames // 2))
+
+    def _fit_buffer(self, device: PlaybackDevice) -> None:
+        """Count on the buffer the card granted: what it still holds is that less what is
+        free (``avail``), so another size misjudges the end of a reply and a thin queue."""
+        granted = granted_buffer_frames(device)
+        if granted is None or granted == self.buffer_frames:
+            return
+        log.info(
+            "the speaker's card holds %d ms (%d ms were asked for)",
+            granted * 1000 // self.rate, self.buffer_frames * 1000 // self.rate,
+        )
+        with self._cond:
+            self.buffer_frames = granted
+            self.write_frames = self._write_frames_for(granted)
 
     def _take_held(self, device: PlaybackDevice) -> bytes:
         """What the card still holds (from the sample it is playing on), and stop it."""

@@ -49,7 +49,7 @@ from edgevoice.live.link import CredentialError
 from edgevoice.live.trace import TraceFile, frame_record
 from edgevoice.security.credentials import credential_source
 from edgevoice.service.daemon import Daemon
-from edgevoice.service.devices import CAPTURE_RATE, PLAYBACK_PERIODS, PLAYBACK_RATE, AlsaDevices
+from edgevoice.service.devices import CAPTURE_RATE, PLAYBACK_RATE, AlsaDevices
 from edgevoice.service.logging import setup_logging
 from edgevoice.service.watchdog import enable_crash_dumps
 from edgevoice_testbed.sim.devices import ButtonSchedule, SimulatedCapture, SimulatedPlayback
@@ -561,7 +561,7 @@ class SimulatedDevices(AlsaDevices):
             pcm,
             rate=opened.rate,
             channels=opened.channels,
-            buffer_frames=opened.rate * self.audio.period_ms // 1000 * PLAYBACK_PERIODS,
+            buffer_frames=opened.buffer_frames,
             paced=self.paced_playback,
         )
         self.speaker_format = opened
