@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from edgevoice.audio.alsa import CaptureDevice, OpenedFormat, PlaybackDevice
+from edgevoice.audio.capture import READ_AHEAD_ROOM_PERIODS
 from edgevoice.audio.devices import open_capture as open_capture_device
 from edgevoice.audio.devices import open_playback as open_playback_device
 from edgevoice.config import AudioSettings
@@ -29,9 +30,10 @@ PLAYBACK_WRITE_PERIODS = 2
 
 # A capture buffer adds no latency (a period is read as soon as it is complete), so it can
 # be long: while nobody speaks the microphone lets it gather CAPTURE_READ_AHEAD periods and
-# reads them in one go, with four periods of room to spare.
+# reads them in one go, with four periods of room to spare (fewer on a card that grants a
+# smaller buffer: the microphone fits the read-ahead to what the card holds).
 CAPTURE_PERIODS = 16
-CAPTURE_READ_AHEAD = CAPTURE_PERIODS - 4
+CAPTURE_READ_AHEAD = CAPTURE_PERIODS - READ_AHEAD_ROOM_PERIODS
 
 
 class Devices(Protocol):
