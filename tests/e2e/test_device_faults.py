@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ from edgevoice.core.events import DeviceState
 from edgevoice.service.daemon import Daemon, no_tools
 from edgevoice.service.devices import AlsaDevices
 from edgevoice_testbed.sim.fussy import asoundrc_for, to_device_format
+from tests.support.daemon_watch import Watch
 
 
 class LateOnce:
@@ -42,20 +42,6 @@ class LateOnce:
 
     def close(self) -> None:
         self._device.close()
-
-
-class Watch:
-    """Wakes a waiting test whenever the daemon has handled an event."""
-
-    def __init__(self, daemon: Daemon) -> None:
-        self._changed = asyncio.Event()
-        daemon.watchers.append(lambda _event: self._changed.set())
-
-    async def until(self, predicate: Callable[[], bool], within: float = 15.0) -> None:
-        async with asyncio.timeout(within):
-            while not predicate():
-                self._changed.clear()
-                await self._changed.wait()
 
 
 class CardWithALateReader(AlsaDevices):

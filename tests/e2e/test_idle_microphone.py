@@ -1,0 +1,105 @@
+"""The daemon's microphone while nobody speaks, on a card paced like real hardware.
+
+While idle the microphone lets periods gather in the card and reads them together. The
+card here is the fussy simulated one (the real libasound and pyalsaaudio, paced by the
+clock, a level-triggered poll as a kernel PCM has): the daemon idles through several
+stretches, then someone presses and speaks, and the service must receive the
+microphone's samples exactly, nothing lost to an overrun. Also on a card that grants a
+smaller buffer than the daemon asks for, as drivers do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gpiozero.pins.mock import MockFactory
+
+from edgevoice.config import load_settings
+from edgevoice.core.events import DeviceState
+from edgevoice.service.daemon import Daemon, no_tools
+from edgevoice.service.devices import CAPTURE_READ_AHEAD, AlsaDevices
+from edgevoice_testbed.sim.fussy import asoundrc_for
+from tests.support.daemon_watch import Watch
+
+PERIOD_BYTES = 320 * 2  # 20 ms at 16 kHz mono
+
+
+@pytest.mark.parametrize(
+    ("capture_buffer_periods", "read_ahead"),
+    [(None, CAPTURE_READ_AHEAD), (6, 2)],
+    ids=["the buffer asked for", "a card that grants 6 periods"],
+)
+async def test_an_utterance_after_an_idle_spell_is_the_microphone_sample_for_sample(
+    tmp_path: Path, emulator_factory, monkeypatch, capture_buffer_periods: int | None, read_ahead: int
+) -> None:
+    # Noise: any sample lost, repeated or moved shows in the comparison.
+    mic = np.random.default_rng(7).integers(-8000, 8000, 16000 * 60).astype("<i2").tobytes()
+    (tmp_path / "mic.raw").write_bytes(mic)
+    asoundrc = tmp_path / "asoundrc"
+    asoundrc.write_text(
+        asoundrc_for(
+            tmp_path / "mic.raw",
+            tmp_path / "speaker.raw",
+            paced=True,
+            capture_buffer_bytes=(
+                None if capture_buffer_periods is None else (64, capture_buffer_periods * PERIOD_BYTES)
+            ),
+        )
+    )
+    monkeypatch.setenv("ALSA_CONFIG_PATH", f"/usr/share/alsa/alsa.conf:{asoundrc}")
+    emulator = await emulator_factory(
+        pace=4.0, default={"input_transcript": "hello", "reply": "Hello there."}
+    )
+    settings = load_settings(
+        None,
+        overrides={
+            "audio": {
+                "capture_device": "edgevoice_mic",
+                "playback_device": "edgevoice_speaker",
+                "earcons": False,
+            },
+            "button": {"bounce_time_ms": None},
+            "paths": {"state_dir": str(tmp_path / "state")},
+            "live": {"base_url": emulator.base_url, "ca_file": str(emulator.write_ca(tmp_path / "ca.pem"))},
+        },
+    ).settings
+    pins = MockFactory()
+
+    async def credentials() -> str:
+        return "test-key"
+
+    devices = AlsaDevices(settings.audio, pin_factory=pins)
+    daemon = Daemon(settings, devices, credentials=credentials, tools=no_tools)
+    watch = Watch(daemon)
+    button = pins.pin(17)
+    task = asyncio.create_task(daemon.run())
+    try:
+        await watch.until(
+            lambda: daemon.conversation.link_up
+            and daemon.conversation.status is not None
+            and daemon.conversation.status.state == DeviceState.IDLE
+        )
+        microphone = daemon.microphone
+        assert microphone.read_ahead_now == read_ahead
+        # Idle through several stretches of read-ahead.
+        start = microphone.frames_delivered
+        await watch.until(lambda: microphone.frames_delivered >= start + 5 * max(read_ahead, 2) + 10)
+
+        button.drive_low()
+        start = microphone.frames_delivered
+        await watch.until(lambda: microphone.frames_delivered >= start + 25)
+        button.drive_high()
+        await watch.until(lambda: bool(emulator.utterances) and emulator.utterances[-1].complete)
+        heard = emulator.utterances[-1].audio
+    finally:
+        daemon.request_stop()
+        await asyncio.wait_for(task, 15)
+
+    assert microphone.overruns == 0
+    # The pre-roll and the held button's audio: one unbroken stretch of the microphone.
+    assert len(heard) >= 25 * PERIOD_BYTES
+    offset = mic.find(heard)
+    assert offset >= 0 and offset % 2 == 0, "the service got audio the microphone never gave in that order"
