@@ -121,6 +121,8 @@ def asoundrc_for(
     unplug_file: Path | None = None,
     capture_buffer_bytes: tuple[int, int] | None = None,
     playback_buffer_bytes: tuple[int, int] | None = None,
+    capture_period_bytes: tuple[int, int] | None = None,
+    playback_period_bytes: tuple[int, int] | None = None,
     plugin_cache_dir: Path | None = None,
 ) -> str:
     """asoundrc text defining ``edgevoice_mic`` (reads ``mic_raw``, S16_LE in the card's
@@ -144,25 +146,22 @@ def asoundrc_for(
     ):
         _positive(name, value)
     mic_raw, speaker_raw = Path(mic_raw).absolute(), Path(speaker_raw).absolute()
-    for name, bounds in (
-        ("capture_buffer_bytes", capture_buffer_bytes), ("playback_buffer_bytes", playback_buffer_bytes)
-    ):
+    sizes = {
+        "capture_buffer_bytes": capture_buffer_bytes, "playback_buffer_bytes": playback_buffer_bytes,
+        "capture_period_bytes": capture_period_bytes, "playback_period_bytes": playback_period_bytes,
+    }
+    for name, bounds in sizes.items():
         if bounds is not None:
             for value in bounds:
                 _positive(name, value)
             if bounds[0] > bounds[1]:
                 raise ValueError(f"{name}: the least ({bounds[0]}) is above the most ({bounds[1]})")
-    constrained = (
-        capture_rate, capture_channels, playback_rate, playback_channels,
-        capture_buffer_bytes, playback_buffer_bytes,
-    )
+    constrained = (capture_rate, capture_channels, playback_rate, playback_channels, *sizes.values())
     fussy = (
         any(v is not None for v in constrained) or paced or exclusive or unplug_file is not None
     )
 
-    def card(
-        rate: int | None, channels: int | None, buffer_bytes: tuple[int, int] | None, direction: str
-    ) -> str:
+    def card(rate: int | None, channels: int | None, direction: str) -> str:
         if not fussy:
             return '"null"'
         options = [f"type {PLUGIN_TYPE}"]
@@ -170,8 +169,10 @@ def asoundrc_for(
             options.append(f"rate {rate}")
         if channels is not None:
             options.append(f"channels {channels}")
-        if buffer_bytes is not None:
-            options.append(f"buffer_bytes_min {buffer_bytes[0]} buffer_bytes_max {buffer_bytes[1]}")
+        for kind in ("buffer", "period"):
+            bounds = sizes[f"{direction}_{kind}_bytes"]
+            if bounds is not None:
+                options.append(f"{kind}_bytes_min {bounds[0]} {kind}_bytes_max {bounds[1]}")
         if paced:
             options.append("paced true")
         if exclusive:
@@ -187,14 +188,14 @@ def asoundrc_for(
     lines += [
         f"pcm.{MIC_PCM} {{",
         "  type file",
-        f"  slave.pcm {card(capture_rate, capture_channels, capture_buffer_bytes, 'capture')}",
+        f"  slave.pcm {card(capture_rate, capture_channels, 'capture')}",
         '  file "/dev/null"',
         f"  infile {_quote(mic_raw)}",
         '  format "raw"',
         "}",
         f"pcm.{SPEAKER_PCM} {{",
         "  type file",
-        f"  slave.pcm {card(playback_rate, playback_channels, playback_buffer_bytes, 'playback')}",
+        f"  slave.pcm {card(playback_rate, playback_channels, 'playback')}",
         f"  file {_quote(speaker_raw)}",
         '  format "raw"',
         "}",

@@ -12,9 +12,9 @@
  *   lock_file STR     open is exclusive, like a hw: device: a second open fails -EBUSY
  *   unplug_file STR   once this file exists the card is gone: the stream enters the
  *                     DISCONNECTED state and reads/writes fail -ENODEV, like a USB unplug
- *   buffer_bytes_min INT, buffer_bytes_max INT
- *                     the ring buffer's bounds, as a driver's own limits: libasound then
- *                     grants another buffer than the program asked for
+ *   buffer_bytes_min INT, buffer_bytes_max INT, period_bytes_min INT, period_bytes_max INT
+ *                     the ring buffer's and the period's bounds, as a driver's own limits:
+ *                     libasound then grants another buffer or period than was asked for
  * Format is S16_LE, access RW interleaved.
  *
  * Build: cc -shared -fPIC -DPIC -o libasound_module_pcm_edgevoice_fussy.so fussy_pcm.c -lasound
@@ -43,6 +43,8 @@ typedef struct {
 	unsigned int channels;		/* 0: any */
 	unsigned int buffer_bytes_min;
 	unsigned int buffer_bytes_max;
+	unsigned int period_bytes_min;
+	unsigned int period_bytes_max;
 	int paced;
 	char *unplug_file;
 	int lock_fd;
@@ -253,7 +255,8 @@ static int set_constraints(fussy_t *f)
 		err = snd_pcm_ioplug_set_param_minmax(io, SND_PCM_IOPLUG_HW_RATE, 4000, 192000);
 	if (err < 0)
 		return err;
-	if ((err = snd_pcm_ioplug_set_param_minmax(io, SND_PCM_IOPLUG_HW_PERIOD_BYTES, 32, 1 << 20)) < 0 ||
+	if ((err = snd_pcm_ioplug_set_param_minmax(io, SND_PCM_IOPLUG_HW_PERIOD_BYTES,
+						   f->period_bytes_min, f->period_bytes_max)) < 0 ||
 	    (err = snd_pcm_ioplug_set_param_minmax(io, SND_PCM_IOPLUG_HW_BUFFER_BYTES,
 						   f->buffer_bytes_min, f->buffer_bytes_max)) < 0 ||
 	    (err = snd_pcm_ioplug_set_param_minmax(io, SND_PCM_IOPLUG_HW_PERIODS, 2, 1024)) < 0)
@@ -277,6 +280,7 @@ SND_PCM_PLUGIN_DEFINE_FUNC(edgevoice_fussy)
 	snd_config_iterator_t i, next;
 	const char *unplug_file = NULL, *lock_file = NULL;
 	unsigned int rate = 0, channels = 0, buffer_bytes_min = 64, buffer_bytes_max = 1 << 22;
+	unsigned int period_bytes_min = 32, period_bytes_max = 1 << 20;
 	int paced = 0, err;
 	fussy_t *f;
 	(void)root;
@@ -299,6 +303,12 @@ SND_PCM_PLUGIN_DEFINE_FUNC(edgevoice_fussy)
 				return err;
 		} else if (!strcmp(id, "buffer_bytes_max")) {
 			if ((err = get_positive(n, id, &buffer_bytes_max)) < 0)
+				return err;
+		} else if (!strcmp(id, "period_bytes_min")) {
+			if ((err = get_positive(n, id, &period_bytes_min)) < 0)
+				return err;
+		} else if (!strcmp(id, "period_bytes_max")) {
+			if ((err = get_positive(n, id, &period_bytes_max)) < 0)
 				return err;
 		} else if (!strcmp(id, "paced")) {
 			if ((paced = snd_config_get_bool(n)) < 0) {
@@ -324,6 +334,8 @@ SND_PCM_PLUGIN_DEFINE_FUNC(edgevoice_fussy)
 	f->channels = channels;
 	f->buffer_bytes_min = buffer_bytes_min;
 	f->buffer_bytes_max = buffer_bytes_max;
+	f->period_bytes_min = period_bytes_min;
+	f->period_bytes_max = period_bytes_max;
 	f->paced = paced;
 	f->lock_fd = -1;
 	f->poll_fd = -1;
