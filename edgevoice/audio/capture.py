@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
 from edgevoice.audio.alsa import SAMPLE_BYTES, AudioDeviceError, CaptureDevice, granted_buffer_frames
@@ -122,6 +123,10 @@ class Microphone:
         # Set by a button edge: the read in progress ends its piece, whole period or not
         # (a cut that comes once the card holds the whole period takes it all).
         self._end_piece_at_next_read = False
+        # Button edges stamped at a position the thread has not read up to yet (the card
+        # still holds what came before them, after an idle read-ahead sleep): (position,
+        # post), posted in order once every period before the position has gone.
+        self._edges: deque[tuple[int, Callable[[int], None]]] = deque()
         self.overruns = 0
         self.reopens = 0
         self.frames_delivered = 0
@@ -147,17 +152,23 @@ class Microphone:
 
     def position_now(self) -> int:
         """The sample position of this instant by the capture clock: the time elapsed since
-        the last read that waited for the card, kept between the newest delivered sample and
-        one read past it (the read being filled now; after an idle read-ahead sleep the
-        periods still in the card follow the press)."""
+        the last read that waited for the card. Never before the newest delivered sample,
+        and never past what the card can hold unread (one read, or an idle read-ahead
+        stretch while the thread sleeps, and one period more)."""
         end, read_t, delivered = self._clock_point
         now = end + int((self._clock() - read_t) * self.rate)
-        return min(max(now, delivered), delivered + self.period_frames * max(1, self.read_periods))
+        unread = self.period_frames * (max(1, self.read_periods, self.read_ahead_now) + 1)
+        return min(max(now, delivered), delivered + unread)
 
     def stamp_and_post(self, post: Callable[[int], None], exact: Callable[[], int] | None = None) -> None:
         """Call ``post(position)`` so that every period before that position reaches the
         loop first, and none after it. ``position`` is ``position_now()`` by the capture
-        clock, or ``exact()`` where the sample of the edge is known (the simulator)."""
+        clock, or ``exact()`` where the sample of the edge is known (the simulator).
+
+        After an idle read-ahead sleep the card may still hold the periods before the
+        edge: the thread, woken at once, reads them and posts the edge after them (within
+        a millisecond), so that the edge keeps its own sample and the pre-roll before it
+        is the pre-roll asked for, not that plus whatever the card was holding."""
         with self._handover:
             # The loop must hold every period before the edge when the edge reaches it,
             # the periods of an unfinished read included: the edge ends that read now.
@@ -168,10 +179,21 @@ class Microphone:
             # even before the loop has seen the press.
             self.batch = 1
             self._wake.set()
-            post(exact() if exact is not None else self.position_now())
+            self._edges.append((exact() if exact is not None else self.position_now(), post))
+            reading = self._device is not None and self._thread is not None and self._thread.is_alive()
+            self._post_edges(self._one_read_past_delivered(), every=not reading)
         # The samples up to the edge are wanted now (a release's end the utterance): the
         # read in progress ends with what the card holds rather than waiting for the period.
         self._cut_read_short()
+
+    def _post_edges(self, reach: int, *, every: bool = False) -> None:
+        """Under the hand-over lock: post the waiting edges at or before ``reach``, every
+        period before them having gone to the loop (the read that holds them goes after).
+        ``every``: the rest too, at ``reach`` at most, where the thread will not read up to
+        them (no device, an overrun, closing)."""
+        while self._edges and (every or self._edges[0][0] <= reach):
+            position, post = self._edges.popleft()
+            post(min(position, reach))
 
     def _cut_read_short(self) -> None:
         device = self._device
@@ -237,6 +259,7 @@ class Microphone:
                 log.warning("microphone read failed: %s; reopening", exc)
                 self._on_problem(f"microphone failed: {exc}")
                 self._device = None
+                self._post_waiting_edges()
                 _close_quietly(device)
                 device = None
                 continue
@@ -249,6 +272,8 @@ class Microphone:
                 # -EPIPE: an overrun. pyalsaaudio has already re-prepared the PCM; audio
                 # was lost but the stream goes on.
                 self._hand_over_piece()
+                # The card's audio before a waiting edge is lost, not late: don't wait for it.
+                self._post_waiting_edges()
                 self.overruns += 1
                 log.debug("capture overrun (%d)", length)
                 continue
@@ -262,6 +287,12 @@ class Microphone:
             # when the stretch ends (one loop wake-up), unless it grows unusually long.
             stretch = read_ahead > 0 and not waited
             with self._handover:
+                if self._edges and self._edges[0][0] < position + len(data) // SAMPLE_BYTES:
+                    # This read reaches a waiting edge: what came before goes first, then the
+                    # edge, then this read (the edge falls within it).
+                    self._end_piece()
+                    self._flush()
+                    self._post_edges(position + len(data) // SAMPLE_BYTES)
                 self._piece.append(data)
                 self._piece_t = t
                 position += len(data) // SAMPLE_BYTES
@@ -284,6 +315,7 @@ class Microphone:
                 self._clock_point = (position, t, delivered) if waited else (end, read_t, delivered)
             self._heartbeat()
         self._device = None
+        self._post_waiting_edges()
         if device is not None:
             _close_quietly(device)
 
@@ -312,6 +344,15 @@ class Microphone:
         end, read_t, _ = self._clock_point
         return end + (t - read_t) * self.rate - position >= self.period_frames
 
+    def _post_waiting_edges(self) -> None:
+        """The thread will not read up to the waiting edges (the card failed, overran or is
+        closing): post them now, at most one read past what was delivered."""
+        with self._handover:
+            self._post_edges(self._one_read_past_delivered(), every=True)
+
+    def _one_read_past_delivered(self) -> int:
+        return self._piece_start + self.period_frames * max(1, self.read_periods)
+
     def _hand_over_piece(self) -> None:
         """The periods of a read that an error ends go to the loop as they are."""
         with self._handover:
@@ -337,6 +378,8 @@ class Microphone:
         if self._pending:
             periods, self._pending = self._pending, []
             self._on_frames(periods)
+        if self._edges:
+            self._post_edges(self._piece_start)
 
 
 def contiguous_runs(periods: list[tuple[int, bytes, float]]) -> list[tuple[int, bytes, float]]:

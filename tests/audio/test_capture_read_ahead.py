@@ -184,3 +184,38 @@ def test_what_the_card_gathered_before_a_press_goes_to_the_loop_in_one_piece():
     at_once = [n for waited, n in handovers[at_press["handovers"]:] if waited == at_press["waited"]]
     assert sum(at_once) >= 3, handovers
     assert len(at_once) <= 3, handovers
+
+
+def test_a_press_late_in_an_idle_stretch_keeps_its_own_sample():
+    # A 200 ms stretch; the press comes 150 ms into it, with about fifteen periods still
+    # in the card. Stamped at the newest delivered sample, it would take those fifteen as
+    # spoken after the press: 150 ms more pre-roll than configured, heard from before the
+    # button went down.
+    mic, card, sink = start(read_ahead=20, batch=5)
+    pressed = threading.Event()
+    at_post: dict[str, int] = {}
+    true_position: dict[str, int] = {}
+
+    def post(position: int) -> None:
+        with sink.lock:
+            at_post["position"] = position
+            at_post["delivered"] = sum(len(pcm) // 2 for _p, pcm, _t in sink.periods)
+        pressed.set()
+
+    def press() -> None:
+        true_position["press"] = int((time.monotonic() - card.start) * RATE)
+        mic.stamp_and_post(post)
+
+    try:
+        sink.wait_for(25)  # a hand-over has just been made: a stretch begins
+        timer = threading.Timer(0.15, press)
+        timer.start()
+        assert pressed.wait(5)
+        sink.wait_for(len(sink.periods) + 10)
+    finally:
+        mic.stop()
+    assert contiguous(sink.periods)
+    # Its own sample, within a period or two (the clock's anchor, the timer's lateness)...
+    assert abs(at_post["position"] - true_position["press"]) <= 2 * PERIOD, (at_post, true_position)
+    # ...and still every period before it delivered first, none after it.
+    assert at_post["delivered"] <= at_post["position"] <= at_post["delivered"] + PERIOD, at_post
