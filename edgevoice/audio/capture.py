@@ -309,7 +309,7 @@ class Microphone:
                     self._end_piece_at_next_read = False
                     self._end_piece()
                     pending = len(self._pending)
-                    if pending >= self.batch and not (stretch and pending < 4 * self.batch):
+                    if pending >= self.batch and not (stretch and pending < self._stretch_limit()):
                         self._flush()
                 end, read_t, delivered = self._clock_point
                 self._clock_point = (position, t, delivered) if waited else (end, read_t, delivered)
@@ -343,6 +343,10 @@ class Microphone:
             return False
         end, read_t, _ = self._clock_point
         return end + (t - read_t) * self.rate - position >= self.period_frames
+
+    def _stretch_limit(self) -> int:
+        """Pieces of an idle stretch held for one hand-over: the stretch, and some more."""
+        return max(4 * self.batch, self.read_ahead_now + 2)
 
     def _post_waiting_edges(self) -> None:
         """The thread will not read up to the waiting edges (the card failed, overran or is

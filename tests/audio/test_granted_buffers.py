@@ -77,7 +77,7 @@ print(json.dumps({"arrived": arrived, "overruns": mic.overruns, "gaps": gaps,
 
 
 def test_an_idle_microphone_on_a_card_with_a_small_buffer_never_overruns(tmp_path):
-    # The card holds 6 periods (120 ms) where 16 were asked for: letting 12 gather while
+    # The card holds 6 periods (120 ms) where 32 were asked for: letting 28 gather while
     # idle would overrun it at every stretch, and the pre-roll would lose audio.
     result = run(
         tmp_path, IDLE_MICROPHONE, mic=bytes(2 * 16000 * 5),
