@@ -16,11 +16,11 @@ import numpy as np
 from gpiozero.pins.mock import MockFactory
 
 from edgevoice.audio.alsa import CaptureDevice, OpenedFormat, PlaybackDevice
-from edgevoice.config import load_settings
 from edgevoice.core.events import DeviceState
 from edgevoice.service.daemon import Daemon, no_tools
 from edgevoice.service.devices import AlsaDevices
 from edgevoice_testbed.sim.fussy import asoundrc_for, to_device_format
+from tests.support.card_daemon import credentials, settings_for_card
 from tests.support.daemon_watch import Watch
 
 
@@ -81,25 +81,10 @@ async def test_overrun_underrun_and_unplugged_card(tmp_path: Path, emulator_fact
     emulator = await emulator_factory(
         pace=4.0, default={"input_transcript": "hello", "reply": "Hello there."}
     )
-    settings = load_settings(
-        None,
-        overrides={
-            "audio": {
-                "capture_device": "edgevoice_mic",
-                "playback_device": "edgevoice_speaker",
-                "earcons": False,
-            },
-            "button": {"bounce_time_ms": None},
-            "paths": {"state_dir": str(tmp_path / "state")},
-            "live": {"base_url": emulator.base_url, "ca_file": str(emulator.write_ca(tmp_path / "ca.pem"))},
-        },
-    ).settings
+    settings = settings_for_card(tmp_path, emulator)
     pins = MockFactory()
     card = CardWithALateReader(settings.audio, pin_factory=pins)
     microphones, speakers = card.microphones, card.speakers
-
-    async def credentials() -> str:
-        return "test-key"
 
     daemon = Daemon(settings, card, credentials=credentials, tools=no_tools)
     watch = Watch(daemon)

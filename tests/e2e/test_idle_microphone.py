@@ -17,11 +17,10 @@ import numpy as np
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from edgevoice.config import load_settings
 from edgevoice.core.events import DeviceState
 from edgevoice.service.daemon import Daemon, no_tools
 from edgevoice.service.devices import CAPTURE_READ_AHEAD, AlsaDevices
-from edgevoice_testbed.sim.fussy import asoundrc_for
+from tests.support.card_daemon import credentials, settings_for_card, use_simulated_card
 from tests.support.daemon_watch import Watch
 
 PERIOD_BYTES = 320 * 2  # 20 ms at 16 kHz mono
@@ -42,38 +41,12 @@ async def test_an_utterance_after_an_idle_spell_is_the_microphone_sample_for_sam
 ) -> None:
     # Noise: any sample lost, repeated or moved shows in the comparison.
     mic = np.random.default_rng(7).integers(-8000, 8000, 16000 * 60).astype("<i2").tobytes()
-    (tmp_path / "mic.raw").write_bytes(mic)
-    asoundrc = tmp_path / "asoundrc"
-    asoundrc.write_text(
-        asoundrc_for(
-            tmp_path / "mic.raw",
-            tmp_path / "speaker.raw",
-            paced=True,
-            **card,  # type: ignore[arg-type]
-        )
-    )
-    monkeypatch.setenv("ALSA_CONFIG_PATH", f"/usr/share/alsa/alsa.conf:{asoundrc}")
+    use_simulated_card(tmp_path, monkeypatch, mic, paced=True, **card)
     emulator = await emulator_factory(
         pace=4.0, default={"input_transcript": "hello", "reply": "Hello there."}
     )
-    settings = load_settings(
-        None,
-        overrides={
-            "audio": {
-                "capture_device": "edgevoice_mic",
-                "playback_device": "edgevoice_speaker",
-                "earcons": False,
-            },
-            "button": {"bounce_time_ms": None},
-            "paths": {"state_dir": str(tmp_path / "state")},
-            "live": {"base_url": emulator.base_url, "ca_file": str(emulator.write_ca(tmp_path / "ca.pem"))},
-        },
-    ).settings
+    settings = settings_for_card(tmp_path, emulator)
     pins = MockFactory()
-
-    async def credentials() -> str:
-        return "test-key"
-
     devices = AlsaDevices(settings.audio, pin_factory=pins)
     daemon = Daemon(settings, devices, credentials=credentials, tools=no_tools)
     watch = Watch(daemon)
@@ -89,7 +62,7 @@ async def test_an_utterance_after_an_idle_spell_is_the_microphone_sample_for_sam
         assert microphone.read_ahead_now == read_ahead
         # Idle through several stretches of read-ahead.
         start = microphone.frames_delivered
-        await watch.until(lambda: microphone.frames_delivered >= start + 5 * max(read_ahead, 2) + 10)
+        await watch.until(lambda: microphone.frames_delivered >= start + 3 * max(read_ahead, 2) + 10)
 
         button.drive_low()
         start = microphone.frames_delivered

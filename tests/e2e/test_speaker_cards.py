@@ -15,11 +15,10 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 
 from edgevoice.audio.alsa import PlaybackDevice
-from edgevoice.config import load_settings
 from edgevoice.core.events import DeviceState
 from edgevoice.service.daemon import Daemon, no_tools
 from edgevoice.service.devices import AlsaDevices
-from edgevoice_testbed.sim.fussy import asoundrc_for
+from tests.support.card_daemon import credentials, settings_for_card, use_simulated_card
 from tests.support.daemon_watch import Watch
 
 PERIOD_BYTES = 480 * 2  # 20 ms at 24 kHz mono
@@ -49,34 +48,12 @@ class KeptSpeakers(AlsaDevices):
 async def test_an_answer_plays_whole_on_the_buffer_and_period_the_card_grants(
     tmp_path: Path, emulator_factory, monkeypatch, card: dict[str, object], granted_frames: int | None
 ) -> None:
-    (tmp_path / "mic.raw").write_bytes(bytes(2 * 16000 * 30))
-    speaker_file = tmp_path / "speaker.raw"
-    asoundrc = tmp_path / "asoundrc"
-    asoundrc.write_text(
-        asoundrc_for(tmp_path / "mic.raw", speaker_file, paced=True, **card)  # type: ignore[arg-type]
-    )
-    monkeypatch.setenv("ALSA_CONFIG_PATH", f"/usr/share/alsa/alsa.conf:{asoundrc}")
+    speaker_file = use_simulated_card(tmp_path, monkeypatch, bytes(2 * 16000 * 30), paced=True, **card)
     emulator = await emulator_factory(
         pace=4.0, default={"input_transcript": "hello", "reply": "Here is an answer of a few words."}
     )
-    settings = load_settings(
-        None,
-        overrides={
-            "audio": {
-                "capture_device": "edgevoice_mic",
-                "playback_device": "edgevoice_speaker",
-                "earcons": False,
-            },
-            "button": {"bounce_time_ms": None},
-            "paths": {"state_dir": str(tmp_path / "state")},
-            "live": {"base_url": emulator.base_url, "ca_file": str(emulator.write_ca(tmp_path / "ca.pem"))},
-        },
-    ).settings
+    settings = settings_for_card(tmp_path, emulator)
     pins = MockFactory()
-
-    async def credentials() -> str:
-        return "test-key"
-
     devices = KeptSpeakers(settings.audio, pin_factory=pins)
     daemon = Daemon(settings, devices, credentials=credentials, tools=no_tools)
     watch = Watch(daemon)

@@ -29,6 +29,7 @@ from edgevoice.service.instance_lock import StateDirectoryInUse
 from edgevoice_testbed.emulator import Emulator, Scenario
 from edgevoice_testbed.emulator.faults import Fault
 from edgevoice_testbed.sim.fussy import asoundrc_for
+from tests.support.card_daemon import card_overrides
 
 PORCH_ONLY = {"entities": [{"id": "light.porch", "name": "Porch light"}]}
 
@@ -107,16 +108,7 @@ async def device(
     (tmp_path / "mic.raw").write_bytes(bytes(16000 * 2 * 60))
     (tmp_path / "asoundrc").write_text(asoundrc_for(tmp_path / "mic.raw", tmp_path / "speaker.raw"))
     monkeypatch.setenv("ALSA_CONFIG_PATH", f"/usr/share/alsa/alsa.conf:{tmp_path / 'asoundrc'}")
-    base: dict[str, Any] = {
-        "audio": {
-            "capture_device": "edgevoice_mic",
-            "playback_device": "edgevoice_speaker",
-            "earcons": False,
-        },
-        "button": {"bounce_time_ms": None},
-        "paths": {"state_dir": str(tmp_path / "state")},
-        "live": {"base_url": emulator.base_url, "ca_file": str(emulator.write_ca(tmp_path / "ca.pem"))},
-    }
+    base = card_overrides(tmp_path, emulator)
     settings = load_settings(None, overrides=base).settings
     pins = MockFactory()
 
