@@ -278,6 +278,9 @@ class Microphone:
                 log.debug("capture overrun (%d)", length)
                 continue
             if not data:
+                # The card gave nothing in a whole wait (stalled, or closing): an edge must
+                # not wait for audio that may never come.
+                self._post_waiting_edges()
                 continue
             t = self._clock()
             # A read that returned at once took audio the card already held.

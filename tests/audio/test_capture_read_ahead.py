@@ -219,3 +219,44 @@ def test_a_press_late_in_an_idle_stretch_keeps_its_own_sample():
     assert abs(at_post["position"] - true_position["press"]) <= 2 * PERIOD, (at_post, true_position)
     # ...and still every period before it delivered first, none after it.
     assert at_post["delivered"] <= at_post["position"] <= at_post["delivered"] + PERIOD, at_post
+
+
+class StallingCard(PacedCard):
+    """A paced card that stops delivering (a USB glitch): each read then waits and gives
+    nothing, as AlsaCapture's read does when its poll times out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stalled = threading.Event()
+
+    def read(self) -> tuple[int, bytes]:
+        if self.stalled.is_set():
+            self.closed.wait(0.05)  # the wait a stalled card's poll makes before giving up
+            return 0, b""
+        return super().read()
+
+
+def test_a_press_is_posted_even_when_the_card_stops_delivering():
+    card, sink = StallingCard(), Sink()
+    mic = Microphone(lambda: card, rate=RATE, period_frames=PERIOD, on_frames=sink, idle_read_ahead=8)
+    mic.batch = 3
+    mic.start(card)
+    posted = threading.Event()
+    at: dict[str, int] = {}
+
+    def post(position: int) -> None:
+        at["position"] = position
+        posted.set()
+
+    try:
+        sink.wait_for(10)
+        card.stalled.set()
+        with sink.lock:
+            delivered = sum(len(pcm) // 2 for _p, pcm, _t in sink.periods)
+        # Stamped well past what was delivered: the card should hold that much, but never
+        # gives it. The press still reaches the loop, at most a read past the last audio.
+        mic.stamp_and_post(post, exact=lambda: delivered + 10 * PERIOD)
+        assert posted.wait(5)
+    finally:
+        mic.stop()
+    assert at["position"] <= sum(len(pcm) // 2 for _p, pcm, _t in sink.periods) + PERIOD
