@@ -32,17 +32,22 @@ MAX_CATCH_UP_PERIODS = 16
 # Periods of the card's buffer an idle read-ahead leaves free: a thread woken late on a
 # busy board still reads before the card overruns.
 READ_AHEAD_ROOM_PERIODS = 4
+# Shorter stretches are not worth the room they take from a small card's buffer: a thread
+# woken late by a busy board eats into it at every stretch, and a stretch of two or three
+# periods saves few wake-ups.
+MIN_READ_AHEAD_PERIODS = 4
 
 
 def idle_read_ahead_for(wanted: int, buffer_frames: int | None, period_frames: int) -> int:
     """The idle read-ahead (periods) a card's buffer allows: ``wanted``, or fewer where the
     card granted a smaller buffer than was asked for, with :data:`READ_AHEAD_ROOM_PERIODS`
-    to spare; 0 (off) where that leaves fewer than two. ``buffer_frames`` None: the device
+    to spare; 0 (off) where that leaves fewer than :data:`MIN_READ_AHEAD_PERIODS` (a card
+    that holds under 160 ms at 20 ms periods). ``buffer_frames`` None: the device
     does not say, and ``wanted`` stands."""
     if wanted <= 0 or buffer_frames is None:
         return max(wanted, 0)
     allowed = buffer_frames // period_frames - READ_AHEAD_ROOM_PERIODS
-    return min(wanted, allowed) if allowed >= 2 else 0
+    return min(wanted, allowed) if allowed >= MIN_READ_AHEAD_PERIODS else 0
 
 
 class Microphone:
