@@ -87,6 +87,7 @@ from edgevoice.core.events import (
 )
 from edgevoice.core.exchanges import Exchanges
 from edgevoice.core.families import GEMINI_3_8, ModelFamily
+from edgevoice.core.handle_saves import HandleSaves
 from edgevoice.core.ledger import Ledger, Utterance, UtteranceTrigger
 from edgevoice.core.machine import NotInState
 from edgevoice.core.turn import ANSWERING, Turn, TurnState, TurnTrigger
@@ -102,6 +103,10 @@ CLIENT_FAULT_CODES = frozenset({1003, 1007, 1008, 1009})
 MAX_REJECTIONS = 3
 # A turn that answered nothing at all is asked again this many times, then given up.
 SILENT_TURN_RETRIES = 1
+# Events that never change what the server holds of the conversation: a resumption handle
+# that follows only these names the same conversation as the one saved before it. (Audio
+# captured between utterances only feeds the pre-roll; a press or release says more.)
+UNCHANGING_EVENTS = (Tick, ResumptionUpdate, PlaybackIdle, Captured)
 
 
 @dataclass(frozen=True)
@@ -160,6 +165,7 @@ class Conversation:
         self._status: Status | None = None
         self._saved: SavedLedger = SavedLedger()
         self._ledger_changed = False
+        self._handle_saves = HandleSaves()
 
     # -- public -------------------------------------------------------------------------
 
@@ -205,6 +211,8 @@ class Conversation:
         try:
             if self._current(event):
                 self._last_server_t = event.t
+            if not isinstance(event, UNCHANGING_EVENTS):
+                self._handle_saves.conversation_moved()
             method = self._handlers.get(type(event))
             if method is not None:
                 method(self, event, actions)
@@ -228,6 +236,7 @@ class Conversation:
             self._finish_recording(utterance, actions)
         self._pump(actions, open_new=False)
         self._conn.stop()
+        self._save_newest_handle(actions)
         self._persist(actions)
         return actions
 
@@ -308,6 +317,7 @@ class Conversation:
             return []
         self._now = t
         self._calls.expect_follow_up(t)
+        self._handle_saves.conversation_moved()
         return [SendContext(self.link, text, turn_complete=True)]
 
     @property
@@ -597,7 +607,8 @@ class Conversation:
             # Everything the server consumed so far is in this snapshot.
             if self._said.committed():
                 self._ledger_changed = True
-            actions.append(PersistHandle(event.handle))
+            if self._handle_saves.offered(event.t):
+                actions.append(PersistHandle(event.handle))
 
     def _on_go_away(self, event: GoAway, actions: list[Action]) -> None:
         if not self._current(event):
@@ -740,7 +751,13 @@ class Conversation:
     def _forget_handle(self, actions: list[Action], why: str) -> None:
         actions.append(Log(logging.WARNING, f"starting a fresh session: {why}"))
         self._conn.handle = None
+        self._handle_saves.forgotten()
         actions.append(PersistHandle(None))
+
+    def _save_newest_handle(self, actions: list[Action]) -> None:
+        """A renewed handle held in memory goes to disk (its connection ended, or the daemon stops)."""
+        if self._handle_saves.take_unsaved() and self._conn.handle is not None:
+            actions.append(PersistHandle(self._conn.handle))
 
     def _leave(
         self,
@@ -763,6 +780,7 @@ class Conversation:
         if self._conn.state is LinkState.BACKING_OFF:
             return  # no connection to leave
         leaving = self._conn.leave(t, counts=counts, cause=cause)
+        self._save_newest_handle(actions)
         if close and leaving.was_open:
             actions.append(CloseLink(leaving.link, reason))
         if switching:
