@@ -38,6 +38,10 @@ SPEECH_OFFSET_S = 0.15  # the user starts speaking this long after pressing
 RELEASE_AFTER_SPEECH_S = 0.2
 REPLY_DELAY_MS = 300  # the model's "thinking" time
 PACE = 2.0  # reply audio is sent twice as fast as it plays
+# The service renews a session's resumption handle unasked every few seconds (resumable:
+# false while the model speaks or a call is pending): a client that asked for resumption
+# hears it all the time it sits idle, and the idle figure includes what that costs.
+HANDLE_RENEWAL_EVERY_S = 3.0
 CHUNK_MS = 200
 # Answer latency beyond the audio's own length (prebuffer, network, the tool's run).
 ANSWER_SLACK_S = 0.5
@@ -187,6 +191,7 @@ def scenario_for(exchanges: int) -> dict[str, Any]:
         "voice": "espeak",
         "chunk_ms": CHUNK_MS,
         "pace": PACE,
+        "resumption_updates_every_s": HANDLE_RENEWAL_EVERY_S,
     }
 
 
