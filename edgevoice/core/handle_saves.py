@@ -26,7 +26,7 @@ class HandleSaves:
 
     def __init__(self, idle_save_every_s: float = IDLE_SAVE_EVERY_S) -> None:
         self._every_s = idle_save_every_s
-        self._saved_t: float | None = None
+        self._saved_t = float("-inf")
         # The conversation moved on since the saved handle (a new one names more).
         self._moved = True
         # A handle newer than the saved one is held in memory only.
@@ -38,7 +38,7 @@ class HandleSaves:
 
     def offered(self, t: float) -> bool:
         """A new resumable handle arrived at ``t``: True to save it now."""
-        if self._moved or self._saved_t is None or t - self._saved_t >= self._every_s:
+        if self._moved or t - self._saved_t >= self._every_s:
             self._moved = False
             self._unsaved = False
             self._saved_t = t

@@ -19,8 +19,8 @@ from edgevoice.audio.alsa import CaptureDevice, OpenedFormat, PlaybackDevice
 from edgevoice.core.events import DeviceState
 from edgevoice.service.daemon import Daemon, no_tools
 from edgevoice.service.devices import AlsaDevices
-from edgevoice_testbed.sim.fussy import asoundrc_for, to_device_format
-from tests.support.card_daemon import credentials, settings_for_card
+from edgevoice_testbed.sim.fussy import to_device_format
+from tests.support.card_daemon import credentials, settings_for_card, use_simulated_card
 from tests.support.daemon_watch import Watch
 
 
@@ -63,21 +63,17 @@ class CardWithALateReader(AlsaDevices):
 
 async def test_overrun_underrun_and_unplugged_card(tmp_path: Path, emulator_factory, monkeypatch) -> None:
     mic = np.random.default_rng(4).integers(-6000, 6000, 16000 * 120).astype("<i2").tobytes()
-    (tmp_path / "mic.raw").write_bytes(to_device_format(mic, 16000, 48000, 2))
     unplugged = tmp_path / "unplugged"
-    asoundrc = tmp_path / "asoundrc"
-    asoundrc.write_text(
-        asoundrc_for(
-            tmp_path / "mic.raw",
-            tmp_path / "speaker.raw",
-            capture_rate=48000,
-            capture_channels=2,
-            playback_rate=48000,
-            paced=True,
-            unplug_file=unplugged,
-        )
+    use_simulated_card(
+        tmp_path,
+        monkeypatch,
+        to_device_format(mic, 16000, 48000, 2),
+        capture_rate=48000,
+        capture_channels=2,
+        playback_rate=48000,
+        paced=True,
+        unplug_file=unplugged,
     )
-    monkeypatch.setenv("ALSA_CONFIG_PATH", f"/usr/share/alsa/alsa.conf:{asoundrc}")
     emulator = await emulator_factory(
         pace=4.0, default={"input_transcript": "hello", "reply": "Hello there."}
     )

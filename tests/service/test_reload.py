@@ -28,8 +28,7 @@ from edgevoice.service.devices import AlsaDevices
 from edgevoice.service.instance_lock import StateDirectoryInUse
 from edgevoice_testbed.emulator import Emulator, Scenario
 from edgevoice_testbed.emulator.faults import Fault
-from edgevoice_testbed.sim.fussy import asoundrc_for
-from tests.support.card_daemon import card_overrides
+from tests.support.card_daemon import card_overrides, credentials, use_simulated_card
 
 PORCH_ONLY = {"entities": [{"id": "light.porch", "name": "Porch light"}]}
 
@@ -105,16 +104,10 @@ async def emulator() -> AsyncIterator[Emulator]:
 async def device(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, emulator: Emulator
 ) -> AsyncIterator[Device]:
-    (tmp_path / "mic.raw").write_bytes(bytes(16000 * 2 * 60))
-    (tmp_path / "asoundrc").write_text(asoundrc_for(tmp_path / "mic.raw", tmp_path / "speaker.raw"))
-    monkeypatch.setenv("ALSA_CONFIG_PATH", f"/usr/share/alsa/alsa.conf:{tmp_path / 'asoundrc'}")
+    use_simulated_card(tmp_path, monkeypatch, bytes(16000 * 2 * 60))
     base = card_overrides(tmp_path, emulator)
     settings = load_settings(None, overrides=base).settings
     pins = MockFactory()
-
-    async def credentials() -> str:
-        return "test-key"
-
     daemon = Daemon(settings, PacedCard(settings.audio, pin_factory=pins), credentials=credentials)
     running = Device(daemon, pins, base)
     task = asyncio.create_task(daemon.run())
